@@ -1,0 +1,435 @@
+// Package chunkcache serves byte ranges of immutable object versions from a
+// bounded directory of fixed-size chunk files. Chunk i of an object holds
+// bytes [i*ChunkSize, (i+1)*ChunkSize) and is fetched by exactly one ranged
+// GET, however many readers want it at once. The directory is the index: a
+// restart reuses every complete chunk without a GET.
+package chunkcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"golang.org/x/sync/semaphore"
+	"golang.org/x/sync/singleflight"
+
+	"s3docs/internal/object"
+)
+
+// Fetcher reads bytes [off, off+n) of exactly version v. The reader must yield
+// n bytes or fail; the cache checks the length anyway.
+type Fetcher interface {
+	GetRange(ctx context.Context, v object.Version, off, n int64) (io.ReadCloser, error)
+}
+
+// Options configure a Cache.
+type Options struct {
+	Dir       string
+	MaxBytes  int64
+	ChunkSize int64
+	// Namespace separates objects of different buckets or endpoints that
+	// share a cache directory's key space (e.g. "endpoint|bucket|prefix").
+	Namespace string
+	// MaxConcurrentGets bounds fetches in flight, foreground and readahead.
+	MaxConcurrentGets int
+	// ReadAhead bounds the bytes a sequential reader may have fetched ahead of
+	// it. It is further capped at half the cache so readahead cannot evict
+	// what is about to be read.
+	ReadAhead int64
+	// FetchTimeout bounds one chunk fetch, retries included. The fetch runs
+	// detached from the reader's context, so this is what stops a stuck one.
+	FetchTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+// Stats are counters since Open.
+type Stats struct {
+	Gets       int64 // chunk fetches started
+	GetBytes   int64 // bytes stored by completed fetches
+	Hits       int64 // chunk reads served from disk at once
+	Misses     int64 // chunk reads that had to wait for a fetch
+	Joins      int64 // misses that shared another caller's fetch
+	Evictions  int64
+	Readaheads int64 // fetches started by readahead
+	BadChunks  int64 // chunk files dropped for a wrong checksum or size
+}
+
+type counters struct {
+	gets, getBytes, hits, misses, joins, evictions, readaheads, badChunks atomic.Int64
+}
+
+// entry is one chunk file on disk.
+type entry struct {
+	name string
+	size int64
+	crc  uint32
+	// verified is false for chunks found at startup until their checksum has
+	// been checked once; a crash can leave a renamed file with bad content
+	// only through disk corruption, but a wrong byte is never acceptable.
+	verified bool
+}
+
+// Cache is safe for concurrent use.
+type Cache struct {
+	opt       Options
+	fetcher   Fetcher
+	log       *slog.Logger
+	chunkDir  string
+	tmpDir    string
+	lockFile  *os.File
+	raChunks  int64 // readahead distance in chunks
+	gets      *semaphore.Weighted
+	readahead *semaphore.Weighted
+	flights   singleflight.Group
+	stats     counters
+
+	// ctx owns every background fetch; Close cancels it and waits for them.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool
+	lru    *simplelru.LRU[string, entry]
+	total  int64
+	// awaited counts readers waiting for a chunk they missed. Eviction skips
+	// those chunks: otherwise a small cache under churn could evict a chunk
+	// between its fetch and its waiters opening it, and fetch it again.
+	awaited map[string]int
+}
+
+// Open takes the directory (creating it), locks it against a second daemon,
+// rebuilds the index from the chunk files there and removes leftovers.
+func Open(o Options, f Fetcher) (*Cache, error) {
+	if o.ChunkSize <= 0 {
+		return nil, errors.New("chunkcache: chunk size must be positive")
+	}
+	if o.MaxBytes < o.ChunkSize {
+		return nil, fmt.Errorf("chunkcache: cache size %d is smaller than one chunk (%d)", o.MaxBytes, o.ChunkSize)
+	}
+	if o.MaxConcurrentGets <= 0 {
+		o.MaxConcurrentGets = 16
+	}
+	if o.FetchTimeout <= 0 {
+		o.FetchTimeout = 2 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Cache{
+		opt:      o,
+		fetcher:  f,
+		log:      o.Logger,
+		chunkDir: filepath.Join(o.Dir, "chunks"),
+		tmpDir:   filepath.Join(o.Dir, "tmp"),
+		gets:     semaphore.NewWeighted(int64(o.MaxConcurrentGets)),
+		awaited:  map[string]int{},
+	}
+	c.raChunks = min(o.ReadAhead/o.ChunkSize, o.MaxBytes/o.ChunkSize/2)
+	if c.raChunks > 0 {
+		c.readahead = semaphore.NewWeighted(c.raChunks * o.ChunkSize)
+	}
+	for _, d := range []string{c.chunkDir, c.tmpDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("chunkcache: %w", err)
+		}
+	}
+	lock, err := os.OpenFile(filepath.Join(o.Dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("chunkcache: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("chunkcache: cache directory %s is in use by another s3docs process", o.Dir)
+	}
+	c.lockFile = lock
+	// The LRU is bounded in bytes by us, not in entries by the library.
+	c.lru, _ = simplelru.NewLRU[string, entry](math.MaxInt, nil)
+	if err := c.rebuild(); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// rebuild indexes chunks/ from names and sizes alone (no reads), so a large
+// cache starts in seconds, and clears tmp/ of interrupted fetches.
+func (c *Cache) rebuild() error {
+	tmps, err := os.ReadDir(c.tmpDir)
+	if err != nil {
+		return fmt.Errorf("chunkcache: %w", err)
+	}
+	for _, t := range tmps {
+		os.RemoveAll(filepath.Join(c.tmpDir, t.Name()))
+	}
+	des, err := os.ReadDir(c.chunkDir)
+	if err != nil {
+		return fmt.Errorf("chunkcache: %w", err)
+	}
+	type found struct {
+		id    string
+		e     entry
+		mtime time.Time
+	}
+	var keep []found
+	removed := 0
+	for _, de := range des {
+		path := filepath.Join(c.chunkDir, de.Name())
+		id, size, crc, ok := parseName(de.Name())
+		info, err := de.Info()
+		if !ok || err != nil || !info.Mode().IsRegular() || info.Size() != size {
+			os.RemoveAll(path)
+			removed++
+			continue
+		}
+		keep = append(keep, found{id, entry{name: de.Name(), size: size, crc: crc}, info.ModTime()})
+	}
+	// Oldest first, so the most recently used end up most recent in the LRU.
+	sort.Slice(keep, func(i, j int) bool { return keep[i].mtime.Before(keep[j].mtime) })
+	for _, f := range keep {
+		c.lru.Add(f.id, f.e)
+		c.total += f.e.size
+	}
+	victims := c.evictLocked()
+	c.unlink(victims)
+	c.log.Info("chunk cache ready", "dir", c.opt.Dir, "chunks", c.lru.Len(), "bytes", c.total,
+		"removed_invalid", removed, "evicted", len(victims))
+	return nil
+}
+
+// Close stops background fetches and releases the directory lock.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+	return c.lockFile.Close()
+}
+
+// Stats returns a snapshot of the counters.
+func (c *Cache) Stats() Stats {
+	return Stats{
+		Gets:       c.stats.gets.Load(),
+		GetBytes:   c.stats.getBytes.Load(),
+		Hits:       c.stats.hits.Load(),
+		Misses:     c.stats.misses.Load(),
+		Joins:      c.stats.joins.Load(),
+		Evictions:  c.stats.evictions.Load(),
+		Readaheads: c.stats.readaheads.Load(),
+		BadChunks:  c.stats.badChunks.Load(),
+	}
+}
+
+// Bytes is the size of all chunks in the index.
+func (c *Cache) Bytes() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.total
+}
+
+// ReadAt reads len(p) bytes of v at off, fetching missing chunks. Like
+// io.ReaderAt it returns io.EOF when it stops short at the end of the object.
+func (c *Cache) ReadAt(ctx context.Context, v object.Version, p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("read %s: negative offset", v.Key)
+	}
+	if off >= v.Size {
+		return 0, io.EOF
+	}
+	end := min(off+int64(len(p)), v.Size)
+	n := 0
+	for off < end {
+		idx := off / c.opt.ChunkSize
+		within := off - idx*c.opt.ChunkSize
+		want := min(end-off, c.opt.ChunkSize-within)
+		m, err := c.readChunk(ctx, v, idx, p[n:n+int(want)], within)
+		n += m
+		off += int64(m)
+		if err != nil {
+			return n, err
+		}
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// readChunk fills p from chunk idx at offset within. A chunk evicted between
+// lookup and open is simply fetched again.
+func (c *Cache) readChunk(ctx context.Context, v object.Version, idx int64, p []byte, within int64) (int, error) {
+	id := c.chunkID(v, idx)
+	missed := false
+	for attempt := 0; attempt < 4; attempt++ {
+		f, err := c.openChunk(id)
+		if errors.Is(err, errNotCached) {
+			if !missed {
+				c.stats.misses.Add(1)
+				c.await(id, 1)
+				defer c.await(id, -1)
+			}
+			missed = true
+			if err := c.fetch(ctx, v, idx, id, false); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		// The file stays readable through f even if it is evicted now.
+		n, err := f.ReadAt(p, within)
+		f.Close()
+		if n == len(p) {
+			if !missed {
+				c.stats.hits.Add(1)
+			}
+			return n, nil
+		}
+		c.drop(id, fmt.Sprintf("short read at %d: %v", within, err))
+	}
+	return 0, fmt.Errorf("read %s chunk %d: chunk evicted or invalid repeatedly", v.Key, idx)
+}
+
+var errNotCached = errors.New("chunk not cached")
+
+// openChunk opens a cached chunk and marks it recently used.
+func (c *Cache) openChunk(id string) (*os.File, error) {
+	c.mu.Lock()
+	e, ok := c.lru.Get(id)
+	c.mu.Unlock()
+	if !ok {
+		return nil, errNotCached
+	}
+	f, err := os.Open(filepath.Join(c.chunkDir, e.name))
+	if errors.Is(err, os.ErrNotExist) {
+		c.forget(id, e)
+		return nil, errNotCached
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open chunk: %w", err)
+	}
+	if !e.verified {
+		if err := verify(f, e); err != nil {
+			f.Close()
+			c.drop(id, err.Error())
+			return nil, errNotCached
+		}
+		c.markVerified(id, f)
+	}
+	return f, nil
+}
+
+func (c *Cache) markVerified(id string, f *os.File) {
+	c.mu.Lock()
+	if e, ok := c.lru.Peek(id); ok {
+		e.verified = true
+		c.lru.Add(id, e)
+	}
+	c.mu.Unlock()
+	// The mtime is the recency a restart sorts by.
+	now := time.Now()
+	os.Chtimes(f.Name(), now, now)
+}
+
+// drop removes a chunk found to be bad so that the next read fetches it.
+func (c *Cache) drop(id, why string) {
+	c.mu.Lock()
+	e, ok := c.lru.Peek(id)
+	if ok {
+		c.lru.Remove(id)
+		c.total -= e.size
+	}
+	c.mu.Unlock()
+	if ok {
+		c.stats.badChunks.Add(1)
+		c.log.Warn("dropping invalid cached chunk", "file", e.name, "reason", why)
+		os.Remove(filepath.Join(c.chunkDir, e.name))
+	}
+}
+
+// forget removes an index entry whose file is already gone.
+func (c *Cache) forget(id string, e entry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cur, ok := c.lru.Peek(id); ok && cur.name == e.name {
+		c.lru.Remove(id)
+		c.total -= e.size
+	}
+}
+
+// admit indexes a chunk that was just renamed into place and evicts the
+// least recently used chunks until the cache is within its bound again.
+func (c *Cache) admit(id string, e entry) {
+	c.mu.Lock()
+	if old, ok := c.lru.Peek(id); ok {
+		c.total -= old.size
+	}
+	c.lru.Add(id, e)
+	c.total += e.size
+	victims := c.evictLocked()
+	c.mu.Unlock()
+	c.unlink(victims)
+}
+
+func (c *Cache) evictLocked() []entry {
+	var victims []entry
+	var spared []string
+	for c.total > c.opt.MaxBytes {
+		id, e, ok := c.lru.RemoveOldest()
+		if !ok {
+			break
+		}
+		if c.awaited[id] > 0 {
+			spared = append(spared, id)
+			c.lru.Add(id, e)
+			if len(spared) == c.lru.Len() {
+				break // everything left is awaited: the overshoot is in flight
+			}
+			continue
+		}
+		c.total -= e.size
+		victims = append(victims, e)
+	}
+	return victims
+}
+
+func (c *Cache) await(id string, delta int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.awaited[id] += delta; c.awaited[id] <= 0 {
+		delete(c.awaited, id)
+	}
+}
+
+// unlink runs outside the lock: readers holding a victim open keep reading it.
+func (c *Cache) unlink(victims []entry) {
+	for _, e := range victims {
+		os.Remove(filepath.Join(c.chunkDir, e.name))
+	}
+	c.stats.evictions.Add(int64(len(victims)))
+}
+
+// chunkLen is the length of chunk idx of v.
+func (c *Cache) chunkLen(v object.Version, idx int64) int64 {
+	return min(c.opt.ChunkSize, v.Size-idx*c.opt.ChunkSize)
+}
+
+func (c *Cache) cached(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lru.Contains(id)
+}

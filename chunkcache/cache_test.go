@@ -1,0 +1,515 @@
+package chunkcache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	"s3docs/internal/object"
+)
+
+const testChunk = 64 << 10 // small chunks keep the tests fast; the arithmetic is the same
+
+// fakeFetcher serves objects from memory and records every range asked for.
+type fakeFetcher struct {
+	mu      sync.Mutex
+	objects map[string][]byte
+	calls   map[string]int // "key@off" → count
+	total   atomic.Int64
+	// gate, when set, blocks every fetch until it is closed.
+	gate chan struct{}
+	// cutShort makes bodies end early (a truncated response).
+	cutShort atomic.Bool
+	// failures makes the next N fetches fail outright.
+	failures atomic.Int64
+}
+
+func newFakeFetcher() *fakeFetcher {
+	return &fakeFetcher{objects: map[string][]byte{}, calls: map[string]int{}}
+}
+
+func (f *fakeFetcher) add(key string, data []byte) object.Version {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.objects[key] = data
+	return object.Version{Key: key, ETag: fmt.Sprintf(`"%x"`, len(data)), Size: int64(len(data))}
+}
+
+func (f *fakeFetcher) GetRange(ctx context.Context, v object.Version, off, n int64) (io.ReadCloser, error) {
+	f.total.Add(1)
+	f.mu.Lock()
+	f.calls[fmt.Sprintf("%s@%d", v.Key, off)]++
+	data := f.objects[v.Key]
+	gate := f.gate
+	f.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if f.failures.Add(-1) >= 0 {
+		return nil, errors.New("injected failure")
+	}
+	if n <= 0 || off+n > int64(len(data)) {
+		return nil, fmt.Errorf("bad range %d+%d of %d", off, n, len(data))
+	}
+	body := data[off : off+n]
+	if f.cutShort.Load() {
+		body = body[:n/2]
+	}
+	return io.NopCloser(bytes.NewReader(body)), nil
+}
+
+func (f *fakeFetcher) callsFor(key string, off int64) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[fmt.Sprintf("%s@%d", key, off)]
+}
+
+func randomBytes(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func openCache(t *testing.T, dir string, f Fetcher, maxBytes, readAhead int64) *Cache {
+	t.Helper()
+	c, err := Open(Options{
+		Dir: dir, MaxBytes: maxBytes, ChunkSize: testChunk, Namespace: "test",
+		MaxConcurrentGets: 4, ReadAhead: readAhead, FetchTimeout: 10 * time.Second,
+	}, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// readerAt adapts the cache to io.ReaderAt for iotest and io.SectionReader.
+type readerAt struct {
+	c *Cache
+	v object.Version
+}
+
+func (r readerAt) ReadAt(p []byte, off int64) (int, error) {
+	return r.c.ReadAt(context.Background(), r.v, p, off)
+}
+
+func TestChunkBoundaries(t *testing.T) {
+	sizes := []int{0, 1, testChunk - 1, testChunk, testChunk + 1, 3*testChunk + 5}
+	for _, size := range sizes {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			f := newFakeFetcher()
+			data := randomBytes(uint64(size), size)
+			v := f.add("obj", data)
+			c := openCache(t, t.TempDir(), f, 100*testChunk, 0)
+			got, err := io.ReadAll(io.NewSectionReader(readerAt{c, v}, 0, v.Size))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, data) {
+				t.Fatalf("content differs (got %d bytes, want %d)", len(got), len(data))
+			}
+			// Every chunk fetched exactly once, with the exact range.
+			want := (size + testChunk - 1) / testChunk
+			if n := f.total.Load(); n != int64(want) {
+				t.Fatalf("fetches = %d, want %d", n, want)
+			}
+			for i := 0; i < want; i++ {
+				if n := f.callsFor("obj", int64(i*testChunk)); n != 1 {
+					t.Errorf("chunk %d fetched %d times", i, n)
+				}
+			}
+			// Reading at and past the end.
+			buf := make([]byte, 10)
+			if n, err := c.ReadAt(context.Background(), v, buf, v.Size); n != 0 || err != io.EOF {
+				t.Fatalf("read at end: %d, %v", n, err)
+			}
+			// iotest reads byte by byte; the small sizes cover its cases.
+			if size <= testChunk+1 {
+				if err := iotest.TestReader(io.NewSectionReader(readerAt{c, v}, 0, v.Size), data); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func TestRandomReadAt(t *testing.T) {
+	f := newFakeFetcher()
+	data := randomBytes(7, 5*testChunk+123)
+	v := f.add("obj", data)
+	c := openCache(t, t.TempDir(), f, 3*testChunk, 0) // smaller than the object: churn while reading
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 500; i++ {
+		off := r.Int64N(v.Size)
+		n := r.IntN(2*testChunk + 10)
+		p := make([]byte, n)
+		got, err := c.ReadAt(context.Background(), v, p, off)
+		wantN := min(int64(n), v.Size-off)
+		if int64(got) != wantN {
+			t.Fatalf("read %d at %d: got %d bytes, want %d (err %v)", n, off, got, wantN, err)
+		}
+		if int64(n) > wantN && err != io.EOF {
+			t.Fatalf("short read at end without io.EOF: %v", err)
+		}
+		if int64(n) <= wantN && err != nil {
+			t.Fatalf("read %d at %d: %v", n, off, err)
+		}
+		if !bytes.Equal(p[:got], data[off:off+int64(got)]) {
+			t.Fatalf("read %d at %d: bytes differ", n, off)
+		}
+	}
+}
+
+func dirBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	var total int64
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() && d.Name() != "lock" {
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			total += info.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return total
+}
+
+func TestByteBoundUnderChurn(t *testing.T) {
+	f := newFakeFetcher()
+	var versions []object.Version
+	var datas [][]byte
+	for i := 0; i < 6; i++ {
+		d := randomBytes(uint64(100+i), 4*testChunk+i*1000)
+		datas = append(datas, d)
+		versions = append(versions, f.add(fmt.Sprintf("obj%d", i), d))
+	}
+	const bound = 5*testChunk + testChunk/2
+	dir := t.TempDir()
+	c := openCache(t, dir, f, bound, 2*testChunk)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(w), 9))
+			for i := 0; i < 200; i++ {
+				k := r.IntN(len(versions))
+				off := r.Int64N(versions[k].Size)
+				p := make([]byte, 1000)
+				n, err := c.ReadAt(context.Background(), versions[k], p, off)
+				if err != nil && err != io.EOF {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(p[:n], datas[k][off:off+int64(n)]) {
+					errs <- fmt.Errorf("bytes differ in obj%d at %d", k, off)
+					return
+				}
+				if b := c.Bytes(); b > bound {
+					errs <- fmt.Errorf("index holds %d bytes, bound %d", b, bound)
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	c.Close()
+	if got := dirBytes(t, dir); got > bound {
+		t.Fatalf("cache dir holds %d bytes after churn, bound %d", got, bound)
+	}
+	if c.Stats().Evictions == 0 {
+		t.Fatal("expected evictions under churn")
+	}
+}
+
+func TestRestartReusesChunks(t *testing.T) {
+	f := newFakeFetcher()
+	data := randomBytes(3, 3*testChunk+17)
+	v := f.add("obj", data)
+	dir := t.TempDir()
+	c := openCache(t, dir, f, 100*testChunk, 0)
+	if _, err := io.ReadAll(io.NewSectionReader(readerAt{c, v}, 0, v.Size)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	before := f.total.Load()
+
+	c2 := openCache(t, dir, f, 100*testChunk, 0)
+	got, err := io.ReadAll(io.NewSectionReader(readerAt{c2, v}, 0, v.Size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("content differs after restart")
+	}
+	if n := f.total.Load() - before; n != 0 {
+		t.Fatalf("restart made %d fetches, want 0", n)
+	}
+	if c2.Stats().Hits == 0 {
+		t.Fatal("no hits after restart")
+	}
+}
+
+func TestRestartCleansTempAndInvalid(t *testing.T) {
+	f := newFakeFetcher()
+	data := randomBytes(4, 2*testChunk)
+	v := f.add("obj", data)
+	dir := t.TempDir()
+	c := openCache(t, dir, f, 100*testChunk, 0)
+	if _, err := io.ReadAll(io.NewSectionReader(readerAt{c, v}, 0, v.Size)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	chunks, _ := os.ReadDir(filepath.Join(dir, "chunks"))
+	if len(chunks) != 2 {
+		t.Fatalf("want 2 chunk files, have %d", len(chunks))
+	}
+	// Leftovers of a crash: a temp file, a file with a foreign name, a chunk
+	// cut short, and a chunk whose bytes rotted (right size, wrong content).
+	write := func(path string, b []byte) {
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(dir, "tmp", "abc.123"), []byte("partial"))
+	write(filepath.Join(dir, "chunks", "garbage"), []byte("x"))
+	short := fileName(fmt.Sprintf("%040x", 1), 1000, 0)
+	write(filepath.Join(dir, "chunks", short), []byte("only a few bytes"))
+	rotten := filepath.Join(dir, "chunks", chunks[1].Name())
+	b, _ := os.ReadFile(rotten)
+	b[100] ^= 0xff
+	write(rotten, b)
+
+	before := f.total.Load()
+	c2 := openCache(t, dir, f, 100*testChunk, 0)
+	for _, gone := range []string{filepath.Join(dir, "tmp", "abc.123"), filepath.Join(dir, "chunks", "garbage"), filepath.Join(dir, "chunks", short)} {
+		if _, err := os.Stat(gone); !os.IsNotExist(err) {
+			t.Errorf("%s survived the restart", gone)
+		}
+	}
+	got, err := io.ReadAll(io.NewSectionReader(readerAt{c2, v}, 0, v.Size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("served rotten bytes")
+	}
+	if n := f.total.Load() - before; n != 1 {
+		t.Fatalf("want exactly 1 refetch (the rotten chunk), got %d", n)
+	}
+	if c2.Stats().BadChunks != 1 {
+		t.Fatalf("bad chunks = %d, want 1", c2.Stats().BadChunks)
+	}
+}
+
+func TestSingleflight(t *testing.T) {
+	f := newFakeFetcher()
+	data := randomBytes(5, 4*testChunk)
+	v := f.add("obj", data)
+	f.gate = make(chan struct{})
+	c := openCache(t, t.TempDir(), f, 100*testChunk, 0)
+	const readers = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, readers)
+	for i := 0; i < readers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := io.ReadAll(io.NewSectionReader(readerAt{c, v}, 0, v.Size))
+			if err != nil {
+				errs <- err
+			} else if !bytes.Equal(got, data) {
+				errs <- errors.New("content differs")
+			}
+		}()
+	}
+	// Let every reader pile up on the first chunk before any fetch completes.
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Stats().Misses < readers && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	close(f.gate)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for i := 0; i < 4; i++ {
+		if n := f.callsFor("obj", int64(i*testChunk)); n != 1 {
+			t.Errorf("chunk %d fetched %d times, want 1", i, n)
+		}
+	}
+	if c.Stats().Joins == 0 {
+		t.Error("no reader joined another's fetch")
+	}
+}
+
+func TestCancelledWaiterDoesNotCancelFetch(t *testing.T) {
+	f := newFakeFetcher()
+	data := randomBytes(6, testChunk)
+	v := f.add("obj", data)
+	f.gate = make(chan struct{})
+	c := openCache(t, t.TempDir(), f, 100*testChunk, 0)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.ReadAt(ctx, v, make([]byte, 10), 0)
+		first <- err
+	}()
+	second := make(chan error, 1)
+	p := make([]byte, 10)
+	go func() {
+		_, err := c.ReadAt(context.Background(), v, p, 0)
+		second <- err
+	}()
+	for c.Stats().Misses < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled reader got %v, want context.Canceled", err)
+	}
+	close(f.gate)
+	if err := <-second; err != nil {
+		t.Fatalf("other reader failed: %v", err)
+	}
+	if !bytes.Equal(p, data[:10]) {
+		t.Fatal("bytes differ")
+	}
+	if n := f.total.Load(); n != 1 {
+		t.Fatalf("fetches = %d, want 1", n)
+	}
+}
+
+func TestTruncatedBodyNeverCached(t *testing.T) {
+	f := newFakeFetcher()
+	data := randomBytes(8, testChunk)
+	v := f.add("obj", data)
+	dir := t.TempDir()
+	c := openCache(t, dir, f, 100*testChunk, 0)
+	f.cutShort.Store(true)
+	if _, err := c.ReadAt(context.Background(), v, make([]byte, 10), 0); err == nil {
+		t.Fatal("read of a truncated body succeeded")
+	}
+	for _, sub := range []string{"chunks", "tmp"} {
+		if des, _ := os.ReadDir(filepath.Join(dir, sub)); len(des) != 0 {
+			t.Fatalf("%s holds %d files after a truncated body", sub, len(des))
+		}
+	}
+	f.cutShort.Store(false)
+	p := make([]byte, 10)
+	if _, err := c.ReadAt(context.Background(), v, p, 0); err != nil || !bytes.Equal(p, data[:10]) {
+		t.Fatalf("read after recovery: %v", err)
+	}
+}
+
+func TestFetchErrorPropagates(t *testing.T) {
+	f := newFakeFetcher()
+	v := f.add("obj", randomBytes(9, 100))
+	c := openCache(t, t.TempDir(), f, 100*testChunk, 0)
+	f.failures.Store(1)
+	if _, err := c.ReadAt(context.Background(), v, make([]byte, 10), 0); err == nil {
+		t.Fatal("want error")
+	}
+	if _, err := c.ReadAt(context.Background(), v, make([]byte, 10), 0); err != nil {
+		t.Fatalf("second read: %v", err)
+	}
+}
+
+func TestReadaheadSequentialOnly(t *testing.T) {
+	f := newFakeFetcher()
+	data := randomBytes(10, 8*testChunk)
+	v := f.add("obj", data)
+	c := openCache(t, t.TempDir(), f, 100*testChunk, 3*testChunk)
+
+	// Random: far-apart reads never start readahead.
+	r := c.NewReader(v)
+	for _, off := range []int64{5 * testChunk, 1 * testChunk, 7 * testChunk, 3 * testChunk} {
+		if _, err := r.ReadAt(context.Background(), make([]byte, 100), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := c.Stats().Readaheads; n != 0 {
+		t.Fatalf("random reads started %d readaheads", n)
+	}
+
+	// Sequential: reading the start in small steps fetches the next chunks
+	// in the background, at most 3 ahead.
+	v2 := f.add("seq", data)
+	r2 := c.NewReader(v2)
+	for off := int64(0); off < 4096*4; off += 4096 {
+		if _, err := r2.ReadAt(context.Background(), make([]byte, 4096), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for f.callsFor("seq", 3*testChunk) == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	c.Close() // waits for background fetches
+	for i := 1; i <= 3; i++ {
+		if f.callsFor("seq", int64(i)*testChunk) != 1 {
+			t.Errorf("chunk %d not read ahead exactly once", i)
+		}
+	}
+	if f.callsFor("seq", 4*testChunk) != 0 {
+		t.Error("read ahead beyond the window")
+	}
+}
+
+func TestSecondDaemonRefused(t *testing.T) {
+	dir := t.TempDir()
+	openCache(t, dir, newFakeFetcher(), 10*testChunk, 0)
+	if _, err := Open(Options{Dir: dir, MaxBytes: 10 * testChunk, ChunkSize: testChunk}, newFakeFetcher()); err == nil {
+		t.Fatal("second Open of a locked directory succeeded")
+	}
+}
+
+func TestChunkNamesDoNotContainKey(t *testing.T) {
+	f := newFakeFetcher()
+	v := f.add("../../etc/passwd", randomBytes(11, 100))
+	dir := t.TempDir()
+	c := openCache(t, dir, f, 10*testChunk, 0)
+	if _, err := c.ReadAt(context.Background(), v, make([]byte, 10), 0); err != nil {
+		t.Fatal(err)
+	}
+	des, _ := os.ReadDir(filepath.Join(dir, "chunks"))
+	if len(des) != 1 {
+		t.Fatalf("want 1 chunk, have %d", len(des))
+	}
+	if _, _, _, ok := parseName(des[0].Name()); !ok {
+		t.Fatalf("unexpected chunk name %q", des[0].Name())
+	}
+}

@@ -1,0 +1,118 @@
+package chunkcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"s3docs/internal/object"
+)
+
+// copyBufs keep the per-fetch copy buffer off the heap's growth path: chunk
+// bytes only pass through one of these on their way to disk.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+var errClosed = errors.New("chunk cache closed")
+
+// fetch makes sure chunk idx of v is on disk. All callers wanting the same
+// chunk share one download, which runs on the cache's own context: a caller
+// that gives up (its FUSE request was interrupted) stops waiting but does not
+// cancel the download others wait for.
+func (c *Cache) fetch(ctx context.Context, v object.Version, idx int64, id string, readahead bool) error {
+	ch := c.flights.DoChan(id, func() (any, error) {
+		return nil, c.download(v, idx, id, readahead)
+	})
+	select {
+	case r := <-ch:
+		if r.Shared && !readahead {
+			c.stats.joins.Add(1)
+		}
+		return r.Err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *Cache) download(v object.Version, idx int64, id string, readahead bool) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return errClosed
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	defer c.wg.Done()
+
+	// Another caller may have finished this chunk between our miss and
+	// joining the flight.
+	if c.cached(id) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.opt.FetchTimeout)
+	defer cancel()
+	if err := c.gets.Acquire(ctx, 1); err != nil {
+		return err
+	}
+	defer c.gets.Release(1)
+
+	c.stats.gets.Add(1)
+	if readahead {
+		c.stats.readaheads.Add(1)
+	}
+	off := idx * c.opt.ChunkSize
+	n := c.chunkLen(v, idx)
+	e, err := c.store(ctx, v, off, n, id)
+	if err != nil {
+		c.log.Warn("chunk fetch failed", "key", v.Key, "chunk", idx, "err", err)
+		return fmt.Errorf("fetch %s chunk %d: %w", v.Key, idx, err)
+	}
+	c.stats.getBytes.Add(e.size)
+	c.admit(id, e)
+	return nil
+}
+
+// store streams one range into a temp file, checks its length, and renames
+// it into place under a name carrying its length and checksum. A short body
+// never becomes a chunk.
+func (c *Cache) store(ctx context.Context, v object.Version, off, n int64, id string) (entry, error) {
+	body, err := c.fetcher.GetRange(ctx, v, off, n)
+	if err != nil {
+		return entry{}, err
+	}
+	defer body.Close()
+	tmp, err := os.CreateTemp(c.tmpDir, id+".*")
+	if err != nil {
+		return entry{}, err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	h := crc32.New(castagnoli)
+	buf := copyBufs.Get().(*[]byte)
+	got, err := io.CopyBuffer(io.MultiWriter(tmp, h), io.LimitReader(body, n+1), *buf)
+	copyBufs.Put(buf)
+	if err != nil {
+		return entry{}, err
+	}
+	if got != n {
+		return entry{}, fmt.Errorf("got %d bytes for a range of %d: %w", got, n, io.ErrUnexpectedEOF)
+	}
+	if err := tmp.Close(); err != nil {
+		return entry{}, err
+	}
+	e := entry{name: fileName(id, n, h.Sum32()), size: n, crc: h.Sum32(), verified: true}
+	if err := os.Rename(tmp.Name(), filepath.Join(c.chunkDir, e.name)); err != nil {
+		return entry{}, err
+	}
+	committed = true
+	return e, nil
+}

@@ -1,0 +1,105 @@
+package chunkcache
+
+import (
+	"context"
+	"sync"
+
+	"s3docs/internal/object"
+)
+
+// Reader reads one object version for one open file handle and watches its
+// access pattern: sequential reads start background fetches of the chunks
+// ahead, random reads do not.
+type Reader struct {
+	c *Cache
+	v object.Version
+
+	mu sync.Mutex
+	// frontier is the furthest byte read so far; a read starting near it
+	// continues a sequential scan. The kernel sends readahead requests
+	// concurrently, so they may arrive a little out of order.
+	frontier int64
+	streak   int   // consecutive reads near the frontier
+	ahead    int64 // highest chunk index already handed to readahead
+}
+
+// seqSlack is how far from the frontier a read may start and still count as
+// sequential: enough for the kernel's reordered async reads (its readahead
+// window is 1 MiB), small against a chunk.
+func (c *Cache) seqSlack() int64 { return min(2<<20, c.opt.ChunkSize/4) }
+
+// NewReader starts reading v.
+func (c *Cache) NewReader(v object.Version) *Reader {
+	return &Reader{c: c, v: v, ahead: -1}
+}
+
+// Version is the object version this reader is pinned to.
+func (r *Reader) Version() object.Version { return r.v }
+
+// ReadAt reads like Cache.ReadAt and may schedule readahead.
+func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	from, thru := r.observe(off, int64(len(p)))
+	scheduled := from - 1
+	for idx := from; idx <= thru && r.c.prefetch(r.v, idx); idx++ {
+		scheduled = idx
+	}
+	if scheduled >= from {
+		r.mu.Lock()
+		r.ahead = max(r.ahead, scheduled)
+		r.mu.Unlock()
+	}
+	return r.c.ReadAt(ctx, r.v, p, off)
+}
+
+// observe updates the access pattern and returns the chunk indexes to fetch
+// ahead (from > thru when none).
+func (r *Reader) observe(off, n int64) (from, thru int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if slack := r.c.seqSlack(); off >= r.frontier-slack && off <= r.frontier+slack {
+		r.streak++
+	} else {
+		r.streak = 0
+	}
+	r.frontier = max(r.frontier, off+n)
+	if r.c.raChunks == 0 || r.streak < 2 {
+		return 1, 0
+	}
+	cs := r.c.opt.ChunkSize
+	last := (r.v.Size - 1) / cs
+	cur := min(off+n, r.v.Size-1) / cs
+	return max(cur+1, r.ahead+1), min(cur+r.c.raChunks, last)
+}
+
+// Close releases the reader. Readahead it started finishes on its own: the
+// chunks are useful to the next reader.
+func (r *Reader) Close() error { return nil }
+
+// prefetch starts a background fetch of chunk idx unless it is cached. It
+// reports false when the readahead budget is spent; the reader tries again on
+// its next read, or fetches the chunk itself.
+func (c *Cache) prefetch(v object.Version, idx int64) bool {
+	id := c.chunkID(v, idx)
+	if c.cached(id) {
+		return true
+	}
+	size := c.chunkLen(v, idx)
+	if !c.readahead.TryAcquire(size) {
+		return false
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		c.readahead.Release(size)
+		return false
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		defer c.readahead.Release(size)
+		// Errors are logged by download; the reader retries in the foreground.
+		_ = c.fetch(c.ctx, v, idx, id, true)
+	}()
+	return true
+}

@@ -1,0 +1,258 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"s3docs/internal/testenv"
+)
+
+// The test binary doubles as the daemon: with this variable set, TestMain
+// runs the command instead of the tests. The integration tests start it as
+// a subprocess, exactly as a user would start s3docs.
+const runMainEnv = "S3DOCS_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+	}
+	os.Exit(m.Run())
+}
+
+const testBucket = "docs"
+
+// world is one S3 server, optionally behind a counting proxy, with a bucket.
+type world struct {
+	s3    *testenv.S3
+	proxy *testenv.Proxy
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	testenv.RequireFUSE(t)
+	w := &world{s3: testenv.StartS3(t)}
+	w.s3.CreateBucket(t, testBucket)
+	w.proxy = testenv.NewProxy(t, w.s3.Endpoint)
+	return w
+}
+
+// daemon is one running `s3docs mount`.
+type daemon struct {
+	t          *testing.T
+	cmd        *exec.Cmd
+	mountpoint string
+	cacheDir   string
+	stderr     *lockedBuffer
+	exited     chan struct{}
+	exitCode   int
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// mountOpts are the flags of one mount; zero values get test defaults.
+type mountOpts struct {
+	cacheDir  string
+	cacheSize string
+	extra     []string
+	direct    bool // talk to the server, not through the proxy
+}
+
+// mount starts the daemon against the world and waits until the mount
+// answers. It is stopped with SIGTERM at the end of the test, which must
+// make it unmount and exit 0.
+func (w *world) mount(t *testing.T, o mountOpts) *daemon {
+	t.Helper()
+	if o.cacheDir == "" {
+		o.cacheDir = t.TempDir()
+	}
+	if o.cacheSize == "" {
+		o.cacheSize = "1GiB"
+	}
+	endpoint := w.proxy.URL()
+	if o.direct {
+		endpoint = w.s3.Endpoint
+	}
+	mp := t.TempDir()
+	args := append([]string{"mount", "--endpoint-url", endpoint, "--force-path-style", "--region", "us-east-1",
+		"--cache-dir", o.cacheDir, "--cache-size", o.cacheSize, "--log-level", "debug"}, o.extra...)
+	args = append(args, "s3://"+testBucket, mp)
+	d := startDaemon(t, w.s3.Env(), args...)
+	d.mountpoint, d.cacheDir = mp, o.cacheDir
+	d.waitMounted()
+	t.Cleanup(func() { d.stop() })
+	return d
+}
+
+func startDaemon(t *testing.T, env []string, args ...string) *daemon {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(env, runMainEnv+"=1")
+	d := &daemon{t: t, cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan struct{})}
+	cmd.Stdout = d.stderr
+	cmd.Stderr = d.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		err := cmd.Wait()
+		d.exitCode = exitCodeOf(err)
+		close(d.exited)
+	}()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("daemon output:\n%s", d.stderr.String())
+		}
+	})
+	return d
+}
+
+func exitCodeOf(err error) int {
+	if err == nil {
+		return 0
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	return -1
+}
+
+func (d *daemon) waitMounted() {
+	d.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if ok, _ := isMountPoint(d.mountpoint); ok {
+			return
+		}
+		select {
+		case <-d.exited:
+			d.t.Fatalf("daemon exited with %d before mounting:\n%s", d.exitCode, d.stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	d.t.Fatalf("not mounted after 15s:\n%s", d.stderr.String())
+}
+
+// stop sends SIGTERM and returns the exit code; the mount must be gone.
+func (d *daemon) stop() int {
+	d.t.Helper()
+	select {
+	case <-d.exited:
+		return d.exitCode
+	default:
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(15 * time.Second):
+		d.cmd.Process.Kill()
+		<-d.exited
+		syscall.Unmount(d.mountpoint, syscall.MNT_DETACH)
+		d.t.Errorf("daemon did not exit within 15s of SIGTERM")
+	}
+	if ok, _ := isMountPoint(d.mountpoint); ok {
+		syscall.Unmount(d.mountpoint, syscall.MNT_DETACH)
+		d.t.Errorf("still mounted after the daemon exited")
+	}
+	return d.exitCode
+}
+
+func (d *daemon) path(key string) string { return filepath.Join(d.mountpoint, key) }
+
+// peakRSS is the daemon's high-water resident set size in bytes.
+func (d *daemon) peakRSS() int64 {
+	d.t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				d.t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	d.t.Fatal("no VmHWM")
+	return 0
+}
+
+// dropPageCache makes the next read of a mounted file reach the daemon.
+func dropPageCache(t *testing.T) {
+	t.Helper()
+	syscall.Sync()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0); err != nil {
+		t.Fatalf("drop page cache: %v", err)
+	}
+}
+
+// sha256Of runs sha256sum in a subprocess, as a legacy tool would read.
+func sha256Of(t *testing.T, path string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "sha256sum", path).Output()
+	if err != nil {
+		t.Fatalf("sha256sum %s: %v", path, err)
+	}
+	sum, _, _ := strings.Cut(string(out), " ")
+	return sum
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// catToNull reads a file in a subprocess.
+func catToNull(t *testing.T, path string) error {
+	t.Helper()
+	out, err := exec.Command("cat", path).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("cat %s: %v: %s", path, err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// cacheDiskBytes is what the chunk files take, as du would count it.
+func cacheDiskBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	var total int64
+	filepath.WalkDir(dir, func(path string, de os.DirEntry, err error) error {
+		if err == nil && de.Type().IsRegular() {
+			if info, err := de.Info(); err == nil {
+				total += info.Size()
+			}
+		}
+		return nil
+	})
+	return total
+}

@@ -1,0 +1,217 @@
+// Command s3docs mounts an S3 bucket of PDFs read-only. It only wires the
+// packages together: config → store → chunk cache → file tree → mount.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"s3docs/chunkcache"
+	"s3docs/fs"
+	"s3docs/internal/object"
+	"s3docs/mountopts"
+	"s3docs/s3store"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+}
+
+// Exit codes: 0 done, 1 failure while running, 2 bad input or setup that
+// cannot work (flags, mount point, bucket, credentials, endpoint).
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+func run(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "mount":
+		return runMount(args[1:], stdout, stderr, getenv)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "s3docs", version())
+		return exitOK
+	case "help", "-h", "--help", "-help":
+		usage(stdout)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "s3docs: unknown command %q (try: s3docs --help)\n", args[0])
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `s3docs mounts an S3 bucket of PDFs read-only, served through a bounded disk cache.
+
+Usage:
+  s3docs mount [flags] s3://BUCKET[/PREFIX] MOUNTPOINT
+  s3docs version
+  s3docs help
+
+Run "s3docs mount --help" for the mount flags.
+`)
+}
+
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := info.Main.Version
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+	}
+	return v + " " + info.GoVersion
+}
+
+func runMount(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	cfg, err := mountopts.Parse(args, getenv)
+	if errors.Is(err, mountopts.ErrHelp) {
+		mountopts.Usage(stdout)
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "s3docs: %v\n", err)
+		return exitUsage
+	}
+	log := newLogger(cfg, stderr)
+	if err := checkMountPoint(cfg.MountPoint); err != nil {
+		fmt.Fprintf(stderr, "s3docs: %v\n", err)
+		return exitUsage
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	store, err := s3store.New(ctx, s3store.Options{
+		Bucket:         cfg.Bucket,
+		Prefix:         cfg.Prefix,
+		EndpointURL:    cfg.EndpointURL,
+		Region:         cfg.Region,
+		ForcePathStyle: cfg.ForcePathStyle,
+		MaxConns:       cfg.MaxConcurrentGets,
+		Logger:         log,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "s3docs: %v\n", err)
+		return exitUsage
+	}
+	checkCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err = store.Check(checkCtx)
+	cancel()
+	if err != nil {
+		fmt.Fprintf(stderr, "s3docs: %v\n", err)
+		return exitUsage
+	}
+
+	cache, err := chunkcache.Open(chunkcache.Options{
+		Dir:               cfg.CacheDir,
+		MaxBytes:          cfg.CacheSize,
+		ChunkSize:         cfg.ChunkSize,
+		Namespace:         store.Endpoint() + "|" + cfg.Bucket + "|" + cfg.Prefix,
+		MaxConcurrentGets: cfg.MaxConcurrentGets,
+		ReadAhead:         cfg.ReadAhead,
+		Logger:            log,
+	}, store)
+	if err != nil {
+		fmt.Fprintf(stderr, "s3docs: %v\n", err)
+		return exitUsage
+	}
+	defer cache.Close()
+
+	tree := fs.New(fs.Options{
+		Store:       store,
+		OpenReader:  func(v object.Version) fs.Reader { return cache.NewReader(v) },
+		MetadataTTL: cfg.MetadataTTL,
+		UID:         cfg.UID,
+		GID:         cfg.GID,
+		FileMode:    cfg.FileMode,
+		DirMode:     cfg.DirMode,
+		Logger:      log,
+	})
+	mnt, err := tree.Mount(cfg.MountPoint, fs.MountOptions{
+		AllowOther: cfg.AllowOther,
+		FsName:     cfg.Source,
+		Debug:      getenv("S3DOCS_FUSE_DEBUG") != "",
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "s3docs: %v\n", err)
+		return exitFailure
+	}
+	log.Info("mounted", "source", cfg.Source, "mountpoint", cfg.MountPoint, "endpoint", store.Endpoint(),
+		"cache_dir", cfg.CacheDir, "cache_size", cfg.CacheSize)
+
+	unmounted := make(chan struct{})
+	go func() {
+		mnt.Wait()
+		close(unmounted)
+	}()
+	select {
+	case <-unmounted:
+		log.Info("unmounted from outside")
+	case <-ctx.Done():
+		log.Info("signal received, unmounting")
+		if err := mnt.Unmount(); err != nil {
+			log.Error("unmount failed", "err", err)
+			return exitFailure
+		}
+		<-unmounted
+	}
+	st := cache.Stats()
+	log.Info("stopped", "gets", st.Gets, "get_bytes", st.GetBytes, "hits", st.Hits, "misses", st.Misses,
+		"joins", st.Joins, "evictions", st.Evictions, "cache_bytes", cache.Bytes())
+	return exitOK
+}
+
+func newLogger(cfg mountopts.Config, w io.Writer) *slog.Logger {
+	ho := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
+}
+
+// checkMountPoint refuses what would fail later or hide data: a missing or
+// non-directory path, a directory with entries, or an existing mount.
+func checkMountPoint(dir string) error {
+	info, err := os.Stat(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("mount point %s does not exist", dir)
+		}
+		var errno syscall.Errno
+		if errors.As(err, &errno) && errno == syscall.ENOTCONN {
+			return fmt.Errorf("mount point %s is a dead FUSE mount; run: fusermount3 -u %s", dir, dir)
+		}
+		return fmt.Errorf("mount point: %w", err)
+	}
+	if !info.IsDir() {
+		return fmt.Errorf("mount point %s is not a directory", dir)
+	}
+	if mounted, err := isMountPoint(dir); err == nil && mounted {
+		return fmt.Errorf("mount point %s is already mounted", dir)
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("mount point: %w", err)
+	}
+	defer f.Close()
+	if names, _ := f.Readdirnames(1); len(names) > 0 {
+		return fmt.Errorf("mount point %s is not empty", dir)
+	}
+	return nil
+}

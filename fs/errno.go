@@ -1,0 +1,32 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"syscall"
+
+	"s3docs/internal/object"
+)
+
+// errno is the one place where errors become errno values. It logs what the
+// caller of read(2) cannot see: which key failed and why.
+func (f *FS) errno(err error, op, key string) syscall.Errno {
+	switch {
+	case errors.Is(err, object.ErrNotFound):
+		f.log.Debug("not found", "op", op, "key", key, "err", err)
+		return syscall.ENOENT
+	case errors.Is(err, context.Canceled):
+		// The kernel interrupted the request (the reader went away).
+		return syscall.EINTR
+	case errors.Is(err, object.ErrChanged):
+		f.log.Error("object changed while open; reopen to read the new version", "op", op, "key", key, "err", err)
+		return syscall.EIO
+	}
+	var en syscall.Errno
+	if errors.As(err, &en) {
+		f.log.Warn("operation failed", "op", op, "key", key, "err", err)
+		return en
+	}
+	f.log.Error("operation failed", "op", op, "key", key, "err", err)
+	return syscall.EIO
+}

@@ -1,0 +1,187 @@
+// Package fs is the only importer of go-fuse. It presents a bucket prefix as
+// a read-only tree: directories from listings, files read through the chunk
+// cache at the version fixed when they were opened.
+package fs
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"s3docs/internal/object"
+)
+
+// Store is what the tree needs of the object store.
+type Store interface {
+	// List returns one level under dir ("" or "a/b/").
+	List(ctx context.Context, dir string) (object.Listing, error)
+	// Head returns the current version of key.
+	Head(ctx context.Context, key string) (object.Version, error)
+}
+
+// Reader reads one pinned object version for one open file.
+type Reader interface {
+	ReadAt(ctx context.Context, p []byte, off int64) (int, error)
+	Close() error
+}
+
+// Options configure the tree.
+type Options struct {
+	Store Store
+	// OpenReader returns a reader of exactly v (the chunk cache's).
+	OpenReader  func(v object.Version) Reader
+	MetadataTTL time.Duration
+	UID, GID    uint32
+	FileMode    os.FileMode
+	DirMode     os.FileMode
+	Logger      *slog.Logger
+}
+
+// FS is the file tree of one mount.
+type FS struct {
+	opt   Options
+	log   *slog.Logger
+	dirs  *dirCache
+	warns *warnOnce
+	// started stands in for directory times: prefixes have none in S3.
+	started time.Time
+}
+
+// New builds the tree; Mount serves it.
+func New(o Options) *FS {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	w := &warnOnce{seen: map[string]bool{}, log: o.Logger}
+	return &FS{
+		opt:   o,
+		log:   o.Logger,
+		warns: w,
+		dirs:  newDirCache(o.Store, o.MetadataTTL, w),
+
+		started: time.Now(),
+	}
+}
+
+// inode numbers are a hash of the key, so they survive remounts; files and
+// directories hash different strings so "a" and "a/" never collide.
+func fileIno(key string) uint64 { return hashIno("f:" + key) }
+func dirIno(prefix string) uint64 {
+	if prefix == "" {
+		return 1
+	}
+	return hashIno("d:" + prefix)
+}
+
+func hashIno(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	// 0 is invalid and 1 is the root; both are vanishingly unlikely anyway.
+	return max(h.Sum64(), 2)
+}
+
+func (f *FS) fillDirAttr(a *fuse.Attr, ino uint64) {
+	a.Ino = ino
+	a.Mode = syscall.S_IFDIR | uint32(f.opt.DirMode.Perm())
+	a.Nlink = 2
+	a.Uid, a.Gid = f.opt.UID, f.opt.GID
+	a.Blksize = 4096
+	a.SetTimes(nil, &f.started, &f.started)
+}
+
+func (f *FS) fillFileAttr(a *fuse.Attr, v object.Version) {
+	a.Ino = fileIno(v.Key)
+	a.Mode = syscall.S_IFREG | uint32(f.opt.FileMode.Perm())
+	a.Nlink = 1
+	a.Size = uint64(v.Size)
+	a.Blocks = (uint64(v.Size) + 511) / 512
+	a.Blksize = 1 << 20
+	a.Uid, a.Gid = f.opt.UID, f.opt.GID
+	a.SetTimes(nil, &v.ModTime, &v.ModTime)
+}
+
+// warnOnce logs a complaint about a key once per daemon lifetime: listings
+// are re-read every TTL and must not repeat it.
+type warnOnce struct {
+	mu   sync.Mutex
+	seen map[string]bool
+	log  *slog.Logger
+}
+
+func (w *warnOnce) warn(key, msg string, args ...any) {
+	w.mu.Lock()
+	seen := w.seen[msg+"\x00"+key]
+	w.seen[msg+"\x00"+key] = true
+	w.mu.Unlock()
+	if !seen {
+		w.log.Warn(msg, append([]any{"key", key}, args...)...)
+	}
+}
+
+// MountOptions are the mount-level settings.
+type MountOptions struct {
+	AllowOther bool
+	// FsName appears as the source in /proc/mounts.
+	FsName string
+	Debug  bool
+}
+
+// Mounted is a live mount.
+type Mounted struct {
+	server     *fuse.Server
+	mountpoint string
+}
+
+// Mount serves the tree at mountpoint, read-only, and returns once the
+// kernel answers requests on it.
+func (f *FS) Mount(mountpoint string, mo MountOptions) (*Mounted, error) {
+	ttl := f.opt.MetadataTTL
+	root := &dirNode{fsys: f, prefix: ""}
+	opts := &gofs.Options{
+		EntryTimeout:    &ttl,
+		AttrTimeout:     &ttl,
+		NegativeTimeout: &ttl,
+		UID:             f.opt.UID,
+		GID:             f.opt.GID,
+		RootStableAttr:  &gofs.StableAttr{Ino: 1},
+		MountOptions: fuse.MountOptions{
+			FsName:      mo.FsName,
+			Name:        "s3docs",
+			Options:     []string{"ro", "default_permissions"},
+			AllowOther:  mo.AllowOther,
+			DirectMount: true,
+			// 1 MiB requests: fewer round trips through the kernel per chunk.
+			MaxWrite:     1 << 20,
+			MaxReadAhead: 1 << 20,
+			Debug:        mo.Debug,
+		},
+	}
+	server, err := gofs.Mount(mountpoint, root, opts)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	return &Mounted{server: server, mountpoint: mountpoint}, nil
+}
+
+// Wait returns when the file system is unmounted (by Unmount or by umount).
+func (m *Mounted) Wait() { m.server.Wait() }
+
+// Unmount detaches the mount; if it is busy, it is detached lazily so that
+// a shutdown never hangs on a process holding a file open.
+func (m *Mounted) Unmount() error {
+	if err := m.server.Unmount(); err == nil {
+		return nil
+	}
+	if err := syscall.Unmount(m.mountpoint, syscall.MNT_DETACH); err != nil {
+		return fmt.Errorf("unmount %s: %w", m.mountpoint, err)
+	}
+	return nil
+}

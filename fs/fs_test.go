@@ -1,0 +1,268 @@
+package fs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"s3docs/internal/object"
+	"s3docs/internal/testenv"
+)
+
+// fakeStore serves listings from a fixed set of keys.
+type fakeStore struct {
+	mu    sync.Mutex
+	objs  map[string]object.Version
+	lists atomic.Int64
+	heads atomic.Int64
+}
+
+func (s *fakeStore) List(ctx context.Context, dir string) (object.Listing, error) {
+	s.lists.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var l object.Listing
+	dirs := map[string]bool{}
+	for key, v := range s.objs {
+		rest, ok := strings.CutPrefix(key, dir)
+		if !ok || rest == "" {
+			continue
+		}
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			dirs[rest[:i]] = true
+			continue
+		}
+		l.Files = append(l.Files, v)
+	}
+	for d := range dirs {
+		l.Dirs = append(l.Dirs, d)
+	}
+	return l, nil
+}
+
+func (s *fakeStore) Head(ctx context.Context, key string) (object.Version, error) {
+	s.heads.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.objs[key]
+	if !ok {
+		return object.Version{}, object.ErrNotFound
+	}
+	return v, nil
+}
+
+// contents maps a version's identity to its bytes; a version whose content
+// was replaced answers ErrChanged, like the store would.
+type contents struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func newContents(m map[string][]byte) *contents { return &contents{m: m} }
+
+func (c *contents) set(identity string, b []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b == nil {
+		delete(c.m, identity)
+	} else {
+		c.m[identity] = b
+	}
+}
+
+type memReader struct {
+	content *contents
+	v       object.Version
+}
+
+func (r memReader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	r.content.mu.Lock()
+	b, ok := r.content.m[r.v.Identity()]
+	r.content.mu.Unlock()
+	if !ok {
+		return 0, object.ErrChanged
+	}
+	if off >= int64(len(b)) {
+		return 0, nil
+	}
+	return copy(p, b[off:]), nil
+}
+
+func (r memReader) Close() error { return nil }
+
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func mountFake(t *testing.T, store *fakeStore, content *contents, ttl time.Duration) (string, *logBuffer) {
+	t.Helper()
+	testenv.RequireFUSE(t)
+	logs := &logBuffer{}
+	tree := New(Options{
+		Store:       store,
+		OpenReader:  func(v object.Version) Reader { return memReader{content: content, v: v} },
+		MetadataTTL: ttl,
+		FileMode:    0o444,
+		DirMode:     0o555,
+		Logger:      slog.New(slog.NewTextHandler(logs, nil)),
+	})
+	mp := t.TempDir()
+	m, err := tree.Mount(mp, MountOptions{FsName: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Unmount(); err != nil {
+			t.Error(err)
+		}
+		m.Wait()
+	})
+	return mp, logs
+}
+
+func version(key, etag string, size int) object.Version {
+	return object.Version{Key: key, ETag: etag, Size: int64(size), ModTime: time.Unix(1700000000, 0)}
+}
+
+func names(t *testing.T, dir string) []string {
+	t.Helper()
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, de := range des {
+		out = append(out, de.Name())
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestNamesThatCannotBeFilesAreSkipped(t *testing.T) {
+	long := strings.Repeat("x", 256)
+	store := &fakeStore{objs: map[string]object.Version{}}
+	for _, key := range []string{"ok.pdf", "a//b.pdf", "./c.pdf", "../d.pdf", long, "nul\x00.pdf", "dir/.", "fine/e.pdf"} {
+		store.objs[key] = version(key, `"e"`, 1)
+	}
+	mp, logs := mountFake(t, store, newContents(map[string][]byte{}), time.Minute)
+	if got := strings.Join(names(t, mp), ","); got != "a,dir,fine,ok.pdf" {
+		t.Fatalf("root lists %s", got)
+	}
+	// "a//b.pdf" has an empty segment: a/ lists nothing, with a warning.
+	if got := names(t, filepath.Join(mp, "a")); len(got) != 0 {
+		t.Fatalf("a/ lists %v", got)
+	}
+	if got := names(t, filepath.Join(mp, "dir")); len(got) != 0 {
+		t.Fatalf("dir/ lists %v", got)
+	}
+	// Listing twice more must not repeat a warning.
+	names(t, mp)
+	names(t, filepath.Join(mp, "a"))
+	// One warning per bad key: "./" and "../" (the dirs of ./c.pdf and
+	// ../d.pdf), the long name, the NUL, "a//" and "dir/.".
+	seen := map[string]bool{}
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if !strings.Contains(line, "skipping key") {
+			continue
+		}
+		_, key, _ := strings.Cut(line, " key=")
+		if seen[key] {
+			t.Errorf("warned twice about %s", key)
+		}
+		seen[key] = true
+	}
+	if len(seen) != 6 {
+		t.Errorf("%d keys warned about, want 6:\n%s", len(seen), logs.String())
+	}
+}
+
+func TestFileAndDirectoryOfTheSameName(t *testing.T) {
+	store := &fakeStore{objs: map[string]object.Version{
+		"report":         version("report", `"r"`, 6),
+		"report/inner.p": version("report/inner.p", `"i"`, 1),
+	}}
+	content := newContents(map[string][]byte{`etag:"r"`: []byte("report")})
+	mp, logs := mountFake(t, store, content, time.Minute)
+	if got := strings.Join(names(t, mp), ","); got != "report" {
+		t.Fatalf("root lists %s", got)
+	}
+	b, err := os.ReadFile(filepath.Join(mp, "report"))
+	if err != nil || string(b) != "report" {
+		t.Fatalf("the file is not reachable: %q %v", b, err)
+	}
+	names(t, mp)
+	if n := strings.Count(logs.String(), "share this name"); n != 1 {
+		t.Fatalf("clash logged %d times", n)
+	}
+}
+
+func TestListingsAndNegativeLookupsAreCached(t *testing.T) {
+	store := &fakeStore{objs: map[string]object.Version{"a.pdf": version("a.pdf", `"a"`, 1)}}
+	mp, _ := mountFake(t, store, newContents(map[string][]byte{}), time.Minute)
+	for i := 0; i < 5; i++ {
+		names(t, mp)
+		if _, err := os.Stat(filepath.Join(mp, "missing.pdf")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(mp, "missing-too.pdf")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	if n := store.lists.Load(); n != 1 {
+		t.Fatalf("%d listings within the TTL, want 1", n)
+	}
+}
+
+func TestChangedObjectFailsThenReopenSeesNewVersion(t *testing.T) {
+	store := &fakeStore{objs: map[string]object.Version{"doc.pdf": version("doc.pdf", `"v1"`, 2)}}
+	content := newContents(map[string][]byte{`etag:"v1"`: []byte("v1")})
+	mp, logs := mountFake(t, store, content, time.Hour)
+	path := filepath.Join(mp, "doc.pdf")
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// The object is replaced: the old version's bytes are gone.
+	store.mu.Lock()
+	store.objs["doc.pdf"] = version("doc.pdf", `"v2"`, 2)
+	store.mu.Unlock()
+	content.set(`etag:"v1"`, nil)
+	content.set(`etag:"v2"`, []byte("v2"))
+	if _, err := f.ReadAt(make([]byte, 2), 0); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("read of a changed object: %v, want EIO", err)
+	}
+	if !strings.Contains(logs.String(), "doc.pdf") {
+		t.Fatal("no log line names the key")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || string(b) != "v2" {
+		t.Fatalf("reopen read %q, %v; want the new version", b, err)
+	}
+	if store.heads.Load() != 1 {
+		t.Fatalf("%d HEADs, want exactly 1 (on the reopen after the change)", store.heads.Load())
+	}
+}

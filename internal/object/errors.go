@@ -1,0 +1,13 @@
+package object
+
+import "errors"
+
+// These are the conditions the file system turns into errno values. Stores and
+// caches wrap them with %w so that the cause and the key stay in the message.
+var (
+	// ErrNotFound: no such object or bucket.
+	ErrNotFound = errors.New("not found")
+	// ErrChanged: the object is no longer the version that was opened
+	// (If-Match / If-Unmodified-Since failed, or the answer disagrees with it).
+	ErrChanged = errors.New("object changed since it was opened")
+)

@@ -1,0 +1,359 @@
+// Package pdfgen writes small, valid, dependency-free PDF files for tests and
+// the demo: classic PDF 1.4 with one Helvetica font shared by all pages, one
+// uncompressed text content stream per page, a cross-reference table with
+// exact byte offsets and, on request, a large padding image to make big files
+// cheaply. Output is deterministic: the same Options give the same bytes.
+package pdfgen
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"hash"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"unicode/utf8"
+)
+
+// Options describes the PDF to write.
+type Options struct {
+	Pages int    // number of pages, >= 1
+	Title string // the Info dictionary's /Title; "Untitled" when empty
+
+	// PageText returns the text of page i (1-based). Lines are separated by
+	// "\n"; they are not wrapped, so keep them under about 90 characters and
+	// a page under about 50 lines for every character to land on the page.
+	// Characters outside WinAnsiEncoding become '?'.
+	// Nil means DefaultPageText(Title, i, Pages).
+	PageText func(i int) string
+
+	// PadBytes, if > 0, adds an uncompressed image XObject of about this
+	// many pseudo-random bytes (rounded up to a multiple of its width, at
+	// most 1023 more) to page 1's resources. It is not drawn. It is written
+	// streaming, so files of hundreds of MB cost no memory.
+	PadBytes int64
+}
+
+// DefaultPageText is the text of page i when Options.PageText is nil: a
+// first line "<title> page <i> of <pages>" and a few lines of filler that
+// differ from page to page.
+func DefaultPageText(title string, i, pages int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s page %d of %d\n", title, i, pages)
+	b.WriteString("\n")
+	for j := 0; j < 4; j++ {
+		fmt.Fprintf(&b, "Paragraph %d.%d: %s\n", i, j+1, filler[(i+j)%len(filler)])
+	}
+	return b.String()
+}
+
+var filler = []string{
+	"The quick brown fox jumps over the lazy dog.",
+	"Pack my box with five dozen liquor jugs.",
+	"Sphinx of black quartz, judge my vow.",
+	"How vexingly quick daft zebras jump!",
+	"The five boxing wizards jump quickly.",
+	"Jackdaws love my big sphinx of quartz.",
+	"Bright vixens jump; dozy fowl quack.",
+}
+
+// Fixed object numbers; pages and their contents follow firstPageObj.
+const (
+	catalogObj   = 1
+	pagesObj     = 2
+	fontObj      = 3 // the Helvetica font
+	fontDictObj  = 4 // << /F1 3 0 R >>, shared by every page's /Resources
+	infoObj      = 5
+	padObj       = 6 // the padding image, when PadBytes > 0
+	firstPageObj = 7 // page i is firstPageObj+2(i-1), its content stream the next number
+)
+
+// Page geometry (US Letter) and text layout.
+const (
+	pageW, pageH = 612, 792
+	fontSize     = 12
+	leading      = 14
+	marginX      = 72
+	topY         = 720
+	padWidth     = 1024 // width of the padding image in pixels (bytes per row)
+)
+
+// Write writes the PDF described by o to w and returns the number of bytes
+// written. Memory use does not depend on PadBytes.
+func Write(w io.Writer, o Options) (int64, error) {
+	if o.Pages < 1 {
+		return 0, fmt.Errorf("pdfgen: Pages must be >= 1, got %d", o.Pages)
+	}
+	if o.PadBytes < 0 {
+		return 0, fmt.Errorf("pdfgen: PadBytes must be >= 0, got %d", o.PadBytes)
+	}
+	if o.Title == "" {
+		o.Title = "Untitled"
+	}
+	pw := &pdfWriter{cw: &countWriter{w: w}}
+	pw.bw = bufio.NewWriterSize(pw.cw, 64<<10)
+	pw.write(o)
+	if pw.err == nil {
+		pw.err = pw.bw.Flush()
+	}
+	return pw.cw.n, pw.err
+}
+
+// Bytes returns the PDF described by o. It panics if o is invalid (Pages < 1
+// or PadBytes < 0); it is meant for tests.
+func Bytes(o Options) []byte {
+	var buf bytes.Buffer
+	if _, err := Write(&buf, o); err != nil {
+		panic(err)
+	}
+	return buf.Bytes()
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+type pdfWriter struct {
+	cw      *countWriter
+	bw      *bufio.Writer
+	err     error
+	offsets []int64   // offsets[n] is the byte offset of object n; 0 = free
+	id      hash.Hash // of the options and every page's content: the trailer's /ID
+}
+
+// pos is the current byte offset in the output.
+func (p *pdfWriter) pos() int64 { return p.cw.n + int64(p.bw.Buffered()) }
+
+func (p *pdfWriter) printf(format string, args ...any) {
+	if p.err != nil {
+		return
+	}
+	_, p.err = fmt.Fprintf(p.bw, format, args...)
+}
+
+func (p *pdfWriter) writeBytes(b []byte) {
+	if p.err != nil {
+		return
+	}
+	_, p.err = p.bw.Write(b)
+}
+
+// beginObj records the offset of object n and writes its header.
+func (p *pdfWriter) beginObj(n int) {
+	p.offsets[n] = p.pos()
+	p.printf("%d 0 obj\n", n)
+}
+
+func (p *pdfWriter) endObj() { p.printf("endobj\n") }
+
+// obj writes a whole non-stream object.
+func (p *pdfWriter) obj(n int, body string) {
+	p.beginObj(n)
+	p.printf("%s\n", body)
+	p.endObj()
+}
+
+func pageObj(i int) int    { return firstPageObj + 2*(i-1) }
+func contentObj(i int) int { return pageObj(i) + 1 }
+
+func (p *pdfWriter) write(o Options) {
+	size := firstPageObj + 2*o.Pages // objects 0..size-1
+	p.offsets = make([]int64, size)
+	p.id = sha256.New()
+	fmt.Fprintf(p.id, "%d\x00%s\x00%d", o.Pages, o.Title, o.PadBytes)
+
+	// Header; the comment of bytes >= 128 marks the file as binary.
+	p.writeBytes([]byte("%PDF-1.4\n%\xe2\xe3\xcf\xd3\n"))
+
+	p.obj(catalogObj, fmt.Sprintf("<< /Type /Catalog /Pages %d 0 R >>", pagesObj))
+
+	p.beginObj(pagesObj)
+	p.printf("<< /Type /Pages /Count %d\n/Kids [", o.Pages)
+	for i := 1; i <= o.Pages; i++ {
+		if i > 1 {
+			if i%10 == 1 {
+				p.printf("\n")
+			} else {
+				p.printf(" ")
+			}
+		}
+		p.printf("%d 0 R", pageObj(i))
+	}
+	p.printf("]\n>>\n")
+	p.endObj()
+
+	p.obj(fontObj, "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>")
+	p.obj(fontDictObj, fmt.Sprintf("<< /F1 %d 0 R >>", fontObj))
+	p.obj(infoObj, fmt.Sprintf("<< /Title %s /Producer (s3docs pdfgen) >>", textString(o.Title)))
+
+	if o.PadBytes > 0 {
+		p.writePad(o.PadBytes)
+	}
+
+	pageText := o.PageText
+	if pageText == nil {
+		pageText = func(i int) string { return DefaultPageText(o.Title, i, o.Pages) }
+	}
+	for i := 1; i <= o.Pages; i++ {
+		res := fmt.Sprintf("<< /Font %d 0 R >>", fontDictObj)
+		if i == 1 && o.PadBytes > 0 {
+			res = fmt.Sprintf("<< /Font %d 0 R /XObject << /Pad %d 0 R >> >>", fontDictObj, padObj)
+		}
+		p.obj(pageObj(i), fmt.Sprintf("<< /Type /Page /Parent %d 0 R /MediaBox [0 0 %d %d] /Resources %s /Contents %d 0 R >>",
+			pagesObj, pageW, pageH, res, contentObj(i)))
+
+		content := contentStream(pageText(i))
+		p.id.Write(content)
+		p.beginObj(contentObj(i))
+		p.printf("<< /Length %d >>\nstream\n", len(content))
+		p.writeBytes(content)
+		p.printf("\nendstream\n")
+		p.endObj()
+	}
+
+	// Cross-reference table: one 20-byte entry per object.
+	xref := p.pos()
+	p.printf("xref\n0 %d\n", size)
+	p.printf("0000000000 65535 f\r\n")
+	for n := 1; n < size; n++ {
+		if p.offsets[n] == 0 { // unused number (no padding object)
+			p.printf("0000000000 00000 f\r\n")
+			continue
+		}
+		p.printf("%010d 00000 n\r\n", p.offsets[n])
+	}
+	id := p.id.Sum(nil)[:16]
+	p.printf("trailer\n<< /Size %d /Root %d 0 R /Info %d 0 R /ID [<%x> <%x>] >>\n", size, catalogObj, infoObj, id, id)
+	p.printf("startxref\n%d\n%%%%EOF\n", xref)
+}
+
+// writePad writes the padding image: an 8-bit gray image padWidth wide (less
+// for tiny sizes) whose samples are pseudo-random, streamed in blocks.
+func (p *pdfWriter) writePad(n int64) {
+	w := int64(padWidth)
+	if n < w {
+		w = n
+	}
+	h := (n + w - 1) / w
+	length := w * h
+	p.beginObj(padObj)
+	p.printf("<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray /BitsPerComponent 8 /Length %d >>\nstream\n", w, h, length)
+	rng := rand.NewChaCha8([32]byte{'s', '3', 'd', 'o', 'c', 's', ' ', 'p', 'd', 'f', 'g', 'e', 'n'})
+	buf := make([]byte, 64<<10)
+	for left := length; left > 0 && p.err == nil; {
+		k := min(int64(len(buf)), left)
+		_, _ = rng.Read(buf[:k]) // never fails
+		p.writeBytes(buf[:k])
+		left -= k
+	}
+	p.printf("\nendstream\n")
+	p.endObj()
+}
+
+// contentStream lays the lines of text out top-down on the page.
+func contentStream(text string) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "BT\n/F1 %d Tf\n%d TL\n%d %d Td\n", fontSize, leading, marginX, topY)
+	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
+	for k, line := range lines {
+		if k > 0 {
+			b.WriteString("T*\n")
+		}
+		line = strings.TrimRight(line, "\r")
+		if line == "" {
+			continue
+		}
+		b.WriteString(literal(winAnsi(line)))
+		b.WriteString(" Tj\n")
+	}
+	b.WriteString("ET")
+	return b.Bytes()
+}
+
+// literal returns b as a PDF literal string with (, ) and \ escaped and
+// control characters written in octal.
+func literal(b []byte) string {
+	var s strings.Builder
+	s.WriteByte('(')
+	for _, c := range b {
+		switch {
+		case c == '(' || c == ')' || c == '\\':
+			s.WriteByte('\\')
+			s.WriteByte(c)
+		case c < 0x20 || c == 0x7f:
+			fmt.Fprintf(&s, "\\%03o", c)
+		default:
+			s.WriteByte(c)
+		}
+	}
+	s.WriteByte(')')
+	return s.String()
+}
+
+// textString encodes s for the Info dictionary: a literal string when it is
+// printable ASCII, else UTF-16BE with a byte order mark, as hex.
+func textString(s string) string {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] >= 0x7f {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return literal([]byte(s))
+	}
+	var b strings.Builder
+	b.WriteString("<FEFF")
+	for _, r := range s {
+		if r == utf8.RuneError {
+			r = '?'
+		}
+		if r >= 0x10000 { // surrogate pair
+			r -= 0x10000
+			fmt.Fprintf(&b, "%04X%04X", 0xD800+(r>>10), 0xDC00+(r&0x3FF))
+			continue
+		}
+		fmt.Fprintf(&b, "%04X", r)
+	}
+	b.WriteString(">")
+	return b.String()
+}
+
+// winAnsiHigh maps the characters of WinAnsiEncoding's 0x80-0x9F range.
+var winAnsiHigh = map[rune]byte{
+	'€': 0x80, '‚': 0x82, 'ƒ': 0x83, '„': 0x84, '…': 0x85, '†': 0x86, '‡': 0x87,
+	'ˆ': 0x88, '‰': 0x89, 'Š': 0x8A, '‹': 0x8B, 'Œ': 0x8C, 'Ž': 0x8E,
+	'‘': 0x91, '’': 0x92, '“': 0x93, '”': 0x94, '•': 0x95, '–': 0x96, '—': 0x97,
+	'˜': 0x98, '™': 0x99, 'š': 0x9A, '›': 0x9B, 'œ': 0x9C, 'ž': 0x9E, 'Ÿ': 0x9F,
+}
+
+// winAnsi encodes s in WinAnsiEncoding: tabs become spaces, characters it
+// cannot represent become '?'.
+func winAnsi(s string) []byte {
+	out := make([]byte, 0, len(s))
+	for _, r := range s {
+		switch {
+		case r == '\t':
+			out = append(out, ' ')
+		case r >= 0x20 && r < 0x7f, r >= 0xA0 && r <= 0xFF:
+			out = append(out, byte(r))
+		default:
+			if c, ok := winAnsiHigh[r]; ok {
+				out = append(out, c)
+			} else {
+				out = append(out, '?')
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,303 @@
+package pdfgen
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// needTool returns the path of an external program. A missing one fails the
+// test under CI=true (CI must not skip silently) and skips it elsewhere.
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s not found (CI=true): install qpdf and poppler-utils (scripts/lib.sh ensure_deps)", name)
+		}
+		t.Skipf("%s not found; install qpdf and poppler-utils", name)
+	}
+	return p
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(needTool(t, name), args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	if name == "qpdf" && stderr.Len() > 0 {
+		t.Errorf("%s %s: unexpected stderr:\n%s", name, strings.Join(args, " "), stderr.String())
+	}
+	return stdout.String()
+}
+
+// normalize reduces text to its non-empty lines with whitespace runs
+// collapsed, which is what survives pdftotext.
+func normalize(s string) []string {
+	var out []string
+	for _, line := range strings.Split(s, "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			out = append(out, strings.Join(f, " "))
+		}
+	}
+	return out
+}
+
+func writeFile(t *testing.T, o Options) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "test.pdf")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := Write(f, o)
+	if err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() != n {
+		t.Fatalf("Write returned %d, file has %d bytes", n, fi.Size())
+	}
+	return path
+}
+
+func TestWithPDFTools(t *testing.T) {
+	specials := func(i int) string {
+		return fmt.Sprintf("Special page %d: (parens) \\backslash\\ )unbalanced(\n\tCafé — 50 € “quoted” ‘single’\n\nafter a blank line", i)
+	}
+	tests := []struct {
+		name   string
+		o      Options
+		ranges [][2]int // pdftotext -f A -l B
+	}{
+		{"1page", Options{Pages: 1, Title: "One"}, [][2]int{{1, 1}}},
+		{"3pages", Options{Pages: 3, Title: "Three"}, [][2]int{{1, 3}, {2, 3}, {2, 2}}},
+		{"137pages", Options{Pages: 137, Title: "Brief"}, [][2]int{{1, 137}, {50, 60}, {137, 137}}},
+		{"pad5MB", Options{Pages: 4, Title: "Padded", PadBytes: 5 << 20}, [][2]int{{1, 4}, {1, 1}}},
+		{"specials", Options{Pages: 2, Title: "Spécial (title)", PageText: specials}, [][2]int{{1, 2}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := writeFile(t, tc.o)
+
+			out := run(t, "qpdf", "--check", path)
+			if !strings.Contains(out, "No syntax or stream encoding errors found") {
+				t.Errorf("qpdf --check:\n%s", out)
+			}
+
+			info := run(t, "pdfinfo", path)
+			m := regexp.MustCompile(`(?m)^Pages:\s+(\d+)$`).FindStringSubmatch(info)
+			if m == nil || m[1] != strconv.Itoa(tc.o.Pages) {
+				t.Errorf("pdfinfo: want Pages: %d, got:\n%s", tc.o.Pages, info)
+			}
+			if !strings.Contains(info, "Title:           "+tc.o.Title+"\n") {
+				t.Errorf("pdfinfo: want Title %q, got:\n%s", tc.o.Title, info)
+			}
+
+			pageText := tc.o.PageText
+			if pageText == nil {
+				pageText = func(i int) string { return DefaultPageText(tc.o.Title, i, tc.o.Pages) }
+			}
+			for _, r := range tc.ranges {
+				a, b := r[0], r[1]
+				txt := run(t, "pdftotext", "-f", strconv.Itoa(a), "-l", strconv.Itoa(b), "-enc", "UTF-8", path, "-")
+				pages := strings.Split(txt, "\f")
+				// Every page ends with a form feed, so the last piece is empty.
+				if len(pages) != b-a+2 || strings.TrimSpace(pages[len(pages)-1]) != "" {
+					t.Fatalf("pdftotext -f %d -l %d: want %d pages, got %d pieces", a, b, b-a+1, len(pages))
+				}
+				for i := a; i <= b; i++ {
+					got, want := normalize(pages[i-a]), normalize(pageText(i))
+					if strings.Join(got, "\n") != strings.Join(want, "\n") {
+						t.Errorf("pdftotext -f %d -l %d, page %d:\ngot  %q\nwant %q", a, b, i, got, want)
+					}
+				}
+			}
+		})
+	}
+}
+
+// checkStructure verifies, without external tools, that the trailer,
+// startxref and every cross-reference entry point where they should.
+func checkStructure(t *testing.T, pdf []byte) {
+	t.Helper()
+	if !bytes.HasPrefix(pdf, []byte("%PDF-1.4\n")) {
+		t.Fatalf("bad header %q", pdf[:min(len(pdf), 16)])
+	}
+	if !bytes.HasSuffix(pdf, []byte("%%EOF\n")) {
+		t.Fatalf("no %%%%EOF at the end")
+	}
+	m := regexp.MustCompile(`startxref\n(\d+)\n%%EOF\n$`).FindSubmatch(pdf)
+	if m == nil {
+		t.Fatal("no startxref")
+	}
+	xref, _ := strconv.Atoi(string(m[1]))
+	rest := pdf[xref:]
+	hm := regexp.MustCompile(`^xref\n0 (\d+)\n`).FindSubmatch(rest)
+	if hm == nil {
+		t.Fatalf("startxref %d does not point at an xref table: %q", xref, rest[:min(len(rest), 20)])
+	}
+	size, _ := strconv.Atoi(string(hm[1]))
+	entries := rest[len(hm[0]):]
+	if len(entries) < 20*size {
+		t.Fatalf("xref table truncated")
+	}
+	inUse := 0
+	for n := 0; n < size; n++ {
+		e := string(entries[20*n : 20*n+20])
+		if !regexp.MustCompile(`^\d{10} \d{5} [nf]\r\n$`).MatchString(e) {
+			t.Fatalf("xref entry %d malformed: %q", n, e)
+		}
+		if e[17] == 'f' {
+			continue
+		}
+		inUse++
+		off, _ := strconv.Atoi(e[:10])
+		want := fmt.Sprintf("%d 0 obj\n", n)
+		if off >= len(pdf) || !bytes.HasPrefix(pdf[off:], []byte(want)) {
+			t.Errorf("xref entry %d: offset %d does not start %q", n, off, want)
+		}
+	}
+	if got := bytes.Count(pdf, []byte(" 0 obj\n")); got < inUse {
+		t.Errorf("%d objects in use in xref, %d in file", inUse, got)
+	}
+	trailer := entries[20*size:]
+	if !bytes.HasPrefix(trailer, []byte(fmt.Sprintf("trailer\n<< /Size %d ", size))) {
+		t.Errorf("trailer does not follow xref with /Size %d: %q", size, trailer[:min(len(trailer), 40)])
+	}
+}
+
+func TestStructure(t *testing.T) {
+	for _, o := range []Options{
+		{Pages: 1},
+		{Pages: 10, Title: "Ten"},
+		{Pages: 3, PadBytes: 1},
+		{Pages: 2, PadBytes: 100_000},
+	} {
+		t.Run(fmt.Sprintf("%d-%d", o.Pages, o.PadBytes), func(t *testing.T) {
+			pdf := Bytes(o)
+			checkStructure(t, pdf)
+			var buf bytes.Buffer
+			n, err := Write(&buf, o)
+			if err != nil || n != int64(len(pdf)) || !bytes.Equal(buf.Bytes(), pdf) {
+				t.Errorf("Write = %d, %v; Bytes has %d bytes, equal=%v", n, err, len(pdf), bytes.Equal(buf.Bytes(), pdf))
+			}
+		})
+	}
+}
+
+func TestPadSize(t *testing.T) {
+	base := int64(len(Bytes(Options{Pages: 2})))
+	for _, pad := range []int64{1, 1023, 1024, 1025, 5 << 20, 5<<20 + 1} {
+		pdf := Bytes(Options{Pages: 2, PadBytes: pad})
+		m := regexp.MustCompile(`/Length (\d+) >>\nstream\n`).FindSubmatch(pdf) // the pad is the first stream
+		if m == nil {
+			t.Fatalf("pad %d: no stream", pad)
+		}
+		length, _ := strconv.ParseInt(string(m[1]), 10, 64)
+		if length < pad || length >= pad+padWidth {
+			t.Errorf("pad %d: stream /Length %d", pad, length)
+		}
+		if extra := int64(len(pdf)) - base; extra < length || extra > length+400 {
+			t.Errorf("pad %d: file grew by %d for a %d-byte stream", pad, extra, length)
+		}
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	o := Options{Pages: 5, Title: "Same", PadBytes: 10_000}
+	if !bytes.Equal(Bytes(o), Bytes(o)) {
+		t.Error("same options gave different bytes")
+	}
+	id := regexp.MustCompile(`/ID \[<([0-9a-f]+)>`)
+	a := id.FindSubmatch(Bytes(Options{Pages: 1, Title: "A"}))
+	b := id.FindSubmatch(Bytes(Options{Pages: 1, Title: "B"}))
+	if a == nil || b == nil || bytes.Equal(a[1], b[1]) {
+		t.Errorf("IDs of different documents: %q, %q", a, b)
+	}
+}
+
+func TestInvalidOptions(t *testing.T) {
+	for _, o := range []Options{{Pages: 0}, {Pages: -1}, {Pages: 1, PadBytes: -1}} {
+		if n, err := Write(io.Discard, o); err == nil || n != 0 {
+			t.Errorf("Write(%+v) = %d, %v; want an error", o, n, err)
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("Bytes(Pages: 0) did not panic")
+		}
+	}()
+	Bytes(Options{})
+}
+
+type failAfter struct{ left int }
+
+var errFull = errors.New("disk full")
+
+func (f *failAfter) Write(p []byte) (int, error) {
+	if len(p) > f.left {
+		n := f.left
+		f.left = 0
+		return n, errFull
+	}
+	f.left -= len(p)
+	return len(p), nil
+}
+
+func TestWriteError(t *testing.T) {
+	n, err := Write(&failAfter{left: 100_000}, Options{Pages: 3, PadBytes: 1 << 20})
+	if !errors.Is(err, errFull) || n != 100_000 {
+		t.Errorf("Write = %d, %v; want 100000, %v", n, err, errFull)
+	}
+}
+
+// TestStreamingMemory checks that a big pad is streamed, not buffered.
+func TestStreamingMemory(t *testing.T) {
+	const pad = 64 << 20
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	n, err := Write(io.Discard, Options{Pages: 3, PadBytes: pad})
+	runtime.ReadMemStats(&after)
+	if err != nil || n < pad {
+		t.Fatalf("Write = %d, %v", n, err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4<<20 {
+		t.Errorf("writing a %d MiB pad allocated %d bytes", pad>>20, alloc)
+	}
+}
+
+func TestEncodings(t *testing.T) {
+	if got := literal([]byte("a(b)c\\d\n")); got != `(a\(b\)c\\d\012)` {
+		t.Errorf("literal = %s", got)
+	}
+	if got := string(winAnsi("é€—\tx☃")); got != "\xe9\x80\x97 x?" {
+		t.Errorf("winAnsi = %q", got)
+	}
+	if got := textString("Plain (title)"); got != `(Plain \(title\))` {
+		t.Errorf("textString ascii = %s", got)
+	}
+	if got := textString("é😀"); got != "<FEFF00E9D83DDE00>" {
+		t.Errorf("textString utf16 = %s", got)
+	}
+}

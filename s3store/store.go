@@ -1,0 +1,257 @@
+// Package s3store is the only importer of the AWS SDK. It lists a bucket
+// prefix one level at a time, heads objects and serves ranged GETs pinned to
+// one object version, retrying transient failures, including bodies cut short.
+package s3store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"s3docs/internal/object"
+)
+
+// Options configure a Store.
+type Options struct {
+	Bucket string
+	// Prefix is "" or ends with "/"; keys handed out and taken are relative to it.
+	Prefix         string
+	EndpointURL    string // "" means the SDK's own resolution (AWS_ENDPOINT_URL, config files)
+	Region         string // "" means the SDK chain, falling back to us-east-1
+	ForcePathStyle bool
+	// MaxConns bounds connections to the endpoint; it should be at least the
+	// number of concurrent GETs so that none waits for a connection.
+	MaxConns int
+	// MaxAttempts per request, including the first. Defaults to 5.
+	MaxAttempts int
+	Logger      *slog.Logger
+}
+
+// Store talks to one bucket prefix.
+type Store struct {
+	client      *s3.Client
+	bucket      string
+	prefix      string
+	endpoint    string
+	maxAttempts int
+	log         *slog.Logger
+}
+
+// New builds a client from the SDK's default credential chain. It does not
+// contact the server; Check does.
+func New(ctx context.Context, o Options) (*Store, error) {
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 5
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = 16
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	// The SDK only accepts its own BuildableClient when AWS_CA_BUNDLE is set,
+	// so the transport is tuned through it rather than replaced.
+	httpClient := awshttp.NewBuildableClient().
+		WithDialerOptions(func(d *net.Dialer) { d.Timeout = 5 * time.Second }).
+		WithTransportOptions(func(t *http.Transport) {
+			t.MaxIdleConns = o.MaxConns * 2
+			t.MaxIdleConnsPerHost = o.MaxConns * 2
+			t.ResponseHeaderTimeout = 30 * time.Second
+			// Ranged PDF bytes do not compress; asking for gzip only costs CPU.
+			t.DisableCompression = true
+		})
+	loadOpts := []func(*config.LoadOptions) error{
+		config.WithHTTPClient(httpClient),
+		config.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(so *retry.StandardOptions) {
+				so.MaxAttempts = o.MaxAttempts
+				so.MaxBackoff = 2 * time.Second
+				// The default token bucket gives up after a burst of failures,
+				// which turns a short server hiccup into read errors.
+				so.RateLimiter = ratelimit.None
+			})
+		}),
+	}
+	if o.Region != "" {
+		loadOpts = append(loadOpts, config.WithRegion(o.Region))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	client := s3.NewFromConfig(cfg, func(so *s3.Options) {
+		if o.EndpointURL != "" {
+			so.BaseEndpoint = aws.String(o.EndpointURL)
+		}
+		so.UsePathStyle = o.ForcePathStyle
+		// Checksums of whole objects do not apply to ranged GETs; the cache
+		// keeps its own crc32c of every chunk.
+		so.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+		so.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+	})
+	endpoint := o.EndpointURL
+	if endpoint == "" && cfg.BaseEndpoint != nil {
+		endpoint = *cfg.BaseEndpoint
+	}
+	if endpoint == "" {
+		endpoint = "AWS S3 (" + cfg.Region + ")"
+	}
+	return &Store{
+		client:      client,
+		bucket:      o.Bucket,
+		prefix:      o.Prefix,
+		endpoint:    endpoint,
+		maxAttempts: o.MaxAttempts,
+		log:         o.Logger,
+	}, nil
+}
+
+// Endpoint names the server for messages.
+func (s *Store) Endpoint() string { return s.endpoint }
+
+// Check makes one cheap request and turns the usual setup mistakes into one
+// readable sentence: wrong bucket, wrong credentials, unreachable server.
+func (s *Store) Check(ctx context.Context) error {
+	_, err := s.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
+		Bucket:  aws.String(s.bucket),
+		Prefix:  aws.String(s.prefix),
+		MaxKeys: aws.Int32(1),
+	}, func(o *s3.Options) {
+		o.Retryer = retry.AddWithMaxAttempts(o.Retryer, 1)
+	})
+	if err == nil {
+		return nil
+	}
+	code := errorCode(err)
+	status := httpStatus(err)
+	switch {
+	case code == "NoSuchBucket" || (status == http.StatusNotFound && code == ""):
+		return fmt.Errorf("bucket %q does not exist at %s", s.bucket, s.endpoint)
+	case code == "InvalidAccessKeyId" || code == "SignatureDoesNotMatch" || code == "InvalidToken" || code == "ExpiredToken":
+		return fmt.Errorf("wrong credentials for %s (%s)", s.endpoint, code)
+	case code == "AccessDenied" || status == http.StatusForbidden:
+		return fmt.Errorf("access denied to bucket %q at %s", s.bucket, s.endpoint)
+	case isNoCredentials(err):
+		return fmt.Errorf("no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile)")
+	case ctx.Err() != nil || isNetError(err):
+		return fmt.Errorf("cannot reach S3 endpoint %s: %s", s.endpoint, rootCause(err))
+	}
+	return fmt.Errorf("S3 endpoint %s: %w", s.endpoint, err)
+}
+
+// List returns one level under dir ("" or "a/b/"), all pages.
+func (s *Store) List(ctx context.Context, dir string) (object.Listing, error) {
+	full := s.prefix + dir
+	var out object.Listing
+	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{
+		Bucket:    aws.String(s.bucket),
+		Prefix:    aws.String(full),
+		Delimiter: aws.String("/"),
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return object.Listing{}, s.wrap(err, "list "+full)
+		}
+		for _, cp := range page.CommonPrefixes {
+			name := strings.TrimSuffix(strings.TrimPrefix(aws.ToString(cp.Prefix), full), "/")
+			out.Dirs = append(out.Dirs, name)
+		}
+		for _, o := range page.Contents {
+			key := aws.ToString(o.Key)
+			if key == full {
+				// A "folder marker" object: the directory itself.
+				continue
+			}
+			out.Files = append(out.Files, object.Version{
+				Key:     strings.TrimPrefix(key, s.prefix),
+				ETag:    aws.ToString(o.ETag),
+				Size:    aws.ToInt64(o.Size),
+				ModTime: aws.ToTime(o.LastModified),
+			})
+		}
+	}
+	return out, nil
+}
+
+// Head returns the current version of key.
+func (s *Store) Head(ctx context.Context, key string) (object.Version, error) {
+	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{
+		Bucket: aws.String(s.bucket),
+		Key:    aws.String(s.prefix + key),
+	})
+	if err != nil {
+		return object.Version{}, s.wrap(err, "head "+key)
+	}
+	return object.Version{
+		Key:     key,
+		ETag:    aws.ToString(out.ETag),
+		Size:    aws.ToInt64(out.ContentLength),
+		ModTime: aws.ToTime(out.LastModified),
+	}, nil
+}
+
+// wrap attaches the operation to err and maps the S3 answers the file system
+// cares about onto object's sentinel errors.
+func (s *Store) wrap(err error, op string) error {
+	code := errorCode(err)
+	switch {
+	case code == "PreconditionFailed" || httpStatus(err) == http.StatusPreconditionFailed:
+		return fmt.Errorf("%s: %w", op, object.ErrChanged)
+	case code == "NoSuchKey" || code == "NoSuchBucket" || code == "NotFound" || httpStatus(err) == http.StatusNotFound:
+		return fmt.Errorf("%s: %w (%s)", op, object.ErrNotFound, code)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+func errorCode(err error) string {
+	var api interface{ ErrorCode() string }
+	if errors.As(err, &api) {
+		return api.ErrorCode()
+	}
+	return ""
+}
+
+func httpStatus(err error) int {
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		return re.HTTPStatusCode()
+	}
+	return 0
+}
+
+func isNetError(err error) bool {
+	var ne net.Error
+	var oe *net.OpError
+	return errors.As(err, &oe) || errors.As(err, &ne)
+}
+
+func isNoCredentials(err error) bool {
+	return strings.Contains(err.Error(), "failed to retrieve credentials") ||
+		strings.Contains(err.Error(), "no EC2 IMDS role found")
+}
+
+// rootCause strips the SDK's layers of "operation error ... https response
+// error ..." down to the network error, which is what a user can act on.
+func rootCause(err error) string {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return oe.Error()
+	}
+	return err.Error()
+}

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Runs every check of the project, failing fast, in this order:
+#   1. gofmt -l on the repo's .go files (tracked or untracked-but-not-ignored,
+#      testdata/ excluded) must print nothing;
+#   2. go vet;
+#   3. staticcheck (pinned, run with `go run ...@version`);
+#   4. go test -race -count=1 -timeout 40m.
+# It installs what the tests need first (scripts/lib.sh ensure_deps, plus a C
+# compiler for -race). CI runs it with no arguments, as root, with CI=true.
+#
+# Usage: scripts/test.sh [GO-TEST-ARGS...]
+#   No arguments: every step covers ./... .
+#   Arguments are passed to `go test` after the defaults above (so a later
+#   -timeout or -count wins). Arguments that look like package patterns
+#   ("." or starting with ./ ../ or s3docs/) replace ./... for go vet,
+#   staticcheck and go test alike; if none is given, ./... is used.
+#   Pass flag values that start with ./ in the -flag=value form.
+# Without arguments it also runs the memory test of cmd/s3docs once more
+# without -race, which inflates RSS (that test skips itself under -race).
+#   Examples:
+#     scripts/test.sh                          # everything, as CI does
+#     scripts/test.sh ./internal/pdfgen        # one package
+#     scripts/test.sh -run TestX ./chunkcache  # one test of chunkcache
+#     scripts/test.sh -short -v                # every package, go test -short -v
+set -euo pipefail
+
+STATICCHECK_VERSION=v0.8.2
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+
+ensure_deps
+ensure_apt gcc libc6-dev # go test -race needs cgo
+export CGO_ENABLED=1
+
+# Split the arguments into package patterns and go test flags.
+pkgs=()
+test_args=()
+for arg in "$@"; do
+	case $arg in
+	. | ./* | ../* | s3docs | s3docs/*)
+		pkgs+=("$arg")
+		;;
+	*) test_args+=("$arg") ;;
+	esac
+done
+if ((${#pkgs[@]} == 0)); then
+	pkgs=(./...)
+fi
+
+log "gofmt -l"
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+	list_go_files() { git ls-files -z --cached --others --exclude-standard -- '*.go'; }
+else
+	list_go_files() { find . -name '*.go' -not -path './.git/*' -print0; }
+fi
+go_files=()
+while IFS= read -r -d '' f; do
+	# Skip testdata (the go tool ignores it) and files deleted but tracked.
+	if [[ $f != testdata/* && $f != */testdata/* && -f $f ]]; then
+		go_files+=("$f")
+	fi
+done < <(list_go_files)
+if ((${#go_files[@]} > 0)); then
+	unformatted=$(printf '%s\0' "${go_files[@]}" | xargs -0 gofmt -l)
+	if [[ -n $unformatted ]]; then
+		log "these files need gofmt -w:"
+		printf '%s\n' "$unformatted" >&2
+		exit 1
+	fi
+fi
+
+log "go vet ${pkgs[*]}"
+go vet "${pkgs[@]}"
+
+log "staticcheck $STATICCHECK_VERSION ${pkgs[*]}"
+go run "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION" "${pkgs[@]}"
+
+log "go test -race -count=1 -timeout 40m ${test_args[*]}${test_args[*]:+ }${pkgs[*]}"
+go test -race -count=1 -timeout 40m "${test_args[@]}" "${pkgs[@]}"
+if (($# == 0)); then
+	log "go test -count=1 -run TestMemory -v ./cmd/s3docs (memory bounds, without -race)"
+	go test -count=1 -timeout 10m -run TestMemory -v ./cmd/s3docs
+fi
+log "all checks passed"
