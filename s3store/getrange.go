@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -17,6 +18,9 @@ import (
 
 // ErrTruncated is a body that ended before the bytes it promised.
 var ErrTruncated = errors.New("response body cut short")
+
+// ErrStalled is a body that sent nothing for the stall timeout.
+var ErrStalled = errors.New("response body stalled")
 
 // GetRange returns bytes [off, off+n) of version v. Every request carries
 // If-Match (or, for objects without an ETag, If-Unmodified-Since), so bytes of
@@ -43,6 +47,10 @@ type rangeReader struct {
 	body     io.ReadCloser
 	resumes  int
 	lastFail error
+	// watchdog closes a body that sends nothing for the stall timeout, which
+	// makes the blocked Read fail so that the range can be resumed.
+	watchdog *time.Timer
+	stalled  atomic.Bool
 }
 
 func (r *rangeReader) open() error {
@@ -69,6 +77,12 @@ func (r *rangeReader) open() error {
 		return err
 	}
 	r.body = out.Body
+	body := out.Body
+	r.stalled.Store(false)
+	r.watchdog = time.AfterFunc(r.s.stall, func() {
+		r.stalled.Store(true)
+		body.Close()
+	})
 	return nil
 }
 
@@ -107,7 +121,9 @@ func (r *rangeReader) Read(p []byte) (int, error) {
 		if max := r.end - r.next; int64(len(p)) > max {
 			p = p[:max]
 		}
+		r.watchdog.Reset(r.s.stall)
 		n, err := r.body.Read(p)
+		r.watchdog.Stop()
 		r.next += int64(n)
 		if err == nil || (err == io.EOF && r.next == r.end) {
 			return n, nil
@@ -115,8 +131,10 @@ func (r *rangeReader) Read(p []byte) (int, error) {
 		if err == io.EOF {
 			err = ErrTruncated
 		}
-		r.body.Close()
-		r.body = nil
+		if r.stalled.Load() {
+			err = fmt.Errorf("%w for %v", ErrStalled, r.s.stall)
+		}
+		r.closeBody()
 		r.lastFail = err
 		if n > 0 {
 			return n, nil
@@ -142,11 +160,14 @@ func (r *rangeReader) resume() error {
 	return r.open()
 }
 
-func (r *rangeReader) Close() error {
-	if r.body != nil {
-		err := r.body.Close()
-		r.body = nil
-		return err
+func (r *rangeReader) closeBody() error {
+	if r.body == nil {
+		return nil
 	}
-	return nil
+	r.watchdog.Stop()
+	err := r.body.Close()
+	r.body = nil
+	return err
 }
+
+func (r *rangeReader) Close() error { return r.closeBody() }

@@ -36,7 +36,10 @@ type Options struct {
 	MaxConns int
 	// MaxAttempts per request, including the first. Defaults to 5.
 	MaxAttempts int
-	Logger      *slog.Logger
+	// StallTimeout is how long a response body may send nothing before the
+	// GET is abandoned and resumed. Defaults to 20s.
+	StallTimeout time.Duration
+	Logger       *slog.Logger
 }
 
 // Store talks to one bucket prefix.
@@ -46,6 +49,7 @@ type Store struct {
 	prefix      string
 	endpoint    string
 	maxAttempts int
+	stall       time.Duration
 	log         *slog.Logger
 }
 
@@ -57,6 +61,9 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	}
 	if o.MaxConns <= 0 {
 		o.MaxConns = 16
+	}
+	if o.StallTimeout <= 0 {
+		o.StallTimeout = 20 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -117,6 +124,7 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		prefix:      o.Prefix,
 		endpoint:    endpoint,
 		maxAttempts: o.MaxAttempts,
+		stall:       o.StallTimeout,
 		log:         o.Logger,
 	}, nil
 }
