@@ -103,9 +103,9 @@ type Cache struct {
 	closed bool
 	lru    *simplelru.LRU[string, entry]
 	total  int64
-	// awaited counts readers waiting for a chunk they missed. Eviction skips
-	// those chunks: otherwise a small cache under churn could evict a chunk
-	// between its fetch and its waiters opening it, and fetch it again.
+	// awaited counts readers waiting for a chunk they missed, and pins (see
+	// Pin). Eviction skips those chunks: otherwise a small cache under churn
+	// could evict a chunk between its fetch and its waiters opening it.
 	awaited map[string]int
 }
 
@@ -275,7 +275,7 @@ func (c *Cache) readChunk(ctx context.Context, v object.Version, idx int64, p []
 	missed := false
 	for attempt := 0; attempt < 4; attempt++ {
 		f, err := c.openChunk(id)
-		if errors.Is(err, errNotCached) {
+		if errors.Is(err, ErrNotCached) {
 			if !missed {
 				c.stats.misses.Add(1)
 				c.await(id, 1)
@@ -304,7 +304,8 @@ func (c *Cache) readChunk(ctx context.Context, v object.Version, idx int64, p []
 	return 0, fmt.Errorf("read %s chunk %d: chunk evicted or invalid repeatedly", v.Key, idx)
 }
 
-var errNotCached = errors.New("chunk not cached")
+// ErrNotCached: no such chunk or blob in the cache (never made, or evicted).
+var ErrNotCached = errors.New("not cached")
 
 // openChunk opens a cached chunk and marks it recently used.
 func (c *Cache) openChunk(id string) (*os.File, error) {
@@ -312,12 +313,12 @@ func (c *Cache) openChunk(id string) (*os.File, error) {
 	e, ok := c.lru.Get(id)
 	c.mu.Unlock()
 	if !ok {
-		return nil, errNotCached
+		return nil, ErrNotCached
 	}
 	f, err := os.Open(filepath.Join(c.chunkDir, e.name))
 	if errors.Is(err, os.ErrNotExist) {
 		c.forget(id, e)
-		return nil, errNotCached
+		return nil, ErrNotCached
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open chunk: %w", err)
@@ -326,7 +327,7 @@ func (c *Cache) openChunk(id string) (*os.File, error) {
 		if err := verify(f, e); err != nil {
 			f.Close()
 			c.drop(id, err.Error())
-			return nil, errNotCached
+			return nil, ErrNotCached
 		}
 		c.markVerified(id, f)
 	}

@@ -143,6 +143,11 @@ func (n *dirNode) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.Attr
 }
 
 func (n *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if n.prefix == "" && name == partsRoot && n.fsys.opt.Parts != nil {
+		ino := partsIno("")
+		n.fsys.fillDirAttr(&out.Attr, ino)
+		return n.NewInode(ctx, &partsDirNode{fsys: n.fsys}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino}), 0
+	}
 	l, err := n.fsys.dirs.get(ctx, n.prefix)
 	if err != nil {
 		return nil, n.fsys.errno(err, "list", n.prefix)

@@ -11,6 +11,16 @@ import (
 // errno is the one place where errors become errno values. It logs what the
 // caller of read(2) cannot see: which key failed and why.
 func (f *FS) errno(err error, op, key string) syscall.Errno {
+	// Failures that their source has logged once already (a broken PDF)
+	// are only repeated at debug level.
+	var logged interface{ AlreadyLogged() bool }
+	if errors.As(err, &logged) && logged.AlreadyLogged() {
+		f.log.Debug("operation failed", "op", op, "key", key, "err", err)
+		if errors.Is(err, object.ErrNotFound) {
+			return syscall.ENOENT
+		}
+		return syscall.EIO
+	}
 	switch {
 	case errors.Is(err, object.ErrNotFound):
 		f.log.Debug("not found", "op", op, "key", key, "err", err)

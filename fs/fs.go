@@ -43,6 +43,10 @@ type Options struct {
 	FileMode    os.FileMode
 	DirMode     os.FileMode
 	Logger      *slog.Logger
+	// Parts, if set, serves the .parts/ tree and the page-count xattr.
+	Parts Parts
+	// PartPages is the number of pages of each listed part.
+	PartPages int
 }
 
 // FS is the file tree of one mount.
@@ -59,6 +63,9 @@ type FS struct {
 func New(o Options) *FS {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.PartPages <= 0 {
+		o.PartPages = 50
 	}
 	w := &warnOnce{seen: map[string]bool{}, log: o.Logger}
 	return &FS{

@@ -117,18 +117,22 @@ func (l *logBuffer) String() string {
 	return l.b.String()
 }
 
-func mountFake(t *testing.T, store *fakeStore, content *contents, ttl time.Duration) (string, *logBuffer) {
+func mountFake(t *testing.T, store *fakeStore, content *contents, ttl time.Duration, mutate ...func(*Options)) (string, *logBuffer) {
 	t.Helper()
 	testenv.RequireFUSE(t)
 	logs := &logBuffer{}
-	tree := New(Options{
+	o := Options{
 		Store:       store,
 		OpenReader:  func(v object.Version) Reader { return memReader{content: content, v: v} },
 		MetadataTTL: ttl,
 		FileMode:    0o444,
 		DirMode:     0o555,
 		Logger:      slog.New(slog.NewTextHandler(logs, nil)),
-	})
+	}
+	for _, m := range mutate {
+		m(&o)
+	}
+	tree := New(o)
 	mp := t.TempDir()
 	m, err := tree.Mount(mp, MountOptions{FsName: "test"})
 	if err != nil {

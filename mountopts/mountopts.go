@@ -39,6 +39,10 @@ type Config struct {
 	MaxConcurrentGets int
 	ReadAhead         int64 // bytes; 0 disables read-ahead
 
+	PartPages        int           // pages per listed part under .parts/
+	SplitMemoryLimit int64         // bytes a PDF-splitting worker may use
+	SplitTimeout     time.Duration // per split request, parse included
+
 	AllowOther bool
 	UID, GID   uint32
 	FileMode   os.FileMode // permission bits only
@@ -203,6 +207,38 @@ func specs() []spec {
 			help: "how far ahead of a sequential reader to fetch; 0 disables read-ahead",
 			set:  func(c *Config, v string) error { return setSize(&c.ReadAhead, v, 0, -1) },
 			get:  func(c *Config) string { return FormatSize(c.ReadAhead) },
+		},
+		{
+			name: "part-pages", kind: kindInt, arg: "N", def: "50",
+			help: "pages per part listed under .parts/<key>/ (any other range can still be looked up)",
+			set: func(c *Config, v string) error {
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 1 || n > 1_000_000 {
+					return fmt.Errorf("invalid number %q: want 1 to 1000000", v)
+				}
+				c.PartPages = n
+				return nil
+			},
+			get: func(c *Config) string { return strconv.Itoa(c.PartPages) },
+		},
+		{
+			name: "split-memory-limit", kind: kindSize, def: "2GiB",
+			help: "memory a PDF-splitting worker process may use before it is killed",
+			set:  func(c *Config, v string) error { return setSize(&c.SplitMemoryLimit, v, 64<<20, -1) },
+			get:  func(c *Config) string { return FormatSize(c.SplitMemoryLimit) },
+		},
+		{
+			name: "split-timeout", kind: kindDuration, def: "2m",
+			help: "time one split request (the parse included) may take before its worker is killed",
+			set: func(c *Config, v string) error {
+				d, err := time.ParseDuration(v)
+				if err != nil || d <= 0 {
+					return fmt.Errorf("invalid duration %q (use e.g. 30s, 2m)", v)
+				}
+				c.SplitTimeout = d
+				return nil
+			},
+			get: func(c *Config) string { return c.SplitTimeout.String() },
 		},
 		{
 			name: "allow-other", kind: kindBool, def: "false",

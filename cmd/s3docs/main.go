@@ -19,6 +19,7 @@ import (
 	"s3docs/internal/object"
 	"s3docs/mountopts"
 	"s3docs/s3store"
+	"s3docs/splitter"
 )
 
 func main() {
@@ -41,6 +42,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 	switch args[0] {
 	case "mount":
 		return runMount(args[1:], stdout, stderr, getenv)
+	case splitWorkerCommand:
+		return runSplitWorker(stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "s3docs", version())
 		return exitOK
@@ -133,6 +136,20 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	}
 	defer cache.Close()
 
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "s3docs: cannot find own executable for split workers: %v\n", err)
+		return exitFailure
+	}
+	pool := splitter.NewPool(splitter.PoolOptions{
+		Command:     []string{exe, splitWorkerCommand},
+		MemoryLimit: cfg.SplitMemoryLimit,
+		Timeout:     cfg.SplitTimeout,
+		Logger:      log,
+	})
+	defer pool.Close()
+	parts := splitter.NewService(pool, cache, log)
+
 	tree := fs.New(fs.Options{
 		Store:       store,
 		OpenReader:  func(v object.Version) fs.Reader { return cache.NewReader(v) },
@@ -142,6 +159,8 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		FileMode:    cfg.FileMode,
 		DirMode:     cfg.DirMode,
 		Logger:      log,
+		Parts:       parts,
+		PartPages:   cfg.PartPages,
 	})
 	mnt, err := tree.Mount(cfg.MountPoint, fs.MountOptions{
 		AllowOther: cfg.AllowOther,
@@ -174,6 +193,21 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	st := cache.Stats()
 	log.Info("stopped", "gets", st.Gets, "get_bytes", st.GetBytes, "hits", st.Hits, "misses", st.Misses,
 		"joins", st.Joins, "evictions", st.Evictions, "cache_bytes", cache.Bytes())
+	return exitOK
+}
+
+// splitWorkerCommand is the hidden subcommand that runs one PDF-splitting
+// worker process: parsing costs memory of the order of the file, so it runs
+// apart from the daemon, under a memory limit.
+const splitWorkerCommand = "__split-worker"
+
+func runSplitWorker(stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := splitter.ServeWorker(ctx, os.Stdin, os.Stdout); err != nil {
+		fmt.Fprintf(stderr, "s3docs split worker: %v\n", err)
+		return exitFailure
+	}
 	return exitOK
 }
 

@@ -2,7 +2,11 @@
 // the demo: classic PDF 1.4 with one Helvetica font shared by all pages, one
 // uncompressed text content stream per page, a cross-reference table with
 // exact byte offsets and, on request, a large padding image to make big files
-// cheaply. Output is deterministic: the same Options give the same bytes.
+// cheaply. Further options reproduce structures that real producers write and
+// PDF tools must get right: generation numbers above 0, a resource dictionary
+// shared by every page, attributes inherited through a nested page tree, link
+// annotations between pages and an incremental update. Output is
+// deterministic: the same Options give the same bytes.
 package pdfgen
 
 import (
@@ -31,10 +35,48 @@ type Options struct {
 
 	// PadBytes, if > 0, adds an uncompressed image XObject of about this
 	// many pseudo-random bytes (rounded up to a multiple of its width, at
-	// most 1023 more) to page 1's resources. It is not drawn. It is written
-	// streaming, so files of hundreds of MB cost no memory.
+	// most 1023 more) to page 1's resources (to every page's with
+	// SharedResources or Inherit). It is not drawn. It is written streaming,
+	// so files of hundreds of MB cost no memory.
 	PadBytes int64
+
+	// Generation, if > 0, is the generation number of every object: in its
+	// "N G obj" header, in every reference to it and in the cross-reference
+	// table, as in files whose producer reused freed object numbers. At most
+	// 65534.
+	Generation int
+
+	// SharedResources makes every page's /Resources a reference to one
+	// resource dictionary object (the font and, with PadBytes, the pad)
+	// instead of a direct dictionary per page.
+	SharedResources bool
+
+	// Inherit leaves /Resources and /MediaBox off the pages and puts them,
+	// with the /CropBox InheritedCropBox, on the root of the page tree for
+	// every page to inherit.
+	Inherit bool
+
+	// Fanout, if > 1, builds a balanced page tree whose nodes have at most
+	// Fanout kids instead of a single /Pages node with every page as a kid.
+	Fanout int
+
+	// Links gives every page a link annotation whose destination is the next
+	// page (the last page's is the first page).
+	Links bool
+
+	// Revise, if not nil, is asked about every page; where it returns ok, an
+	// incremental update appended to the file (the new objects, a
+	// cross-reference section and a trailer with /Prev) replaces that page's
+	// content stream with one showing text. The superseded streams stay in
+	// the file. When no page is revised no update is written.
+	Revise func(i int) (text string, ok bool)
 }
+
+// InheritedCropBox is the /CropBox that Options.Inherit puts on the root of
+// the page tree: half an inch inside the US Letter media box, clear of the
+// text, so that a reader which loses the inherited box shows a different page
+// size.
+func InheritedCropBox() [4]int { return [4]int{36, 36, pageW - 36, pageH - 36} }
 
 // DefaultPageText is the text of page i when Options.PageText is nil: a
 // first line "<title> page <i> of <pages>" and a few lines of filler that
@@ -49,6 +91,28 @@ func DefaultPageText(title string, i, pages int) string {
 	return b.String()
 }
 
+// ExpectedText returns, for the PDF that o describes, the text that page i
+// shows: its revised text where o.Revise gives one (the update supersedes the
+// original), else o.PageText's or the default text. Tests compare what
+// readers extract with it.
+func ExpectedText(o Options) func(i int) string {
+	return func(i int) string {
+		if o.Revise != nil {
+			if text, ok := o.Revise(i); ok {
+				return text
+			}
+		}
+		if o.PageText != nil {
+			return o.PageText(i)
+		}
+		title := o.Title
+		if title == "" {
+			title = "Untitled"
+		}
+		return DefaultPageText(title, i, o.Pages)
+	}
+}
+
 var filler = []string{
 	"The quick brown fox jumps over the lazy dog.",
 	"Pack my box with five dozen liquor jugs.",
@@ -59,7 +123,9 @@ var filler = []string{
 	"Bright vixens jump; dozy fowl quack.",
 }
 
-// Fixed object numbers; pages and their contents follow firstPageObj.
+// Fixed object numbers; pages and their contents follow firstPageObj, then
+// the shared resource dictionary (SharedResources) and the inner nodes of the
+// page tree (Fanout).
 const (
 	catalogObj   = 1
 	pagesObj     = 2
@@ -88,6 +154,12 @@ func Write(w io.Writer, o Options) (int64, error) {
 	}
 	if o.PadBytes < 0 {
 		return 0, fmt.Errorf("pdfgen: PadBytes must be >= 0, got %d", o.PadBytes)
+	}
+	if o.Generation < 0 || o.Generation >= 65535 {
+		return 0, fmt.Errorf("pdfgen: Generation must be in 0..65534, got %d", o.Generation)
+	}
+	if o.Fanout < 0 {
+		return 0, fmt.Errorf("pdfgen: Fanout must be >= 0, got %d", o.Fanout)
 	}
 	if o.Title == "" {
 		o.Title = "Untitled"
@@ -126,6 +198,7 @@ type pdfWriter struct {
 	cw      *countWriter
 	bw      *bufio.Writer
 	err     error
+	gen     int       // generation number of every object
 	offsets []int64   // offsets[n] is the byte offset of object n; 0 = free
 	id      hash.Hash // of the options and every page's content: the trailer's /ID
 }
@@ -147,10 +220,14 @@ func (p *pdfWriter) writeBytes(b []byte) {
 	_, p.err = p.bw.Write(b)
 }
 
+// ref is a reference to object n; it carries the generation number, which
+// must match the object's header and xref entry.
+func (p *pdfWriter) ref(n int) string { return fmt.Sprintf("%d %d R", n, p.gen) }
+
 // beginObj records the offset of object n and writes its header.
 func (p *pdfWriter) beginObj(n int) {
 	p.offsets[n] = p.pos()
-	p.printf("%d 0 obj\n", n)
+	p.printf("%d %d obj\n", n, p.gen)
 }
 
 func (p *pdfWriter) endObj() { p.printf("endobj\n") }
@@ -162,37 +239,137 @@ func (p *pdfWriter) obj(n int, body string) {
 	p.endObj()
 }
 
+// streamObj writes a whole stream object with an uncompressed body.
+func (p *pdfWriter) streamObj(n int, body []byte) {
+	p.beginObj(n)
+	p.printf("<< /Length %d >>\nstream\n", len(body))
+	p.writeBytes(body)
+	p.printf("\nendstream\n")
+	p.endObj()
+}
+
 func pageObj(i int) int    { return firstPageObj + 2*(i-1) }
 func contentObj(i int) int { return pageObj(i) + 1 }
 
-func (p *pdfWriter) write(o Options) {
-	size := firstPageObj + 2*o.Pages // objects 0..size-1
-	p.offsets = make([]int64, size)
-	p.id = sha256.New()
-	fmt.Fprintf(p.id, "%d\x00%s\x00%d", o.Pages, o.Title, o.PadBytes)
+// treeNode is an inner node of the page tree below the root (Fanout).
+type treeNode struct {
+	obj, parent int
+	kids        []int // object numbers
+	count       int   // pages below
+}
 
-	// Header; the comment of bytes >= 128 marks the file as binary.
-	p.writeBytes([]byte("%PDF-1.4\n%\xe2\xe3\xcf\xd3\n"))
+// layout is where every object goes.
+type layout struct {
+	size     int // objects 0..size-1
+	resObj   int // the shared resource dictionary; 0 = none
+	nodes    []treeNode
+	rootKids []int       // object numbers of the root's kids
+	parent   map[int]int // of every page and inner node
+	count    map[int]int // pages below every inner node (pages: absent)
+}
 
-	p.obj(catalogObj, fmt.Sprintf("<< /Type /Catalog /Pages %d 0 R >>", pagesObj))
+func newLayout(o Options) layout {
+	l := layout{size: firstPageObj + 2*o.Pages, parent: map[int]int{}, count: map[int]int{}}
+	if o.SharedResources {
+		l.resObj = l.size
+		l.size++
+	}
+	level := make([]int, o.Pages)
+	for i := range level {
+		level[i] = pageObj(i + 1)
+		l.count[level[i]] = 1
+	}
+	for o.Fanout > 1 && len(level) > o.Fanout {
+		var up []int
+		for len(level) > 0 {
+			k := min(o.Fanout, len(level))
+			n := treeNode{obj: l.size, kids: level[:k]}
+			l.size++
+			for _, kid := range n.kids {
+				l.parent[kid] = n.obj
+				n.count += l.count[kid]
+			}
+			l.count[n.obj] = n.count
+			l.nodes = append(l.nodes, n)
+			up = append(up, n.obj)
+			level = level[k:]
+		}
+		level = up
+	}
+	for _, kid := range level {
+		l.parent[kid] = pagesObj
+	}
+	l.rootKids = level
+	for i := range l.nodes {
+		l.nodes[i].parent = l.parent[l.nodes[i].obj]
+	}
+	return l
+}
 
-	p.beginObj(pagesObj)
-	p.printf("<< /Type /Pages /Count %d\n/Kids [", o.Pages)
-	for i := 1; i <= o.Pages; i++ {
-		if i > 1 {
-			if i%10 == 1 {
+// kids writes a /Kids array, ten references a line.
+func (p *pdfWriter) kids(objs []int) {
+	p.printf("/Kids [")
+	for k, n := range objs {
+		if k > 0 {
+			if k%10 == 0 {
 				p.printf("\n")
 			} else {
 				p.printf(" ")
 			}
 		}
-		p.printf("%d 0 R", pageObj(i))
+		p.printf("%s", p.ref(n))
 	}
-	p.printf("]\n>>\n")
+	p.printf("]\n")
+}
+
+func (p *pdfWriter) write(o Options) {
+	l := newLayout(o)
+	p.gen = o.Generation
+	p.offsets = make([]int64, l.size)
+	p.id = sha256.New()
+	fmt.Fprintf(p.id, "%d\x00%s\x00%d", o.Pages, o.Title, o.PadBytes)
+	if o.Generation > 0 || o.SharedResources || o.Inherit || o.Fanout > 1 || o.Links {
+		fmt.Fprintf(p.id, "\x00%d %t %t %d %t", o.Generation, o.SharedResources, o.Inherit, o.Fanout, o.Links)
+	}
+
+	// Header; the comment of bytes >= 128 marks the file as binary.
+	p.writeBytes([]byte("%PDF-1.4\n%\xe2\xe3\xcf\xd3\n"))
+
+	p.obj(catalogObj, fmt.Sprintf("<< /Type /Catalog /Pages %s >>", p.ref(pagesObj)))
+
+	// Resource dictionaries: one per page, only page 1's with the pad; or,
+	// with SharedResources or Inherit, one for every page, with the pad.
+	fonts := fmt.Sprintf("<< /Font %s >>", p.ref(fontDictObj))
+	withPad := fonts
+	if o.PadBytes > 0 {
+		withPad = fmt.Sprintf("<< /Font %s /XObject << /Pad %s >> >>", p.ref(fontDictObj), p.ref(padObj))
+	}
+	shared := withPad // the value of a shared /Resources entry
+	if o.SharedResources {
+		shared = p.ref(l.resObj)
+	}
+	pageResources := func(i int) string {
+		switch {
+		case o.SharedResources:
+			return shared
+		case i == 1:
+			return withPad
+		}
+		return fonts
+	}
+
+	p.beginObj(pagesObj)
+	p.printf("<< /Type /Pages /Count %d\n", o.Pages)
+	p.kids(l.rootKids)
+	if o.Inherit {
+		cb := InheritedCropBox()
+		p.printf("/Resources %s\n/MediaBox [0 0 %d %d] /CropBox [%d %d %d %d]\n", shared, pageW, pageH, cb[0], cb[1], cb[2], cb[3])
+	}
+	p.printf(">>\n")
 	p.endObj()
 
 	p.obj(fontObj, "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>")
-	p.obj(fontDictObj, fmt.Sprintf("<< /F1 %d 0 R >>", fontObj))
+	p.obj(fontDictObj, fmt.Sprintf("<< /F1 %s >>", p.ref(fontObj)))
 	p.obj(infoObj, fmt.Sprintf("<< /Title %s /Producer (s3docs pdfgen) >>", textString(o.Title)))
 
 	if o.PadBytes > 0 {
@@ -204,35 +381,81 @@ func (p *pdfWriter) write(o Options) {
 		pageText = func(i int) string { return DefaultPageText(o.Title, i, o.Pages) }
 	}
 	for i := 1; i <= o.Pages; i++ {
-		res := fmt.Sprintf("<< /Font %d 0 R >>", fontDictObj)
-		if i == 1 && o.PadBytes > 0 {
-			res = fmt.Sprintf("<< /Font %d 0 R /XObject << /Pad %d 0 R >> >>", fontDictObj, padObj)
+		var d strings.Builder
+		fmt.Fprintf(&d, "<< /Type /Page /Parent %s", p.ref(l.parent[pageObj(i)]))
+		if !o.Inherit {
+			fmt.Fprintf(&d, " /MediaBox [0 0 %d %d] /Resources %s", pageW, pageH, pageResources(i))
 		}
-		p.obj(pageObj(i), fmt.Sprintf("<< /Type /Page /Parent %d 0 R /MediaBox [0 0 %d %d] /Resources %s /Contents %d 0 R >>",
-			pagesObj, pageW, pageH, res, contentObj(i)))
+		fmt.Fprintf(&d, " /Contents %s", p.ref(contentObj(i)))
+		if o.Links {
+			fmt.Fprintf(&d, "\n/Annots [<< /Type /Annot /Subtype /Link /Rect [72 36 288 60] /Border [0 0 0] /Dest [%s /Fit] >>]",
+				p.ref(pageObj(i%o.Pages+1)))
+		}
+		d.WriteString(" >>")
+		p.obj(pageObj(i), d.String())
 
 		content := contentStream(pageText(i))
 		p.id.Write(content)
-		p.beginObj(contentObj(i))
-		p.printf("<< /Length %d >>\nstream\n", len(content))
-		p.writeBytes(content)
-		p.printf("\nendstream\n")
+		p.streamObj(contentObj(i), content)
+	}
+
+	if l.resObj > 0 {
+		p.obj(l.resObj, withPad)
+	}
+	for _, n := range l.nodes {
+		p.beginObj(n.obj)
+		p.printf("<< /Type /Pages /Parent %s /Count %d\n", p.ref(n.parent), n.count)
+		p.kids(n.kids)
+		p.printf(">>\n")
 		p.endObj()
 	}
 
 	// Cross-reference table: one 20-byte entry per object.
 	xref := p.pos()
-	p.printf("xref\n0 %d\n", size)
+	p.printf("xref\n0 %d\n", l.size)
 	p.printf("0000000000 65535 f\r\n")
-	for n := 1; n < size; n++ {
+	for n := 1; n < l.size; n++ {
 		if p.offsets[n] == 0 { // unused number (no padding object)
 			p.printf("0000000000 00000 f\r\n")
 			continue
 		}
-		p.printf("%010d 00000 n\r\n", p.offsets[n])
+		p.printf("%010d %05d n\r\n", p.offsets[n], p.gen)
 	}
 	id := p.id.Sum(nil)[:16]
-	p.printf("trailer\n<< /Size %d /Root %d 0 R /Info %d 0 R /ID [<%x> <%x>] >>\n", size, catalogObj, infoObj, id, id)
+	p.printf("trailer\n<< /Size %d /Root %s /Info %s /ID [<%x> <%x>] >>\n", l.size, p.ref(catalogObj), p.ref(infoObj), id, id)
+	p.printf("startxref\n%d\n%%%%EOF\n", xref)
+
+	if o.Revise != nil {
+		p.writeUpdate(o, l.size, xref, id)
+	}
+}
+
+// writeUpdate appends an incremental update that replaces the content stream
+// of every page o.Revise asks for. Its cross-reference section lists only
+// those objects; /Prev chains it to the original section at prevXref.
+func (p *pdfWriter) writeUpdate(o Options, size int, prevXref int64, id []byte) {
+	var revised []int
+	for i := 1; i <= o.Pages; i++ {
+		text, ok := o.Revise(i)
+		if !ok {
+			continue
+		}
+		revised = append(revised, i)
+		content := contentStream(text)
+		p.id.Write(content)
+		p.streamObj(contentObj(i), content)
+	}
+	if len(revised) == 0 {
+		return
+	}
+	xref := p.pos()
+	p.printf("xref\n")
+	for _, i := range revised {
+		p.printf("%d 1\n%010d %05d n\r\n", contentObj(i), p.offsets[contentObj(i)], p.gen)
+	}
+	// The first /ID element is permanent; the second identifies this revision.
+	p.printf("trailer\n<< /Size %d /Root %s /Info %s /ID [<%x> <%x>] /Prev %d >>\n",
+		size, p.ref(catalogObj), p.ref(infoObj), id, p.id.Sum(nil)[:16], prevXref)
 	p.printf("startxref\n%d\n%%%%EOF\n", xref)
 }
 

@@ -83,6 +83,7 @@ func TestWithPDFTools(t *testing.T) {
 	specials := func(i int) string {
 		return fmt.Sprintf("Special page %d: (parens) \\backslash\\ )unbalanced(\n\tCafé — 50 € “quoted” ‘single’\n\nafter a blank line", i)
 	}
+	revise := func(i int) (string, bool) { return fmt.Sprintf("Revised page %d\nwith new text", i), i%3 == 2 }
 	tests := []struct {
 		name   string
 		o      Options
@@ -93,6 +94,12 @@ func TestWithPDFTools(t *testing.T) {
 		{"137pages", Options{Pages: 137, Title: "Brief"}, [][2]int{{1, 137}, {50, 60}, {137, 137}}},
 		{"pad5MB", Options{Pages: 4, Title: "Padded", PadBytes: 5 << 20}, [][2]int{{1, 4}, {1, 1}}},
 		{"specials", Options{Pages: 2, Title: "Spécial (title)", PageText: specials}, [][2]int{{1, 2}}},
+		{"gen7", Options{Pages: 12, Title: "Gen", Generation: 7}, [][2]int{{1, 12}, {5, 6}}},
+		{"shared", Options{Pages: 30, Title: "Shared", SharedResources: true, PadBytes: 10_000}, [][2]int{{1, 30}}},
+		{"inherit-tree", Options{Pages: 100, Title: "Tree", Inherit: true, Fanout: 4, Links: true}, [][2]int{{1, 100}, {17, 18}, {100, 100}}},
+		{"revised", Options{Pages: 10, Title: "Revised", Generation: 2, Revise: revise}, [][2]int{{1, 10}, {2, 2}}},
+		{"everything", Options{Pages: 40, Title: "All", Generation: 1, SharedResources: true, Inherit: true, Fanout: 3,
+			Links: true, PadBytes: 3000, Revise: revise}, [][2]int{{1, 40}, {11, 29}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -113,10 +120,25 @@ func TestWithPDFTools(t *testing.T) {
 				t.Errorf("pdfinfo: want Title %q, got:\n%s", tc.o.Title, info)
 			}
 
-			pageText := tc.o.PageText
-			if pageText == nil {
-				pageText = func(i int) string { return DefaultPageText(tc.o.Title, i, tc.o.Pages) }
+			if tc.o.Inherit {
+				box := run(t, "pdfinfo", "-f", "1", "-l", strconv.Itoa(tc.o.Pages), "-box", path)
+				cb := InheritedCropBox()
+				want := regexp.MustCompile(fmt.Sprintf(`(?m)^Page +\d+ CropBox: +%d\.00 +%d\.00 +%d\.00 +%d\.00$`, cb[0], cb[1], cb[2], cb[3]))
+				if n := len(want.FindAllString(box, -1)); n != tc.o.Pages {
+					t.Errorf("pdfinfo -box: %d pages with the crop box %v, want %d", n, cb, tc.o.Pages)
+				}
 			}
+			if tc.o.Generation > 0 {
+				pdf, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n := bytes.Count(pdf, []byte(" 0 obj")) + bytes.Count(pdf, []byte(" 0 R")); n > 0 {
+					t.Errorf("%d objects or references with generation 0", n)
+				}
+			}
+
+			pageText := ExpectedText(tc.o)
 			for _, r := range tc.ranges {
 				a, b := r[0], r[1]
 				txt := run(t, "pdftotext", "-f", strconv.Itoa(a), "-l", strconv.Itoa(b), "-enc", "UTF-8", path, "-")
@@ -138,7 +160,7 @@ func TestWithPDFTools(t *testing.T) {
 
 // checkStructure verifies, without external tools, that the trailer,
 // startxref and every cross-reference entry point where they should.
-func checkStructure(t *testing.T, pdf []byte) {
+func checkStructure(t *testing.T, pdf []byte, gen int) {
 	t.Helper()
 	if !bytes.HasPrefix(pdf, []byte("%PDF-1.4\n")) {
 		t.Fatalf("bad header %q", pdf[:min(len(pdf), 16)])
@@ -171,13 +193,16 @@ func checkStructure(t *testing.T, pdf []byte) {
 			continue
 		}
 		inUse++
+		if g, _ := strconv.Atoi(e[11:16]); g != gen {
+			t.Errorf("xref entry %d: generation %d, want %d", n, g, gen)
+		}
 		off, _ := strconv.Atoi(e[:10])
-		want := fmt.Sprintf("%d 0 obj\n", n)
+		want := fmt.Sprintf("%d %d obj\n", n, gen)
 		if off >= len(pdf) || !bytes.HasPrefix(pdf[off:], []byte(want)) {
 			t.Errorf("xref entry %d: offset %d does not start %q", n, off, want)
 		}
 	}
-	if got := bytes.Count(pdf, []byte(" 0 obj\n")); got < inUse {
+	if got := bytes.Count(pdf, []byte(fmt.Sprintf(" %d obj\n", gen))); got < inUse {
 		t.Errorf("%d objects in use in xref, %d in file", inUse, got)
 	}
 	trailer := entries[20*size:]
@@ -192,10 +217,12 @@ func TestStructure(t *testing.T) {
 		{Pages: 10, Title: "Ten"},
 		{Pages: 3, PadBytes: 1},
 		{Pages: 2, PadBytes: 100_000},
+		{Pages: 5, Generation: 9},
+		{Pages: 50, Generation: 65534, SharedResources: true, Inherit: true, Fanout: 3, Links: true, PadBytes: 5000},
 	} {
-		t.Run(fmt.Sprintf("%d-%d", o.Pages, o.PadBytes), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%d-%d-%d", o.Pages, o.PadBytes, o.Generation), func(t *testing.T) {
 			pdf := Bytes(o)
-			checkStructure(t, pdf)
+			checkStructure(t, pdf, o.Generation)
 			var buf bytes.Buffer
 			n, err := Write(&buf, o)
 			if err != nil || n != int64(len(pdf)) || !bytes.Equal(buf.Bytes(), pdf) {
@@ -228,6 +255,16 @@ func TestDeterministic(t *testing.T) {
 	if !bytes.Equal(Bytes(o), Bytes(o)) {
 		t.Error("same options gave different bytes")
 	}
+	all := Options{Pages: 20, Generation: 3, SharedResources: true, Inherit: true, Fanout: 4, Links: true,
+		Revise: func(i int) (string, bool) { return "new", i == 7 }}
+	if !bytes.Equal(Bytes(all), Bytes(all)) {
+		t.Error("same options (all of them) gave different bytes")
+	}
+	// A Revise that revises nothing writes no update.
+	noop := Options{Pages: 3, Revise: func(int) (string, bool) { return "", false }}
+	if !bytes.Equal(Bytes(noop), Bytes(Options{Pages: 3})) {
+		t.Error("a Revise revising no page changed the output")
+	}
 	id := regexp.MustCompile(`/ID \[<([0-9a-f]+)>`)
 	a := id.FindSubmatch(Bytes(Options{Pages: 1, Title: "A"}))
 	b := id.FindSubmatch(Bytes(Options{Pages: 1, Title: "B"}))
@@ -237,7 +274,8 @@ func TestDeterministic(t *testing.T) {
 }
 
 func TestInvalidOptions(t *testing.T) {
-	for _, o := range []Options{{Pages: 0}, {Pages: -1}, {Pages: 1, PadBytes: -1}} {
+	for _, o := range []Options{{Pages: 0}, {Pages: -1}, {Pages: 1, PadBytes: -1},
+		{Pages: 1, Generation: -1}, {Pages: 1, Generation: 65535}, {Pages: 1, Fanout: -1}} {
 		if n, err := Write(io.Discard, o); err == nil || n != 0 {
 			t.Errorf("Write(%+v) = %d, %v; want an error", o, n, err)
 		}

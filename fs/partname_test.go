@@ -1,0 +1,89 @@
+package fs
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestPartNames(t *testing.T) {
+	cases := []struct {
+		name       string
+		from, thru int
+		ok         bool
+	}{
+		{"pages-0001-0050.pdf", 1, 50, true},
+		{"pages-12-14.pdf", 12, 14, true},
+		{"pages-7-7.pdf", 7, 7, true},
+		{"pages-000000007-8.pdf", 7, 8, true},
+		{"pages-0-3.pdf", 0, 3, true}, // grammatical; the range check rejects it
+		{"pages-5-3.pdf", 5, 3, true}, // idem
+		{"pages-1-2.PDF", 0, 0, false},
+		{"page-7.pdf", 0, 0, false},
+		{"pages-+1-2.pdf", 0, 0, false},
+		{"pages--1-2.pdf", 0, 0, false},
+		{"pages-1-2-3.pdf", 0, 0, false},
+		{"pages-1.pdf", 0, 0, false},
+		{"pages-a-b.pdf", 0, 0, false},
+		{"pages-1-2.pdf.tmp", 0, 0, false},
+		{"pages--.pdf", 0, 0, false},
+		{"pages-1 -2.pdf", 0, 0, false},
+		{"pages-99999999999999999999-1.pdf", 0, 0, false},
+		{"", 0, 0, false},
+	}
+	for _, c := range cases {
+		from, thru, ok := parsePartName(c.name)
+		if ok != c.ok || (ok && (from != c.from || thru != c.thru)) {
+			t.Errorf("parsePartName(%q) = %d, %d, %v; want %d, %d, %v", c.name, from, thru, ok, c.from, c.thru, c.ok)
+		}
+	}
+}
+
+func TestListedParts(t *testing.T) {
+	got := strings.Join(listedParts(137, 50), " ")
+	if got != "pages-0001-0050.pdf pages-0051-0100.pdf pages-0101-0137.pdf" {
+		t.Fatal(got)
+	}
+	if got := strings.Join(listedParts(12345, 10000), " "); got != "pages-00001-10000.pdf pages-10001-12345.pdf" {
+		t.Fatal(got)
+	}
+	if got := strings.Join(listedParts(1, 50), " "); got != "pages-0001-0001.pdf" {
+		t.Fatal(got)
+	}
+	if len(listedParts(0, 50)) != 0 {
+		t.Fatal("a PDF without pages lists parts")
+	}
+	for _, name := range listedParts(1000, 7) {
+		if _, _, ok := parsePartName(name); !ok {
+			t.Fatalf("listed name %q does not parse", name)
+		}
+	}
+}
+
+func TestIsPDFKey(t *testing.T) {
+	for name, want := range map[string]bool{"a.pdf": true, "A.PDF": true, "x.Pdf": true, ".pdf": false, "a.pdfx": false, "pdf": false} {
+		if isPDFKey(name) != want {
+			t.Errorf("isPDFKey(%q) != %v", name, want)
+		}
+	}
+}
+
+func FuzzPartName(f *testing.F) {
+	for _, s := range []string{"pages-0001-0050.pdf", "pages-12-14.pdf", "pages--1.pdf", "pages-1-2-3.pdf", "x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		from, thru, ok := parsePartName(name)
+		if !ok {
+			return
+		}
+		if from < 0 || thru < 0 {
+			t.Fatalf("negative page from %q", name)
+		}
+		// A parsed name, formatted canonically, parses back to the same range.
+		count := max(from, thru, 1)
+		f2, t2, ok := parsePartName(partName(from, thru, count))
+		if !ok || f2 != from || t2 != thru {
+			t.Fatalf("round trip of %q failed", name)
+		}
+	})
+}

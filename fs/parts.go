@@ -1,0 +1,325 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"s3docs/internal/object"
+)
+
+// Parts is what the tree needs of the splitter.
+type Parts interface {
+	PageCount(ctx context.Context, v object.Version) (int, error)
+	// Part returns an open file holding pages from..thru of v as a PDF.
+	Part(ctx context.Context, v object.Version, from, thru int) (*os.File, error)
+}
+
+// partsRoot is the name of the tree of parts at the mount root. The root
+// does not list it, so find, du and updatedb never make a PDF be parsed.
+const partsRoot = ".parts"
+
+// pagesXattr offers the page count of a PDF on the PDF itself.
+const pagesXattr = "user.s3docs.pages"
+
+func partsIno(prefix string) uint64 { return hashIno("p:" + prefix) }
+
+// partsDirNode mirrors the directory prefix under .parts/: it lists the
+// subdirectories and one directory per PDF.
+type partsDirNode struct {
+	gofs.Inode
+	fsys   *FS
+	prefix string
+}
+
+var (
+	_ gofs.NodeLookuper  = (*partsDirNode)(nil)
+	_ gofs.NodeReaddirer = (*partsDirNode)(nil)
+)
+
+func (n *partsDirNode) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.fsys.fillDirAttr(&out.Attr, partsIno(n.prefix))
+	return 0
+}
+
+func (n *partsDirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	l, err := n.fsys.dirs.get(ctx, n.prefix)
+	if err != nil {
+		return nil, n.fsys.errno(err, "list", n.prefix)
+	}
+	if v, ok := l.files[name]; ok && isPDFKey(name) {
+		ino := partsIno(v.Key)
+		n.fsys.fillDirAttr(&out.Attr, ino)
+		ch := n.NewInode(ctx, &pdfPartsNode{fsys: n.fsys, v: v}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino})
+		if pn, ok := ch.Operations().(*pdfPartsNode); ok {
+			pn.setVersion(v)
+		}
+		return ch, 0
+	}
+	if l.dirs[name] {
+		child := n.prefix + name + "/"
+		ino := partsIno(child)
+		n.fsys.fillDirAttr(&out.Attr, ino)
+		return n.NewInode(ctx, &partsDirNode{fsys: n.fsys, prefix: child}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino}), 0
+	}
+	return nil, syscall.ENOENT
+}
+
+func (n *partsDirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	l, err := n.fsys.dirs.get(ctx, n.prefix)
+	if err != nil {
+		return nil, n.fsys.errno(err, "list", n.prefix)
+	}
+	var entries []fuse.DirEntry
+	for _, name := range l.names {
+		if v, ok := l.files[name]; ok {
+			if isPDFKey(name) {
+				entries = append(entries, fuse.DirEntry{Name: name, Mode: syscall.S_IFDIR, Ino: partsIno(v.Key)})
+			}
+			continue
+		}
+		entries = append(entries, fuse.DirEntry{Name: name, Mode: syscall.S_IFDIR, Ino: partsIno(n.prefix + name + "/")})
+	}
+	return gofs.NewListDirStream(entries), 0
+}
+
+// pdfPartsNode is the directory of one PDF's parts. Listing it needs only
+// the page count; a part is made when it is looked up.
+type pdfPartsNode struct {
+	gofs.Inode
+	fsys *FS
+	mu   sync.Mutex
+	v    object.Version
+}
+
+var (
+	_ gofs.NodeLookuper       = (*pdfPartsNode)(nil)
+	_ gofs.NodeOpendirHandler = (*pdfPartsNode)(nil)
+)
+
+func (n *pdfPartsNode) setVersion(v object.Version) {
+	n.mu.Lock()
+	n.v = v
+	n.mu.Unlock()
+}
+
+func (n *pdfPartsNode) version() object.Version {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.v
+}
+
+func (n *pdfPartsNode) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.fsys.fillDirAttr(&out.Attr, partsIno(n.version().Key))
+	return 0
+}
+
+// OpendirHandle lists the parts from the page count alone. Its handle
+// answers the kernel's READDIRPLUS lookups with "no attributes" (not
+// ENOENT): a lookup makes the part, and listing must not make every part.
+func (n *pdfPartsNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	v := n.version()
+	count, err := n.fsys.opt.Parts.PageCount(ctx, v)
+	if err != nil {
+		return nil, 0, n.fsys.errno(err, "page count", v.Key)
+	}
+	h := &partsListing{}
+	for _, name := range listedParts(count, n.fsys.opt.PartPages) {
+		from, thru, _ := parsePartName(name)
+		h.entries = append(h.entries, fuse.DirEntry{Name: name, Mode: syscall.S_IFREG, Ino: partIno(v.Key, from, thru)})
+	}
+	return h, 0, 0
+}
+
+// partsListing is an open PDF parts directory.
+type partsListing struct {
+	entries []fuse.DirEntry
+	next    int
+}
+
+var (
+	_ gofs.FileReaddirenter = (*partsListing)(nil)
+	_ gofs.FileLookuper     = (*partsListing)(nil)
+	_ gofs.FileSeekdirer    = (*partsListing)(nil)
+)
+
+func (h *partsListing) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	if h.next >= len(h.entries) {
+		return nil, 0
+	}
+	e := h.entries[h.next]
+	h.next++
+	e.Off = uint64(h.next)
+	return &e, 0
+}
+
+// Seekdir takes the offset of the last entry read: entry k has offset k+1.
+func (h *partsListing) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	h.next = int(min(off, uint64(len(h.entries))))
+	return 0
+}
+
+func (h *partsListing) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.ENOENT
+}
+
+func partIno(key string, from, thru int) uint64 {
+	return hashIno("part:" + key + ":" + strconv.Itoa(from) + "-" + strconv.Itoa(thru))
+}
+
+func (n *pdfPartsNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	from, thru, ok := parsePartName(name)
+	if !ok || from < 1 || thru < from {
+		return nil, syscall.ENOENT
+	}
+	v := n.version()
+	count, err := n.fsys.opt.Parts.PageCount(ctx, v)
+	if err != nil {
+		return nil, n.fsys.errno(err, "page count", v.Key)
+	}
+	if thru > count {
+		return nil, syscall.ENOENT
+	}
+	// Made now, so that stat gives the exact size.
+	f, err := n.fsys.opt.Parts.Part(ctx, v, from, thru)
+	if err != nil {
+		return nil, n.fsys.errno(err, "split "+name, v.Key)
+	}
+	info, err := f.Stat()
+	f.Close()
+	if err != nil {
+		return nil, n.fsys.errno(err, "split "+name, v.Key)
+	}
+	p := partFile{v: v, from: from, thru: thru, size: info.Size()}
+	ino := partIno(v.Key, from, thru)
+	ch := n.NewInode(ctx, &partNode{fsys: n.fsys, part: p}, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: ino})
+	pn, ok := ch.Operations().(*partNode)
+	if !ok {
+		n.fsys.log.Error("inode number collision", "key", v.Key, "part", name)
+		return nil, syscall.EIO
+	}
+	pn.set(p)
+	n.fsys.fillPartAttr(&out.Attr, ino, p)
+	return ch, 0
+}
+
+type partFile struct {
+	v          object.Version
+	from, thru int
+	size       int64
+}
+
+// partNode is one part: a small PDF file kept in the cache.
+type partNode struct {
+	gofs.Inode
+	fsys *FS
+	mu   sync.Mutex
+	part partFile
+}
+
+var (
+	_ gofs.NodeOpener    = (*partNode)(nil)
+	_ gofs.NodeGetattrer = (*partNode)(nil)
+)
+
+func (n *partNode) set(p partFile) {
+	n.mu.Lock()
+	n.part = p
+	n.mu.Unlock()
+}
+
+func (n *partNode) get() partFile {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.part
+}
+
+func (f *FS) fillPartAttr(a *fuse.Attr, ino uint64, p partFile) {
+	f.fillFileAttr(a, object.Version{Key: p.v.Key, Size: p.size, ModTime: p.v.ModTime})
+	a.Ino = ino
+}
+
+func (n *partNode) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.fsys.fillPartAttr(&out.Attr, n.StableAttr().Ino, n.get())
+	return 0
+}
+
+func (n *partNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	p := n.get()
+	// Made again if it was evicted since the lookup; the bytes are the same.
+	f, err := n.fsys.opt.Parts.Part(ctx, p.v, p.from, p.thru)
+	if err != nil {
+		return nil, 0, n.fsys.errno(err, "open part", p.v.Key)
+	}
+	return &partHandle{f: f}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+func (n *partNode) Setattr(context.Context, gofs.FileHandle, *fuse.SetAttrIn, *fuse.AttrOut) syscall.Errno {
+	return syscall.EROFS
+}
+
+// partHandle reads an open part file; the file stays readable even if the
+// cache evicts it meanwhile.
+type partHandle struct {
+	f *os.File
+}
+
+func (h *partHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := h.f.ReadAt(dest, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, syscall.EIO
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+func (h *partHandle) Release(ctx context.Context) syscall.Errno {
+	h.f.Close()
+	return 0
+}
+
+// Getxattr offers the page count of a PDF; it is computed on first ask.
+func (n *fileNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	v := n.version()
+	if attr != pagesXattr || n.fsys.opt.Parts == nil || !isPDFKey(v.Key) {
+		return 0, syscall.ENODATA
+	}
+	count, err := n.fsys.opt.Parts.PageCount(ctx, v)
+	if errors.Is(err, object.ErrNotFound) {
+		return 0, syscall.ENODATA // a .pdf that is not a PDF has no page count
+	}
+	if err != nil {
+		return 0, n.fsys.errno(err, "page count", v.Key)
+	}
+	val := strconv.Itoa(count)
+	if len(dest) == 0 {
+		return uint32(len(val)), 0 // the caller asks for the size first
+	}
+	if len(dest) < len(val) {
+		return uint32(len(val)), syscall.ERANGE
+	}
+	return uint32(copy(dest, val)), 0
+}
+
+func (n *fileNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	if n.fsys.opt.Parts == nil || !isPDFKey(n.version().Key) {
+		return 0, 0
+	}
+	names := pagesXattr + "\x00"
+	if len(dest) == 0 {
+		return uint32(len(names)), 0
+	}
+	if len(dest) < len(names) {
+		return uint32(len(names)), syscall.ERANGE
+	}
+	return uint32(copy(dest, names)), 0
+}
