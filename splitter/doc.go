@@ -85,6 +85,7 @@ func Open(ctx context.Context, r io.ReadSeeker) (d *Doc, err error) {
 	// ways; parts are judged by what readers make of them, not by pdfcpu's
 	// validator.
 	conf.ValidationMode = model.ValidationRelaxed
+	liftSizeLimits(&conf.Limits)
 	pctx, err := pdfcpu.ReadWithContext(ctx, r, conf)
 	if err != nil {
 		if errors.Is(err, pdfcpu.ErrWrongPassword) {
@@ -273,10 +274,22 @@ func (d *Doc) Extract(from, thru int, w io.Writer) (err error) {
 	return nil
 }
 
+// liftSizeLimits removes pdfcpu's caps on stream sizes (512 MB by default),
+// which reject legitimate large scans. The worker process runs under a
+// memory limit, which is the guard that matters; the caps on counts and
+// recursion stay.
+func liftSizeLimits(l *model.ResourceLimits) {
+	const huge = 1 << 40
+	l.MaxStreamBytes = huge
+	l.MaxDecodeBytes = huge
+	l.MaxImageBytes = huge
+}
+
 // extract builds a new pdfcpu context holding pages from..thru.
 func (d *Doc) extract(from, thru int) (*model.Context, error) {
 	conf := model.NewDefaultConfiguration()
 	conf.ValidationMode = model.ValidationRelaxed
+	liftSizeLimits(&conf.Limits)
 	// Object and cross-reference streams are compressed, so their size would
 	// depend on the order pdfcpu's writer visits objects in, which follows Go
 	// map iteration; a table keeps the size of a part reproducible.

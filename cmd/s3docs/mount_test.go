@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"s3docs/internal/pdfgen"
 	"s3docs/internal/testenv"
 )
 
@@ -482,5 +483,35 @@ func TestMemoryDoesNotGrowWithFileSize(t *testing.T) {
 	t.Logf("daemon peak RSS after reading 1 GiB: %d MiB", rss/mib)
 	if rss > 100*mib {
 		t.Fatalf("daemon peak RSS %d MiB after reading 1 GiB", rss/mib)
+	}
+}
+
+func TestMemoryWhileSplittingAGiBPDF(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector inflates RSS; scripts/test.sh runs this test without -race")
+	}
+	requireTools(t, "pdfinfo")
+	w := newWorld(t)
+	path := filepath.Join(w.s3.Root, testBucket, "huge.pdf")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pdfgen.Write(f, pdfgen.Options{Pages: 400, Title: "huge", PadBytes: 1 << 30}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	d := w.mount(t, mountOpts{direct: true, cacheSize: "3GiB", extra: []string{"--split-memory-limit", "3GiB"}})
+	part := filepath.Join(d.path(".parts"), "huge.pdf", "pages-0351-0400.pdf")
+	if n := pdfPages(t, part); n != 50 {
+		t.Fatalf("%d pages", n)
+	}
+	rss := d.peakRSS()
+	t.Logf("daemon peak RSS while a 1 GiB PDF was split in a worker: %d MiB", rss/mib)
+	if rss > 100*mib {
+		t.Fatalf("daemon peak RSS %d MiB while splitting a 1 GiB PDF", rss/mib)
+	}
+	if !strings.Contains(d.stderr.String(), "split worker started") {
+		t.Fatal("the split did not run in a worker process")
 	}
 }

@@ -2,6 +2,10 @@
 // directory, as the tree the demo uploads to its bucket:
 //
 //	go run ./internal/tools/mkpdfs -out DIR
+//	go run ./internal/tools/mkpdfs -out DIR -one big.pdf -pages 3200 -pad 300000000
+//
+// The second form writes one PDF of that many pages and padding bytes (for
+// benchmarks) instead of the sample tree.
 //
 // The files are deterministic: running it twice gives the same bytes, so the
 // same ETags.
@@ -44,6 +48,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.PrintDefaults()
 	}
 	out := fs.String("out", "", "directory to write the sample tree into (required)")
+	one := fs.String("one", "", "write only this one PDF (a path relative to -out), of -pages pages and -pad padding bytes")
+	pages := fs.Int("pages", 100, "pages of the -one PDF")
+	pad := fs.Int64("pad", 0, "padding bytes of the -one PDF (an image stream that makes it big)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -51,7 +58,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	for _, s := range samples {
+	todo := samples
+	if *one != "" {
+		todo = []sample{{*one, *one, *pages, *pad}}
+	}
+	for _, s := range todo {
 		path := filepath.Join(*out, filepath.FromSlash(s.path))
 		n, err := writeSample(path, s)
 		if err != nil {
