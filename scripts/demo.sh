@@ -195,6 +195,13 @@ sha256sum "$MNT/$brief" "$DEMO/samples/$brief"
 echo
 log "pdfinfo $MNT/$brief"
 pdfinfo "$MNT/$brief"
+echo
+log "ls $MNT/.parts/$brief/   (page ranges as PDFs, made on demand)"
+ls "$MNT/.parts/$brief/"
+log "pdfinfo $MNT/.parts/$brief/pages-0051-0100.pdf | grep Pages"
+pdfinfo "$MNT/.parts/$brief/pages-0051-0100.pdf" | grep Pages
+log "getfattr -n user.s3docs.pages $MNT/$brief"
+getfattr --absolute-names -n user.s3docs.pages "$MNT/$brief"
 
 cat <<EOF
 

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -223,5 +224,37 @@ func TestBrokenPDFsFailAloneAndOnce(t *testing.T) {
 	b, err := os.ReadFile(d.path("good.pdf"))
 	if err != nil || len(b) != len(good) {
 		t.Fatalf("plain read after failures: %v", err)
+	}
+}
+
+func TestConcurrentPartLookupsShareOneParse(t *testing.T) {
+	requireTools(t, "pdfinfo")
+	w := newWorld(t)
+	w.s3.Put(t, testBucket, "doc.pdf", pdfgen.Bytes(pdfgen.Options{Pages: 400, Title: "doc"}))
+	d := w.mount(t, mountOpts{})
+	dir := filepath.Join(d.path(".parts"), "doc.pdf")
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			from := 1 + i*50
+			_, err := os.Stat(filepath.Join(dir, "pages-"+strconv.Itoa(from)+"-"+strconv.Itoa(from+49)+".pdf"))
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := strings.Count(d.stderr.String(), "split worker started"); n != 1 {
+		t.Fatalf("%d split workers started for one PDF:\n%s", n, d.stderr.String())
+	}
+	if n := strings.Count(d.stderr.String(), "split worker parsed"); n != 1 {
+		t.Fatalf("%d parses of one PDF", n)
 	}
 }
