@@ -1,7 +1,6 @@
 package fs
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -100,27 +99,10 @@ func (r memReader) ReadAt(ctx context.Context, p []byte, off int64) (int, error)
 
 func (r memReader) Close() error { return nil }
 
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func mountFake(t *testing.T, store *fakeStore, content *contents, ttl time.Duration, mutate ...func(*Options)) (string, *logBuffer) {
+func mountFake(t *testing.T, store *fakeStore, content *contents, ttl time.Duration, mutate ...func(*Options)) (string, *testenv.LockedBuffer) {
 	t.Helper()
 	testenv.RequireFUSE(t)
-	logs := &logBuffer{}
+	logs := &testenv.LockedBuffer{}
 	o := Options{
 		Store:       store,
 		OpenReader:  func(v object.Version) Reader { return memReader{content: content, v: v} },

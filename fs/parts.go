@@ -252,7 +252,7 @@ func (n *partNode) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.Att
 }
 
 func (n *partNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
+	if opensForWriting(flags) {
 		return nil, 0, syscall.EROFS
 	}
 	p := n.get()

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"s3docs/internal/testenv"
 )
 
 // The test binary doubles as the worker: the pool runs os.Args[0] with
@@ -221,30 +223,13 @@ func (s *testSource) part(from, thru int) string {
 type testPool struct {
 	*Pool
 	markers string
-	logs    *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	logs    *testenv.LockedBuffer
 }
 
 func newTestPool(t *testing.T, o PoolOptions) *testPool {
 	t.Helper()
 	markers := t.TempDir()
-	logs := &lockedBuffer{}
+	logs := &testenv.LockedBuffer{}
 	o.Command = []string{os.Args[0]}
 	// The race runtime sleeps a second at exit by default.
 	o.Env = append(o.Env, workerTestEnv+"=1", workerTestMarkers+"="+markers,

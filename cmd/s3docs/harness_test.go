@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -54,26 +53,9 @@ type daemon struct {
 	cmd        *exec.Cmd
 	mountpoint string
 	cacheDir   string
-	stderr     *lockedBuffer
+	stderr     *testenv.LockedBuffer
 	exited     chan struct{}
 	exitCode   int
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // mountOpts are the flags of one mount; zero values get test defaults.
@@ -114,7 +96,7 @@ func startDaemon(t *testing.T, env []string, args ...string) *daemon {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(env, runMainEnv+"=1")
-	d := &daemon{t: t, cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan struct{})}
+	d := &daemon{t: t, cmd: cmd, stderr: &testenv.LockedBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout = d.stderr
 	cmd.Stderr = d.stderr
 	if err := cmd.Start(); err != nil {
