@@ -133,7 +133,7 @@ func (n *pdfPartsNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.Fi
 	h := &partsListing{}
 	for _, name := range listedParts(count, n.fsys.opt.PartPages) {
 		from, thru, _ := parsePartName(name)
-		h.entries = append(h.entries, fuse.DirEntry{Name: name, Mode: syscall.S_IFREG, Ino: partIno(v.Key, from, thru)})
+		h.entries = append(h.entries, fuse.DirEntry{Name: name, Mode: syscall.S_IFREG, Ino: partIno(v, from, thru)})
 	}
 	return h, 0, 0
 }
@@ -170,8 +170,11 @@ func (h *partsListing) Lookup(ctx context.Context, name string, out *fuse.EntryO
 	return nil, syscall.ENOENT
 }
 
-func partIno(key string, from, thru int) uint64 {
-	return hashIno("part:" + key + ":" + strconv.Itoa(from) + "-" + strconv.Itoa(thru))
+// partIno includes the version: a part of a changed PDF is another file,
+// and the kernel must not serve it from the old one's page cache (parts are
+// opened with FOPEN_KEEP_CACHE).
+func partIno(v object.Version, from, thru int) uint64 {
+	return hashIno("part:" + v.Key + "\x00" + v.Identity() + "\x00" + strconv.Itoa(from) + "-" + strconv.Itoa(thru))
 }
 
 func (n *pdfPartsNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
@@ -198,7 +201,7 @@ func (n *pdfPartsNode) Lookup(ctx context.Context, name string, out *fuse.EntryO
 		return nil, n.fsys.errno(err, "split "+name, v.Key)
 	}
 	p := partFile{v: v, from: from, thru: thru, size: info.Size()}
-	ino := partIno(v.Key, from, thru)
+	ino := partIno(v, from, thru)
 	ch := n.NewInode(ctx, &partNode{fsys: n.fsys, part: p}, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: ino})
 	pn, ok := ch.Operations().(*partNode)
 	if !ok {
