@@ -51,6 +51,9 @@ type Options struct {
 	// detached from the reader's context, so this is what stops a stuck one.
 	FetchTimeout time.Duration
 	Logger       *slog.Logger
+	// OnFetch, if set, is told of every chunk fetch (one ranged GET, with its
+	// retries and resumes) when it ends: bytes stored, time taken, outcome.
+	OnFetch func(bytes int64, d time.Duration, err error)
 }
 
 // Stats are counters since Open.
@@ -63,10 +66,11 @@ type Stats struct {
 	Evictions  int64
 	Readaheads int64 // fetches started by readahead
 	BadChunks  int64 // chunk files dropped for a wrong checksum or size
+	InFlight   int64 // fetches running now
 }
 
 type counters struct {
-	gets, getBytes, hits, misses, joins, evictions, readaheads, badChunks atomic.Int64
+	gets, getBytes, hits, misses, joins, evictions, readaheads, badChunks, inFlight atomic.Int64
 }
 
 // entry is one chunk file on disk.
@@ -230,8 +234,12 @@ func (c *Cache) Stats() Stats {
 		Evictions:  c.stats.evictions.Load(),
 		Readaheads: c.stats.readaheads.Load(),
 		BadChunks:  c.stats.badChunks.Load(),
+		InFlight:   c.stats.inFlight.Load(),
 	}
 }
+
+// MaxBytes is the bound of the cache.
+func (c *Cache) MaxBytes() int64 { return c.opt.MaxBytes }
 
 // Bytes is the size of all chunks in the index.
 func (c *Cache) Bytes() int64 {

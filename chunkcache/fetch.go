@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"s3docs/internal/object"
 )
@@ -66,7 +67,13 @@ func (c *Cache) download(v object.Version, idx int64, id string, readahead bool)
 	}
 	off := idx * c.opt.ChunkSize
 	n := c.chunkLen(v, idx)
+	c.stats.inFlight.Add(1)
+	start := time.Now()
 	e, err := c.store(ctx, v, off, n, id)
+	c.stats.inFlight.Add(-1)
+	if c.opt.OnFetch != nil {
+		c.opt.OnFetch(e.size, time.Since(start), err)
+	}
 	if err != nil {
 		c.log.Warn("chunk fetch failed", "key", v.Key, "chunk", idx, "err", err)
 		return fmt.Errorf("fetch %s chunk %d: %w", v.Key, idx, err)

@@ -118,7 +118,7 @@ ensure_versitygw() {
 # ensure_deps makes sure everything the integration tests and the demo use is
 # there: FUSE, the PDF tools, xattr tools, curl, versitygw and /dev/fuse.
 ensure_deps() {
-	ensure_apt fuse3 qpdf poppler-utils attr curl
+	ensure_apt fuse3 qpdf poppler-utils attr curl systemd
 	ensure_versitygw
 	[[ -c /dev/fuse ]] || die "/dev/fuse is missing: FUSE is not available here (a container needs --device /dev/fuse)"
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/singleflight"
 
@@ -34,6 +35,7 @@ type Service struct {
 	pool    *Pool
 	cache   Cache
 	log     *slog.Logger
+	observe func(op string, d time.Duration, err error)
 	flights singleflight.Group
 
 	mu       sync.Mutex
@@ -44,12 +46,17 @@ type Service struct {
 // knowledge is simply dropped (a re-parse is the only cost).
 const maxRememberedFailures = 10000
 
-// NewService serves parts through pool, keeping results in cache.
-func NewService(pool *Pool, cache Cache, log *slog.Logger) *Service {
+// NewService serves parts through pool, keeping results in cache. observe,
+// if not nil, is told of every page count and part the workers make ("pages"
+// or "part"), with its duration and outcome.
+func NewService(pool *Pool, cache Cache, log *slog.Logger, observe func(op string, d time.Duration, err error)) *Service {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{pool: pool, cache: cache, log: log, failures: map[string]error{}}
+	if observe == nil {
+		observe = func(string, time.Duration, error) {}
+	}
+	return &Service{pool: pool, cache: cache, log: log, observe: observe, failures: map[string]error{}}
 }
 
 func versionKey(v object.Version) string { return v.Key + "\x00" + v.Identity() }
@@ -64,7 +71,9 @@ func (s *Service) PageCount(ctx context.Context, v object.Version) (int, error) 
 		return 0, err
 	}
 	res, err := s.shared(ctx, id, func(ctx context.Context) (any, error) {
+		start := time.Now()
 		n, err := s.pool.PageCount(ctx, s.source(v))
+		s.observe("pages", time.Since(start), err)
 		if err != nil {
 			return nil, err
 		}
@@ -94,7 +103,10 @@ func (s *Service) Part(ctx context.Context, v object.Version, from, thru int) (*
 				return nil, err
 			}
 			tmp.Close()
-			if _, err := s.pool.Extract(ctx, s.source(v), from, thru, tmp.Name()); err != nil {
+			start := time.Now()
+			_, err = s.pool.Extract(ctx, s.source(v), from, thru, tmp.Name())
+			s.observe("part", time.Since(start), err)
+			if err != nil {
 				os.Remove(tmp.Name())
 				return nil, err
 			}

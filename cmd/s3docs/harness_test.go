@@ -71,6 +71,12 @@ type mountOpts struct {
 // make it unmount and exit 0.
 func (w *world) mount(t *testing.T, o mountOpts) *daemon {
 	t.Helper()
+	return w.mountEnv(t, o)
+}
+
+// mountEnv is mount with extra environment variables for the daemon.
+func (w *world) mountEnv(t *testing.T, o mountOpts, env ...string) *daemon {
+	t.Helper()
 	if o.cacheDir == "" {
 		o.cacheDir = t.TempDir()
 	}
@@ -85,7 +91,7 @@ func (w *world) mount(t *testing.T, o mountOpts) *daemon {
 	args := append([]string{"mount", "--endpoint-url", endpoint, "--force-path-style", "--region", "us-east-1",
 		"--cache-dir", o.cacheDir, "--cache-size", o.cacheSize, "--log-level", "debug"}, o.extra...)
 	args = append(args, "s3://"+testBucket, mp)
-	d := startDaemon(t, w.s3.Env(), args...)
+	d := startDaemon(t, append(w.s3.Env(), env...), args...)
 	d.mountpoint, d.cacheDir = mp, o.cacheDir
 	d.waitMounted()
 	t.Cleanup(func() { d.stop() })

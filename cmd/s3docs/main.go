@@ -17,6 +17,7 @@ import (
 	"s3docs/chunkcache"
 	"s3docs/fs"
 	"s3docs/internal/object"
+	"s3docs/internal/sdnotify"
 	"s3docs/mountopts"
 	"s3docs/s3store"
 	"s3docs/splitter"
@@ -121,6 +122,7 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		return exitUsage
 	}
 
+	m := newMetrics()
 	cache, err := chunkcache.Open(chunkcache.Options{
 		Dir:               cfg.CacheDir,
 		MaxBytes:          cfg.CacheSize,
@@ -129,12 +131,14 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		MaxConcurrentGets: cfg.MaxConcurrentGets,
 		ReadAhead:         cfg.ReadAhead,
 		Logger:            log,
+		OnFetch:           m.observeFetch,
 	}, store)
 	if err != nil {
 		fmt.Fprintf(stderr, "s3docs: %v\n", err)
 		return exitUsage
 	}
 	defer cache.Close()
+	m.watchCache(cache)
 
 	exe, err := os.Executable()
 	if err != nil {
@@ -148,7 +152,7 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		Logger:      log,
 	})
 	defer pool.Close()
-	parts := splitter.NewService(pool, cache, log)
+	parts := splitter.NewService(pool, cache, log, m.observeSplit)
 
 	tree := fs.New(fs.Options{
 		Store:       store,
@@ -173,6 +177,11 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	}
 	log.Info("mounted", "source", cfg.Source, "mountpoint", cfg.MountPoint, "endpoint", store.Endpoint(),
 		"cache_dir", cfg.CacheDir, "cache_size", cfg.CacheSize)
+	// systemd (Type=notify) learns that the mount answers.
+	systemd := sdnotify.New(getenv("NOTIFY_SOCKET"))
+	if err := systemd.Notify("READY=1", "STATUS=serving "+cfg.Source+" at "+cfg.MountPoint); err != nil {
+		log.Warn("could not notify systemd", "err", err)
+	}
 
 	unmounted := make(chan struct{})
 	go func() {
@@ -184,6 +193,9 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		log.Info("unmounted from outside")
 	case <-ctx.Done():
 		log.Info("signal received, unmounting")
+		if err := systemd.Notify("STOPPING=1"); err != nil {
+			log.Warn("could not notify systemd", "err", err)
+		}
 		if err := mnt.Unmount(); err != nil {
 			log.Error("unmount failed", "err", err)
 			return exitFailure

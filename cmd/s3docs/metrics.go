@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"s3docs/chunkcache"
+)
+
+// metrics are the daemon's Prometheus series, in a registry of their own
+// (no process-wide default registry).
+type metrics struct {
+	reg        *prometheus.Registry
+	gets       *prometheus.CounterVec
+	getBytes   *prometheus.CounterVec
+	getSeconds prometheus.Histogram
+	splits     *prometheus.CounterVec
+	splitSecs  *prometheus.HistogramVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		gets: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "s3docs_get_requests_total",
+			Help: "Ranged GETs of chunks (one per chunk; retries and resumes included in it), by outcome.",
+		}, []string{"outcome"}),
+		getBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "s3docs_get_bytes_total",
+			Help: "Bytes stored by chunk GETs, by outcome.",
+		}, []string{"outcome"}),
+		getSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "s3docs_get_duration_seconds",
+			Help:    "Time to fetch one chunk into the cache.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}),
+		splits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "s3docs_split_requests_total",
+			Help: "Page counts (op=pages) and parts (op=part) made by split workers, by outcome.",
+		}, []string{"op", "outcome"}),
+		splitSecs: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "s3docs_split_duration_seconds",
+			Help:    "Time a split worker took for a page count (parse included) or a part.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 3, 12),
+		}, []string{"op"}),
+	}
+	m.reg.MustRegister(m.gets, m.getBytes, m.getSeconds, m.splits, m.splitSecs,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func outcome(err error) string {
+	if err != nil {
+		return "error"
+	}
+	return "ok"
+}
+
+// observeFetch is chunkcache's OnFetch.
+func (m *metrics) observeFetch(bytes int64, d time.Duration, err error) {
+	m.gets.WithLabelValues(outcome(err)).Inc()
+	m.getBytes.WithLabelValues(outcome(err)).Add(float64(bytes))
+	if err == nil {
+		m.getSeconds.Observe(d.Seconds())
+	}
+}
+
+// observeSplit is the splitter service's observer.
+func (m *metrics) observeSplit(op string, d time.Duration, err error) {
+	m.splits.WithLabelValues(op, outcome(err)).Inc()
+	m.splitSecs.WithLabelValues(op).Observe(d.Seconds())
+}
+
+// watchCache exports the cache's own counters, read when scraped.
+func (m *metrics) watchCache(c *chunkcache.Cache) {
+	counter := func(name, help string, get func(chunkcache.Stats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(get(c.Stats())) })
+	}
+	m.reg.MustRegister(
+		counter("s3docs_cache_hits_total", "Chunk reads served from disk at once.", func(s chunkcache.Stats) int64 { return s.Hits }),
+		counter("s3docs_cache_misses_total", "Chunk reads that waited for a fetch.", func(s chunkcache.Stats) int64 { return s.Misses }),
+		counter("s3docs_cache_evictions_total", "Chunks and parts evicted to stay within the bound.", func(s chunkcache.Stats) int64 { return s.Evictions }),
+		counter("s3docs_cache_dedup_joins_total", "Misses that joined a fetch already running for the same chunk.", func(s chunkcache.Stats) int64 { return s.Joins }),
+		counter("s3docs_readahead_chunks_total", "Chunk fetches started by readahead.", func(s chunkcache.Stats) int64 { return s.Readaheads }),
+		counter("s3docs_cache_bad_chunks_total", "Cached chunks dropped for a wrong size or checksum.", func(s chunkcache.Stats) int64 { return s.BadChunks }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "s3docs_gets_in_flight", Help: "Chunk GETs running now."},
+			func() float64 { return float64(c.Stats().InFlight) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "s3docs_cache_bytes", Help: "Bytes in the cache."},
+			func() float64 { return float64(c.Bytes()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "s3docs_cache_max_bytes", Help: "The cache's bound (--cache-size)."},
+			func() float64 { return float64(c.MaxBytes()) }),
+	)
+}
+
+// serveMetrics listens on addr and serves /metrics (and /debug/pprof/ when
+// withPprof) until ctx ends. It returns once the listener is up, so that a
+// bad address is a startup error.
+func (m *metrics) serve(ctx context.Context, addr string, withPprof bool, log *slog.Logger) (stopped <-chan struct{}, err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(shutdown)
+	}()
+	log.Info("serving metrics", "addr", ln.Addr().String(), "pprof", withPprof)
+	return done, nil
+}
