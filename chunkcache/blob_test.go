@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -113,5 +114,31 @@ func TestBlobsSurviveRestartAndAreBounded(t *testing.T) {
 	}
 	if _, err := c2.OpenBlob(id); !errors.Is(err, ErrNotCached) {
 		t.Fatalf("blob survived churn past the bound: %v", err)
+	}
+}
+
+func TestBlobAdmittedTwiceKeepsOneFile(t *testing.T) {
+	f := newFakeFetcher()
+	v := f.add("doc.pdf", randomBytes(25, 100))
+	dir := t.TempDir()
+	c := openCache(t, dir, f, 4*testChunk, 0)
+	id := c.BlobID(v, "pages-1-1")
+	for i := 0; i < 2; i++ {
+		tmp, err := c.TempFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmp.Write(randomBytes(uint64(26+i), 24)) // same id, other bytes
+		tmp.Close()
+		if _, err := c.AdmitBlob(id, tmp.Name()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b := c.Bytes(); b != 24 {
+		t.Fatalf("index holds %d bytes, want 24", b)
+	}
+	des, _ := os.ReadDir(filepath.Join(dir, "chunks"))
+	if len(des) != 1 {
+		t.Fatalf("%d files for one blob", len(des))
 	}
 }

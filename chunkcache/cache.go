@@ -203,6 +203,12 @@ func (c *Cache) rebuild() error {
 	// Oldest first, so the most recently used end up most recent in the LRU.
 	sort.Slice(keep, func(i, j int) bool { return keep[i].mtime.Before(keep[j].mtime) })
 	for _, f := range keep {
+		if old, ok := c.lru.Peek(f.id); ok {
+			// Two files for one id: keep the newer.
+			c.total -= old.size
+			os.Remove(filepath.Join(c.chunkDir, old.name))
+			removed++
+		}
 		c.lru.Add(f.id, f.e)
 		c.total += f.e.size
 	}
@@ -384,13 +390,22 @@ func (c *Cache) forget(id string, e entry) {
 // least recently used chunks until the cache is within its bound again.
 func (c *Cache) admit(id string, e entry) {
 	c.mu.Lock()
+	var replaced []entry
 	if old, ok := c.lru.Peek(id); ok {
 		c.total -= old.size
+		if old.name != e.name {
+			// The same blob made twice need not be byte-identical (a part
+			// carries its creation date): the older file goes.
+			replaced = append(replaced, old)
+		}
 	}
 	c.lru.Add(id, e)
 	c.total += e.size
 	victims := c.evictLocked()
 	c.mu.Unlock()
+	for _, old := range replaced {
+		os.Remove(filepath.Join(c.chunkDir, old.name))
+	}
 	c.unlink(victims)
 }
 

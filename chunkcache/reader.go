@@ -15,9 +15,11 @@ type Reader struct {
 	v object.Version
 
 	mu sync.Mutex
-	// frontier is the furthest byte read so far; a read starting near it
+	// frontier is the end of the last read; a read starting near it
 	// continues a sequential scan. The kernel sends readahead requests
-	// concurrently, so they may arrive a little out of order.
+	// concurrently, so they may arrive a little out of order. (Not the
+	// furthest byte read: PDF readers read the tail first, and that must
+	// not disable readahead for the scan that follows.)
 	frontier int64
 	streak   int   // consecutive reads near the frontier
 	ahead    int64 // highest chunk index already handed to readahead
@@ -61,7 +63,7 @@ func (r *Reader) observe(off, n int64) (from, thru int64) {
 	} else {
 		r.streak = 0
 	}
-	r.frontier = max(r.frontier, off+n)
+	r.frontier = off + n
 	if r.c.raChunks == 0 || r.streak < 2 {
 		return 1, 0
 	}

@@ -153,7 +153,7 @@ func (n *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		return nil, n.fsys.errno(err, "list", n.prefix)
 	}
 	if v, ok := l.files[name]; ok {
-		return n.fsys.fileChild(ctx, &n.Inode, v, out)
+		return n.fsys.fileChild(ctx, &n.Inode, name, v, out)
 	}
 	if l.dirs[name] {
 		child := n.prefix + name + "/"

@@ -22,21 +22,21 @@ func (f *FS) errno(err error, op, key string) syscall.Errno {
 		return syscall.EIO
 	}
 	switch {
+	case errors.Is(err, object.ErrChanged):
+		// Before ErrNotFound: an object deleted under an open handle is a
+		// change for that handle, not a missing file.
+		f.log.Error("object changed while open; reopen to read the new version", "op", op, "key", key, "err", err)
+		return syscall.EIO
 	case errors.Is(err, object.ErrNotFound):
 		f.log.Debug("not found", "op", op, "key", key, "err", err)
 		return syscall.ENOENT
 	case errors.Is(err, context.Canceled):
 		// The kernel interrupted the request (the reader went away).
 		return syscall.EINTR
-	case errors.Is(err, object.ErrChanged):
-		f.log.Error("object changed while open; reopen to read the new version", "op", op, "key", key, "err", err)
-		return syscall.EIO
 	}
-	var en syscall.Errno
-	if errors.As(err, &en) {
-		f.log.Warn("operation failed", "op", op, "key", key, "err", err)
-		return en
-	}
+	// Anything else is EIO, also when an errno is wrapped inside: a
+	// network error's ECONNREFUSED must not reach read(2) as if it were the
+	// file's.
 	f.log.Error("operation failed", "op", op, "key", key, "err", err)
 	return syscall.EIO
 }

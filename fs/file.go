@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"path"
 	"sync"
@@ -25,9 +26,14 @@ type fileNode struct {
 	// stale is set when a read found the object changed under an open
 	// handle; the next open asks the store instead of trusting the listing.
 	stale bool
-	// lastOpened is the identity of the version last opened: while it stays
-	// the same the kernel may keep its page cache across opens.
+	// lastOpened is the identity of the version last opened with the page
+	// cache: while it stays the same the kernel may keep its page cache
+	// across opens. "" forces the next such open to drop it.
 	lastOpened string
+	// open counts open handles by version identity. The page cache belongs
+	// to the inode, not the handle, so two versions open at once must not
+	// share it.
+	open map[string]int
 }
 
 var (
@@ -35,22 +41,34 @@ var (
 	_ gofs.NodeGetattrer = (*fileNode)(nil)
 )
 
-// fileChild returns the inode for v under parent, refreshing the version of
-// an inode the kernel already knows.
-func (f *FS) fileChild(ctx context.Context, parent *gofs.Inode, v object.Version, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	ch := parent.NewInode(ctx, &fileNode{fsys: f, v: v}, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: fileIno(v.Key)})
-	fn, ok := ch.Operations().(*fileNode)
+// fileChild returns the inode for v under parent as name, refreshing the
+// version of an inode the kernel already knows. (NewInode always builds a
+// new node, and go-fuse keeps the existing one of the same number: the
+// existing one is what must learn the new version.)
+func (f *FS) fileChild(ctx context.Context, parent *gofs.Inode, name string, v object.Version, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	ch := parent.GetChild(name)
+	fn, ok := (*fileNode)(nil), false
+	if ch != nil {
+		fn, ok = ch.Operations().(*fileNode)
+	}
 	if !ok {
-		f.log.Error("inode number collision", "key", v.Key)
-		return nil, syscall.EIO
+		fn = &fileNode{fsys: f, v: v}
+		ch = parent.NewInode(ctx, fn, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: fileIno(v.Key)})
 	}
-	fn.mu.Lock()
-	if !fn.stale {
-		fn.v = v
-	}
-	fn.mu.Unlock()
+	fn.refresh(v)
 	f.fillFileAttr(&out.Attr, fn.version())
 	return ch, 0
+}
+
+// refresh takes the version from a listing, unless the node knows better:
+// a read saw this very version change, and the next open will ask.
+func (n *fileNode) refresh(v object.Version) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stale && v.Identity() == n.v.Identity() {
+		return
+	}
+	n.v, n.stale = v, false
 }
 
 func (n *fileNode) version() object.Version {
@@ -59,12 +77,10 @@ func (n *fileNode) version() object.Version {
 	return n.v
 }
 
+// Getattr answers the newest version, also through an older open handle:
+// the size is the inode's, and a new open must not inherit an old size.
 func (n *fileNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	v := n.version()
-	if h, ok := fh.(*handle); ok {
-		v = h.v
-	}
-	n.fsys.fillFileAttr(&out.Attr, v)
+	n.fsys.fillFileAttr(&out.Attr, n.version())
 	return 0
 }
 
@@ -88,15 +104,44 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 		v = fresh
 	}
 	n.mu.Lock()
+	defer n.mu.Unlock()
 	n.v, n.stale = v, false
-	keep := n.lastOpened == v.Identity()
-	n.lastOpened = v.Identity()
-	n.mu.Unlock()
+	id := v.Identity()
 	var fuseFlags uint32
-	if keep {
-		fuseFlags |= fuse.FOPEN_KEEP_CACHE
+	if n.otherVersionOpenLocked(id) {
+		// Another version is open and may be filling the page cache: this
+		// handle reads around it, and the next cached open starts afresh.
+		fuseFlags = fuse.FOPEN_DIRECT_IO
+		n.lastOpened = ""
+	} else {
+		if n.lastOpened == id {
+			fuseFlags = fuse.FOPEN_KEEP_CACHE
+		}
+		n.lastOpened = id
 	}
+	if n.open == nil {
+		n.open = map[string]int{}
+	}
+	n.open[id]++
 	return &handle{node: n, v: v, r: n.fsys.opt.OpenReader(v)}, fuseFlags, 0
+}
+
+func (n *fileNode) otherVersionOpenLocked(id string) bool {
+	for other, count := range n.open {
+		if other != id && count > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *fileNode) closed(v object.Version) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	id := v.Identity()
+	if n.open[id]--; n.open[id] <= 0 {
+		delete(n.open, id)
+	}
 }
 
 // markStale records that the object changed, so that the next open and the
@@ -131,10 +176,20 @@ var (
 )
 
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if cur := h.node.version(); cur.Identity() != h.v.Identity() {
+		// The tree has seen a newer version. Serving the old one, even from
+		// cached chunks, would also make the kernel shrink or grow the
+		// inode's size to the old one's at the first short read.
+		err := fmt.Errorf("opened %s, now %s: %w", h.v.Identity(), cur.Identity(), object.ErrChanged)
+		return nil, h.node.fsys.errno(err, "read", h.v.Key)
+	}
 	n, err := h.r.ReadAt(ctx, dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
-		if errors.Is(err, object.ErrChanged) {
+		if errors.Is(err, object.ErrChanged) || errors.Is(err, object.ErrNotFound) {
+			// Changed or deleted under an open handle: this handle's
+			// version is gone for good, and the next open must ask.
 			h.node.markStale(h.v.Key)
+			err = fmt.Errorf("%w: %w", object.ErrChanged, err)
 		}
 		return nil, h.node.fsys.errno(err, "read", h.v.Key)
 	}
@@ -143,5 +198,6 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
 	h.r.Close()
+	h.node.closed(h.v)
 	return 0
 }

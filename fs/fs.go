@@ -181,14 +181,16 @@ func (f *FS) Mount(mountpoint string, mo MountOptions) (*Mounted, error) {
 // Wait returns when the file system is unmounted (by Unmount or by umount).
 func (m *Mounted) Wait() { m.server.Wait() }
 
-// Unmount detaches the mount; if it is busy, it is detached lazily so that
-// a shutdown never hangs on a process holding a file open.
-func (m *Mounted) Unmount() error {
+// Unmount detaches the mount. If it is busy (a process has a file open or
+// its working directory in it) it is detached lazily, and lazy is true: the
+// mount point is free at once, and the file system goes away when the last
+// user lets go, or when this process exits.
+func (m *Mounted) Unmount() (lazy bool, err error) {
 	if err := m.server.Unmount(); err == nil {
-		return nil
+		return false, nil
 	}
 	if err := syscall.Unmount(m.mountpoint, syscall.MNT_DETACH); err != nil {
-		return fmt.Errorf("unmount %s: %w", m.mountpoint, err)
+		return false, fmt.Errorf("unmount %s: %w", m.mountpoint, err)
 	}
-	return nil
+	return true, nil
 }

@@ -121,7 +121,7 @@ func mountFake(t *testing.T, store *fakeStore, content *contents, ttl time.Durat
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := m.Unmount(); err != nil {
+		if _, err := m.Unmount(); err != nil {
 			t.Error(err)
 		}
 		m.Wait()
@@ -250,5 +250,53 @@ func TestChangedObjectFailsThenReopenSeesNewVersion(t *testing.T) {
 	}
 	if store.heads.Load() != 1 {
 		t.Fatalf("%d HEADs, want exactly 1 (on the reopen after the change)", store.heads.Load())
+	}
+}
+
+// Regression: a changed object must be read at its new version by a new
+// open, and two versions open at once must not share the page cache.
+func TestNewVersionAfterTTLAndNoMixedPageCache(t *testing.T) {
+	store := &fakeStore{objs: map[string]object.Version{"doc.pdf": version("doc.pdf", `"A"`, 5)}}
+	content := newContents(map[string][]byte{`etag:"A"`: []byte("AAAAA"), `etag:"B"`: []byte("BBBBBBB")})
+	mp, _ := mountFake(t, store, content, 200*time.Millisecond)
+	path := filepath.Join(mp, "doc.pdf")
+	old, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	readAll := func(f *os.File) string {
+		t.Helper()
+		b := make([]byte, 16)
+		n, err := f.ReadAt(b, 0)
+		if err != nil && n == 0 {
+			t.Fatal(err)
+		}
+		return string(b[:n])
+	}
+	if got := readAll(old); got != "AAAAA" {
+		t.Fatalf("v1 read %q", got)
+	}
+	store.mu.Lock()
+	store.objs["doc.pdf"] = version("doc.pdf", `"B"`, 7)
+	store.mu.Unlock()
+	time.Sleep(400 * time.Millisecond) // past the TTL
+
+	newer, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(newer); got != "BBBBBBB" {
+		t.Fatalf("a new open after the TTL read %q, want the new version", got)
+	}
+	// The handle still open on v1 fails rather than serve v1 beside v2.
+	if _, err := old.ReadAt(make([]byte, 16), 0); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("the handle open on v1: %v, want EIO", err)
+	}
+	newer.Close()
+	old.Close()
+	b, err := os.ReadFile(path)
+	if err != nil || string(b) != "BBBBBBB" {
+		t.Fatalf("after both closed: %q, %v", b, err)
 	}
 }

@@ -57,11 +57,14 @@ func (n *partsDirNode) Lookup(ctx context.Context, name string, out *fuse.EntryO
 	if v, ok := l.files[name]; ok && isPDFKey(name) {
 		ino := partsIno(v.Key)
 		n.fsys.fillDirAttr(&out.Attr, ino)
-		ch := n.NewInode(ctx, &pdfPartsNode{fsys: n.fsys, v: v}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino})
-		if pn, ok := ch.Operations().(*pdfPartsNode); ok {
-			pn.setVersion(v)
+		// An existing node must learn the new version (see fileChild).
+		if ch := n.GetChild(name); ch != nil {
+			if pn, ok := ch.Operations().(*pdfPartsNode); ok {
+				pn.setVersion(v)
+				return ch, 0
+			}
 		}
-		return ch, 0
+		return n.NewInode(ctx, &pdfPartsNode{fsys: n.fsys, v: v}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino}), 0
 	}
 	if l.dirs[name] {
 		child := n.prefix + name + "/"
@@ -202,15 +205,16 @@ func (n *pdfPartsNode) Lookup(ctx context.Context, name string, out *fuse.EntryO
 	}
 	p := partFile{v: v, from: from, thru: thru, size: info.Size()}
 	ino := partIno(v, from, thru)
-	ch := n.NewInode(ctx, &partNode{fsys: n.fsys, part: p}, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: ino})
-	pn, ok := ch.Operations().(*partNode)
-	if !ok {
-		n.fsys.log.Error("inode number collision", "key", v.Key, "part", name)
-		return nil, syscall.EIO
-	}
-	pn.set(p)
 	n.fsys.fillPartAttr(&out.Attr, ino, p)
-	return ch, 0
+	// A part of another version is another inode; the same one only needs
+	// the size of the file just made (see fileChild).
+	if ch := n.GetChild(name); ch != nil && ch.StableAttr().Ino == ino {
+		if pn, ok := ch.Operations().(*partNode); ok {
+			pn.set(p)
+			return ch, 0
+		}
+	}
+	return n.NewInode(ctx, &partNode{fsys: n.fsys, part: p}, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: ino}), 0
 }
 
 type partFile struct {

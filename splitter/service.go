@@ -98,6 +98,11 @@ func (s *Service) Part(ctx context.Context, v object.Version, from, thru int) (*
 			return nil, err
 		}
 		_, err := s.shared(ctx, id, func(ctx context.Context) (any, error) {
+			// Made by a flight that ended between our miss and this one.
+			if f, err := s.cache.OpenBlob(id); err == nil {
+				f.Close()
+				return nil, nil
+			}
 			tmp, err := s.cache.TempFile()
 			if err != nil {
 				return nil, err
@@ -142,10 +147,16 @@ func (s *Service) shared(ctx context.Context, id string, fn func(context.Context
 }
 
 // isDocumentFailure tells a broken or hostile PDF (remember it) from a
-// failure to fetch its bytes (try again next time).
+// failure that is not its fault: fetching its bytes, starting a worker, a
+// full disk, shutting down (try again next time).
 func isDocumentFailure(err error) bool {
 	var se *SourceError
-	return !errors.As(err, &se) && !errors.Is(err, context.Canceled)
+	if errors.As(err, &se) {
+		return false
+	}
+	var de *workerDocError
+	return errors.As(err, &de) || errors.Is(err, ErrWorkerMemoryLimit) ||
+		errors.Is(err, ErrWorkerTimeout) || errors.Is(err, ErrWorkerCrashed)
 }
 
 func (s *Service) source(v object.Version) Source {

@@ -378,7 +378,7 @@ func (w *poolWorker) start() (*workerProc, error) {
 			return nil, ErrPoolClosed
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("%w: fetching the source took over %v: %v", ErrWorkerTimeout, p.o.Timeout, err)
+			return nil, fmt.Errorf("%w: fetching the source took over %v: %w", ErrWorkerTimeout, p.o.Timeout, err)
 		}
 		return nil, fmt.Errorf("fetching the source: %w", err)
 	}
@@ -526,9 +526,8 @@ func (r workerResponse) error() error {
 		sentinel = ErrPageRange
 	case workerKindPanic:
 		sentinel = ErrWorkerCrashed
-	default:
-		return errors.New(r.Err)
 	}
+	// Without a kind it is still the document's fault (a parse error).
 	return &workerDocError{sentinel: sentinel, msg: r.Err}
 }
 

@@ -192,15 +192,30 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	case <-unmounted:
 		log.Info("unmounted from outside")
 	case <-ctx.Done():
+		stop() // a second signal ends the process the default way
 		log.Info("signal received, unmounting")
 		if err := systemd.Notify("STOPPING=1"); err != nil {
 			log.Warn("could not notify systemd", "err", err)
 		}
-		if err := mnt.Unmount(); err != nil {
-			log.Error("unmount failed", "err", err)
-			return exitFailure
+		// Unmount waits for requests in flight; a stuck one must not hold
+		// the shutdown past the grace period.
+		go func() {
+			lazy, err := mnt.Unmount()
+			switch {
+			case err != nil:
+				log.Error("unmount failed", "err", err)
+			case lazy:
+				log.Warn("mount point busy (a process has a file open or its working directory there); detached lazily",
+					"mountpoint", cfg.MountPoint)
+			}
+		}()
+		select {
+		case <-unmounted:
+		case <-time.After(shutdownGrace):
+			// Exiting closes the FUSE connection: whoever still holds a
+			// file gets ENOTCONN instead of a daemon that never stops.
+			log.Warn("file system still in use after the grace period; exiting anyway", "grace", shutdownGrace)
 		}
-		<-unmounted
 	}
 	st := cache.Stats()
 	log.Info("stopped", "gets", st.Gets, "get_bytes", st.GetBytes, "hits", st.Hits, "misses", st.Misses,
@@ -222,6 +237,10 @@ func runSplitWorker(stderr io.Writer) int {
 	}
 	return exitOK
 }
+
+// shutdownGrace bounds how long SIGTERM waits for requests in flight and
+// for open files after the mount point has been detached.
+const shutdownGrace = 5 * time.Second
 
 func newLogger(cfg mountopts.Config, w io.Writer) *slog.Logger {
 	ho := &slog.HandlerOptions{Level: cfg.LogLevel}

@@ -515,3 +515,27 @@ func TestMemoryWhileSplittingAGiBPDF(t *testing.T) {
 		t.Fatal("the split did not run in a worker process")
 	}
 }
+
+// SIGTERM while a process holds a file open: the mount point is detached at
+// once, and the daemon exits 0 within the grace period instead of waiting
+// for the file to be closed.
+func TestSIGTERMWithAFileOpen(t *testing.T) {
+	w := newWorld(t)
+	w.s3.Put(t, testBucket, "a.pdf", []byte("held open"))
+	d := w.mount(t, mountOpts{})
+	f, err := os.Open(d.path("a.pdf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	start := time.Now()
+	if code := d.stop(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if el := time.Since(start); el > 12*time.Second {
+		t.Fatalf("took %v to stop", el)
+	}
+	if !strings.Contains(d.stderr.String(), "detached lazily") {
+		t.Fatalf("busy mount point not reported:\n%s", d.stderr.String())
+	}
+}
