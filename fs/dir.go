@@ -144,6 +144,9 @@ func (n *dirNode) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.Attr
 
 func (n *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	if n.prefix == "" && name == partsRoot && n.fsys.opt.Parts != nil {
+		if l, err := n.fsys.dirs.get(ctx, ""); err == nil && (l.dirs[partsRoot] || l.files[partsRoot].Key != "") {
+			n.fsys.warns.warn(partsRoot, "an object or prefix named .parts at the root is hidden by the tree of parts")
+		}
 		ino := partsIno("")
 		n.fsys.fillDirAttr(&out.Attr, ino)
 		return n.NewInode(ctx, &partsDirNode{fsys: n.fsys}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino}), 0

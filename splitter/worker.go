@@ -127,6 +127,10 @@ func serveWorker(ctx context.Context, in io.Reader, out, errOut io.Writer, open 
 		}
 		return workerPanicOnly(err)
 	}
+	// The parse holds every object in memory and Doc never reads its
+	// source again: let go of the chunk files now, or the space of chunks
+	// evicted meanwhile would stay allocated, uncounted, while we live.
+	closeSrc()
 	if err := enc.Encode(workerResponse{Op: workerOpParsed, Pages: doc.PageCount()}); err != nil {
 		return err
 	}
