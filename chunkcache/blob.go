@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -57,7 +58,7 @@ func (c *Cache) AdmitBlob(id, tmpPath string) (int64, error) {
 		os.Remove(tmpPath)
 		return 0, errors.New("chunkcache: refusing an empty blob")
 	}
-	e := entry{name: fileName(id, n, h.Sum32()), size: n, crc: h.Sum32(), verified: true}
+	e := entry{name: fileName(id, n, h.Sum32()), size: n, crc: h.Sum32(), verified: true, touched: time.Now()}
 	if err := os.Rename(tmpPath, filepath.Join(c.chunkDir, e.name)); err != nil {
 		os.Remove(tmpPath)
 		return 0, err

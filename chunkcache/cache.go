@@ -82,7 +82,13 @@ type entry struct {
 	// been checked once; a crash can leave a renamed file with bad content
 	// only through disk corruption, but a wrong byte is never acceptable.
 	verified bool
+	// touched is when the file's mtime was last set: the mtime is the
+	// recency a restart sorts by, so hits refresh it, at most once per
+	// touchEvery so that hits stay cheap.
+	touched time.Time
 }
+
+const touchEvery = 10 * time.Minute
 
 // Cache is safe for concurrent use.
 type Cache struct {
@@ -198,7 +204,7 @@ func (c *Cache) rebuild() error {
 			removed++
 			continue
 		}
-		keep = append(keep, found{id, entry{name: de.Name(), size: size, crc: crc}, info.ModTime()})
+		keep = append(keep, found{id, entry{name: de.Name(), size: size, crc: crc, touched: info.ModTime()}, info.ModTime()})
 	}
 	// Oldest first, so the most recently used end up most recent in the LRU.
 	sort.Slice(keep, func(i, j int) bool { return keep[i].mtime.Before(keep[j].mtime) })
@@ -323,11 +329,20 @@ var ErrNotCached = errors.New("not cached")
 
 // openChunk opens a cached chunk and marks it recently used.
 func (c *Cache) openChunk(id string) (*os.File, error) {
+	now := time.Now()
 	c.mu.Lock()
 	e, ok := c.lru.Get(id)
+	touch := ok && now.Sub(e.touched) > touchEvery
+	if touch {
+		e.touched = now
+		c.lru.Add(id, e)
+	}
 	c.mu.Unlock()
 	if !ok {
 		return nil, ErrNotCached
+	}
+	if touch {
+		os.Chtimes(filepath.Join(c.chunkDir, e.name), now, now)
 	}
 	f, err := os.Open(filepath.Join(c.chunkDir, e.name))
 	if errors.Is(err, os.ErrNotExist) {
@@ -343,21 +358,18 @@ func (c *Cache) openChunk(id string) (*os.File, error) {
 			c.drop(id, err.Error())
 			return nil, ErrNotCached
 		}
-		c.markVerified(id, f)
+		c.markVerified(id)
 	}
 	return f, nil
 }
 
-func (c *Cache) markVerified(id string, f *os.File) {
+func (c *Cache) markVerified(id string) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if e, ok := c.lru.Peek(id); ok {
 		e.verified = true
 		c.lru.Add(id, e)
 	}
-	c.mu.Unlock()
-	// The mtime is the recency a restart sorts by.
-	now := time.Now()
-	os.Chtimes(f.Name(), now, now)
 }
 
 // drop removes a chunk found to be bad so that the next read fetches it.

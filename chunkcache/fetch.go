@@ -116,7 +116,7 @@ func (c *Cache) store(ctx context.Context, v object.Version, off, n int64, id st
 	if err := tmp.Close(); err != nil {
 		return entry{}, err
 	}
-	e := entry{name: fileName(id, n, h.Sum32()), size: n, crc: h.Sum32(), verified: true}
+	e := entry{name: fileName(id, n, h.Sum32()), size: n, crc: h.Sum32(), verified: true, touched: time.Now()}
 	if err := os.Rename(tmp.Name(), filepath.Join(c.chunkDir, e.name)); err != nil {
 		return entry{}, err
 	}
