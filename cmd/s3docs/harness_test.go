@@ -171,6 +171,20 @@ func (d *daemon) stop() int {
 	return d.exitCode
 }
 
+// logCount waits (up to 5s) until the daemon's output holds at least want
+// occurrences of s, and returns how many it holds: its output reaches the
+// test through a pipe, a little after the daemon wrote it.
+func (d *daemon) logCount(s string, want int) int {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := strings.Count(d.stderr.String(), s)
+		if n >= want || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func (d *daemon) path(key string) string { return filepath.Join(d.mountpoint, key) }
 
 // peakRSS is the daemon's high-water resident set size in bytes.

@@ -43,6 +43,10 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 	switch args[0] {
 	case "mount":
 		return runMount(args[1:], stdout, stderr, getenv)
+	case "warm":
+		return runWarm(args[1:], stdout, stderr)
+	case "cache":
+		return runCache(args[1:], stdout, stderr)
 	case splitWorkerCommand:
 		return runSplitWorker(stderr)
 	case "version", "--version", "-version":
@@ -61,10 +65,13 @@ func usage(w io.Writer) {
 
 Usage:
   s3docs mount [flags] s3://BUCKET[/PREFIX] MOUNTPOINT
+  s3docs warm [--mount DIR] PATH...
+  s3docs cache status|clear [--cache-dir DIR]
   s3docs version
   s3docs help
 
-Run "s3docs mount --help" for the mount flags.
+Run "s3docs mount --help" for the mount flags, "s3docs warm --help" and
+"s3docs cache --help" for the others.
 `)
 }
 

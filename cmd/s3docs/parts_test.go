@@ -161,6 +161,7 @@ func TestPartsTree(t *testing.T) {
 	if n := len(w.proxy.GETs()); n != 0 {
 		t.Fatalf("cached parts after remount made %d GETs", n)
 	}
+	d2.stop() // all of its output is in
 	if strings.Contains(d2.stderr.String(), "split worker started") {
 		t.Fatalf("cached parts after remount started a split worker:\n%s", d2.stderr.String())
 	}
@@ -209,11 +210,11 @@ func TestBrokenPDFsFailAloneAndOnce(t *testing.T) {
 				t.Fatalf("%s: a part of a broken PDF exists", name)
 			}
 		}
-		if n := strings.Count(d.stderr.String(), "key="+name); n == 0 {
+		if n := d.logCount("key="+name, 1); n == 0 {
 			t.Fatalf("no log line names %s", name)
 		}
 	}
-	if n := strings.Count(d.stderr.String(), "cannot split PDF"); n != 3 {
+	if n := d.logCount("cannot split PDF", 3); n != 3 {
 		t.Fatalf("%d failures logged for 3 broken PDFs (each must be parsed once):\n%s", n, d.stderr.String())
 	}
 	t.Logf("daemon log:\n%s", d.stderr.String())
@@ -251,10 +252,10 @@ func TestConcurrentPartLookupsShareOneParse(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := strings.Count(d.stderr.String(), "split worker started"); n != 1 {
+	if n := d.logCount("split worker started", 1); n != 1 {
 		t.Fatalf("%d split workers started for one PDF:\n%s", n, d.stderr.String())
 	}
-	if n := strings.Count(d.stderr.String(), "split worker parsed"); n != 1 {
+	if n := d.logCount("split worker parsed", 1); n != 1 {
 		t.Fatalf("%d parses of one PDF", n)
 	}
 }
