@@ -50,6 +50,13 @@ type Config struct {
 
 	LogLevel  slog.Level
 	LogFormat string // "text" or "json"
+
+	MetricsAddr string // "" serves no metrics; else HOST:PORT for Prometheus
+	Pprof       bool   // also serve /debug/pprof on MetricsAddr
+
+	// Detach makes `s3docs mount` return once the mount answers, leaving the
+	// daemon running in its own session (how mount(8) needs a helper to behave).
+	Detach bool
 }
 
 // ErrHelp is returned by Parse when -h or --help was given, so the caller can
@@ -78,12 +85,16 @@ const (
 	kindMode
 )
 
-// spec is one option. Its name is the flag name; fstab spells it with "_" for "-".
+// spec is one option. name is the flag name; fstab is its key in a mount(8)
+// option string ("cache_size=10GiB"), by convention name with "_" for "-"
+// because fstab users expect the underscores of mount options, and empty for
+// an option fstab must not set.
 type spec struct {
-	name string
-	kind kind
-	arg  string // placeholder in the usage text
-	def  string // in the syntax a user would type, so it goes through set like user input
+	name  string
+	fstab string
+	kind  kind
+	arg   string // placeholder in the usage text
+	def   string // in the syntax a user would type, so it goes through set like user input
 	// defFunc replaces def for defaults that depend on the user or environment;
 	// defDoc then stands in for the value in the usage text, which must not
 	// differ between machines.
@@ -107,7 +118,7 @@ type sys struct {
 func specs() []spec {
 	return []spec{
 		{
-			name: "endpoint-url", kind: kindString, arg: "URL",
+			name: "endpoint-url", fstab: "endpoint_url", kind: kindString, arg: "URL",
 			defFunc: func(s sys) (string, error) { return s.getenv("AWS_ENDPOINT_URL"), nil },
 			defDoc:  "$AWS_ENDPOINT_URL",
 			help:    "S3 endpoint of an S3-compatible store; empty means AWS",
@@ -121,7 +132,7 @@ func specs() []spec {
 			get: func(c *Config) string { return c.EndpointURL },
 		},
 		{
-			name: "region", kind: kindString, arg: "REGION",
+			name: "region", fstab: "region", kind: kindString, arg: "REGION",
 			help: "region to sign requests for; empty lets the AWS SDK default chain decide",
 			set: func(c *Config, v string) error {
 				if err := checkRegion(v); err != nil {
@@ -133,13 +144,13 @@ func specs() []spec {
 			get: func(c *Config) string { return c.Region },
 		},
 		{
-			name: "force-path-style", kind: kindBool, def: "false",
+			name: "force-path-style", fstab: "force_path_style", kind: kindBool, def: "false",
 			help: "address buckets as ENDPOINT/BUCKET instead of BUCKET.ENDPOINT (most S3-compatible stores need this)",
 			set:  func(c *Config, v string) error { return setBool(&c.ForcePathStyle, v) },
 			get:  func(c *Config) string { return strconv.FormatBool(c.ForcePathStyle) },
 		},
 		{
-			name: "cache-dir", kind: kindString, arg: "DIR",
+			name: "cache-dir", fstab: "cache_dir", kind: kindString, arg: "DIR",
 			defFunc: defaultCacheDir,
 			defDoc:  "/var/cache/s3docs for root, else s3docs in the user cache directory",
 			help:    "directory for cached object data",
@@ -159,19 +170,19 @@ func specs() []spec {
 			get: func(c *Config) string { return c.CacheDir },
 		},
 		{
-			name: "cache-size", kind: kindSize, def: "10GiB",
+			name: "cache-size", fstab: "cache_size", kind: kindSize, def: "10GiB",
 			help: "upper bound of the on-disk cache; at least --chunk-size",
 			set:  func(c *Config, v string) error { return setSize(&c.CacheSize, v, 0, -1) },
 			get:  func(c *Config) string { return FormatSize(c.CacheSize) },
 		},
 		{
-			name: "chunk-size", kind: kindSize, def: "8MiB",
+			name: "chunk-size", fstab: "chunk_size", kind: kindSize, def: "8MiB",
 			help: "unit of GETs and of caching, 64KiB to 1GiB",
 			set:  func(c *Config, v string) error { return setSize(&c.ChunkSize, v, minChunkSize, maxChunkSize) },
 			get:  func(c *Config) string { return FormatSize(c.ChunkSize) },
 		},
 		{
-			name: "metadata-ttl", kind: kindDuration, def: "60s",
+			name: "metadata-ttl", fstab: "metadata_ttl", kind: kindDuration, def: "60s",
 			help: "how long listings and attributes are trusted before S3 is asked again; 0 always asks",
 			set: func(c *Config, v string) error {
 				d, err := time.ParseDuration(v)
@@ -187,7 +198,7 @@ func specs() []spec {
 			get: func(c *Config) string { return c.MetadataTTL.String() },
 		},
 		{
-			name: "max-concurrent-gets", kind: kindInt, arg: "N", def: "16",
+			name: "max-concurrent-gets", fstab: "max_concurrent_gets", kind: kindInt, arg: "N", def: "16",
 			help: "upper bound on GET requests in flight to S3",
 			set: func(c *Config, v string) error {
 				n, err := strconv.Atoi(v)
@@ -203,13 +214,13 @@ func specs() []spec {
 			get: func(c *Config) string { return strconv.Itoa(c.MaxConcurrentGets) },
 		},
 		{
-			name: "read-ahead", kind: kindSize, def: "64MiB",
+			name: "read-ahead", fstab: "read_ahead", kind: kindSize, def: "64MiB",
 			help: "how far ahead of a sequential reader to fetch; 0 disables read-ahead",
 			set:  func(c *Config, v string) error { return setSize(&c.ReadAhead, v, 0, -1) },
 			get:  func(c *Config) string { return FormatSize(c.ReadAhead) },
 		},
 		{
-			name: "part-pages", kind: kindInt, arg: "N", def: "50",
+			name: "part-pages", fstab: "part_pages", kind: kindInt, arg: "N", def: "50",
 			help: "pages per part listed under .parts/<key>/ (any other range can still be looked up)",
 			set: func(c *Config, v string) error {
 				n, err := strconv.Atoi(v)
@@ -222,13 +233,13 @@ func specs() []spec {
 			get: func(c *Config) string { return strconv.Itoa(c.PartPages) },
 		},
 		{
-			name: "split-memory-limit", kind: kindSize, def: "2GiB",
+			name: "split-memory-limit", fstab: "split_memory_limit", kind: kindSize, def: "2GiB",
 			help: "memory a PDF-splitting worker process may use before it is killed",
 			set:  func(c *Config, v string) error { return setSize(&c.SplitMemoryLimit, v, 64<<20, -1) },
 			get:  func(c *Config) string { return FormatSize(c.SplitMemoryLimit) },
 		},
 		{
-			name: "split-timeout", kind: kindDuration, def: "2m",
+			name: "split-timeout", fstab: "split_timeout", kind: kindDuration, def: "2m",
 			help: "time one split request (the parse included) may take before its worker is killed",
 			set: func(c *Config, v string) error {
 				d, err := time.ParseDuration(v)
@@ -241,13 +252,13 @@ func specs() []spec {
 			get: func(c *Config) string { return c.SplitTimeout.String() },
 		},
 		{
-			name: "allow-other", kind: kindBool, def: "false",
+			name: "allow-other", fstab: "allow_other", kind: kindBool, def: "false",
 			help: "let users other than the mounting one access the mount (non-root needs user_allow_other in /etc/fuse.conf)",
 			set:  func(c *Config, v string) error { return setBool(&c.AllowOther, v) },
 			get:  func(c *Config) string { return strconv.FormatBool(c.AllowOther) },
 		},
 		{
-			name: "uid", kind: kindInt, arg: "UID",
+			name: "uid", fstab: "uid", kind: kindInt, arg: "UID",
 			defFunc: func(s sys) (string, error) { return strconv.Itoa(s.uid), nil },
 			defDoc:  "the current user",
 			help:    "numeric owner of every file and directory",
@@ -255,7 +266,7 @@ func specs() []spec {
 			get:     func(c *Config) string { return strconv.FormatUint(uint64(c.UID), 10) },
 		},
 		{
-			name: "gid", kind: kindInt, arg: "GID",
+			name: "gid", fstab: "gid", kind: kindInt, arg: "GID",
 			defFunc: func(s sys) (string, error) { return strconv.Itoa(s.gid), nil },
 			defDoc:  "the current group",
 			help:    "numeric group of every file and directory",
@@ -263,19 +274,19 @@ func specs() []spec {
 			get:     func(c *Config) string { return strconv.FormatUint(uint64(c.GID), 10) },
 		},
 		{
-			name: "file-mode", kind: kindMode, def: "0444",
+			name: "file-mode", fstab: "file_mode", kind: kindMode, def: "0444",
 			help: "permission bits of every file, octal",
 			set:  func(c *Config, v string) error { return setMode(&c.FileMode, v) },
 			get:  func(c *Config) string { return formatMode(c.FileMode) },
 		},
 		{
-			name: "dir-mode", kind: kindMode, def: "0555",
+			name: "dir-mode", fstab: "dir_mode", kind: kindMode, def: "0555",
 			help: "permission bits of every directory, octal",
 			set:  func(c *Config, v string) error { return setMode(&c.DirMode, v) },
 			get:  func(c *Config) string { return formatMode(c.DirMode) },
 		},
 		{
-			name: "log-level", kind: kindString, arg: "LEVEL", def: "info",
+			name: "log-level", fstab: "log_level", kind: kindString, arg: "LEVEL", def: "info",
 			help: "debug, info, warn or error",
 			set: func(c *Config, v string) error {
 				switch strings.ToLower(v) {
@@ -295,7 +306,7 @@ func specs() []spec {
 			get: func(c *Config) string { return strings.ToLower(c.LogLevel.String()) },
 		},
 		{
-			name: "log-format", kind: kindString, arg: "FORMAT", def: "text",
+			name: "log-format", fstab: "log_format", kind: kindString, arg: "FORMAT", def: "text",
 			help: "text or json",
 			set: func(c *Config, v string) error {
 				switch f := strings.ToLower(v); f {
@@ -307,6 +318,34 @@ func specs() []spec {
 				return nil
 			},
 			get: func(c *Config) string { return c.LogFormat },
+		},
+		{
+			name: "metrics-addr", fstab: "metrics_addr", kind: kindString, arg: "HOST:PORT",
+			help: "serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9100); empty serves none",
+			set: func(c *Config, v string) error {
+				if v != "" {
+					if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+						return fmt.Errorf("invalid address %q (want HOST:PORT, e.g. 127.0.0.1:9100)", v)
+					}
+				}
+				c.MetricsAddr = v
+				return nil
+			},
+			get: func(c *Config) string { return c.MetricsAddr },
+		},
+		{
+			name: "pprof", fstab: "pprof", kind: kindBool, def: "false",
+			help: "also serve /debug/pprof/ on --metrics-addr",
+			set:  func(c *Config, v string) error { return setBool(&c.Pprof, v) },
+			get:  func(c *Config) string { return strconv.FormatBool(c.Pprof) },
+		},
+		{
+			// No fstab key: mount.fuse.s3docs always detaches, and a daemon
+			// staying in the foreground would keep mount(8) waiting for ever.
+			name: "detach", kind: kindBool, def: "false",
+			help: "return once the mount answers, leaving the daemon running in the background; on failure exit non-zero with the reason (mount.fuse.s3docs uses this)",
+			set:  func(c *Config, v string) error { return setBool(&c.Detach, v) },
+			get:  func(c *Config) string { return strconv.FormatBool(c.Detach) },
 		},
 	}
 }
@@ -386,6 +425,23 @@ func parse(args []string, sy sys) (Config, error) {
 			fs.Func(s.name, s.help, fn)
 		}
 	}
+	// -o applies each option through its flag, so that flags and -o options
+	// override each other in command-line order and count as given explicitly.
+	fs.Func(optionsFlag, "", func(v string) error {
+		opts, err := fstabOptions(table, v)
+		if err != nil {
+			if setErr == nil {
+				setErr = err
+			}
+			return err
+		}
+		for _, o := range opts {
+			if err := fs.Set(o.flag, o.value); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 
 	flagArgs, positional := splitArgs(table, args)
 	if err := fs.Parse(flagArgs); err != nil {
@@ -446,12 +502,20 @@ func splitArgs(table []spec, args []string) (flags, positional []string) {
 		if strings.Contains(name, "=") {
 			continue
 		}
-		if s, ok := lookup(table, name); ok && s.kind != kindBool && i+1 < len(args) {
+		if takesValue(table, name) && i+1 < len(args) {
 			i++
 			flags = append(flags, args[i])
 		}
 	}
 	return flags, positional
+}
+
+func takesValue(table []spec, name string) bool {
+	if name == optionsFlag {
+		return true
+	}
+	s, ok := lookup(table, name)
+	return ok && s.kind != kindBool
 }
 
 // flagError rewrites the flag package's errors into this package's one-line,
@@ -479,6 +543,9 @@ func flagError(err, setErr error) error {
 // flagName quotes names that would break the one-line error promise.
 func flagName(name string) string {
 	n := "--" + name
+	if name == optionsFlag {
+		n = "-" + name
+	}
 	if strings.IndexFunc(n, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 || !utf8.ValidString(n) {
 		return strconv.Quote(n)
 	}
@@ -654,6 +721,8 @@ func Usage(w io.Writer) {
 		}
 		fmt.Fprintf(tw, "  %s\t%s\n", left, help)
 	}
+	fmt.Fprintf(tw, "  %s\t%s\n", "-o OPTS", "options as in fstab, comma-separated, repeatable: each flag's fstab key is its name with _ for - "+
+		"(cache_size=10GiB,allow_other); rw, ro, nofail, _netdev, defaults, x-* and other mount(8) options are ignored")
 	fmt.Fprintf(tw, "  %s\t%s\n", "-h, --help", "show this help")
 	tw.Flush()
 }
@@ -692,42 +761,133 @@ func (c Config) Args() []string {
 	return append(args, "--", src, c.MountPoint)
 }
 
+// optionsFlag is the flag that carries a mount(8) option string, as mount(8)
+// passes it to a helper and as users of other FUSE file systems type it.
+const optionsFlag = "o"
+
 // ParseFstabOptions turns a mount(8) option string such as
 // "cache_size=10GiB,allow_other,nofail" into flag arguments for Parse, so
-// fstab and the command line share one table and one validator. Options
-// that mount(8) or systemd consume are skipped.
+// fstab and the command line share one table and one validator. Keys are the
+// options' fstab keys (their flag names are accepted too); options that
+// mount(8), systemd or the kernel consume are skipped. Errors are one line and
+// name the option and the bad value.
 func ParseFstabOptions(opts string) ([]string, error) {
-	table := specs()
+	parsed, err := fstabOptions(specs(), opts)
+	if err != nil {
+		return nil, err
+	}
 	var args []string
-	for o := range strings.SplitSeq(opts, ",") {
-		name, val, hasVal := strings.Cut(o, "=")
-		if o == "" || ignoredMountOption(name) {
-			continue
+	for _, o := range parsed {
+		if o.bare {
+			args = append(args, "--"+o.flag)
+		} else {
+			args = append(args, "--"+o.flag+"="+o.value)
 		}
-		s, ok := lookup(table, strings.ReplaceAll(name, "_", "-"))
-		if !ok {
-			return nil, fmt.Errorf("unknown mount option %s", strconv.Quote(name))
-		}
-		if !hasVal {
-			if s.kind != kindBool {
-				return nil, fmt.Errorf("mount option %s: missing value", name)
-			}
-			args = append(args, "--"+s.name)
-			continue
-		}
-		// Validating here lets the error use the fstab spelling the user wrote.
-		if err := s.set(&Config{}, val); err != nil {
-			return nil, fmt.Errorf("mount option %s: %v", name, err)
-		}
-		args = append(args, "--"+s.name+"="+val)
 	}
 	return args, nil
 }
 
-func ignoredMountOption(name string) bool {
-	switch name {
-	case "rw", "ro", "user", "auto", "noauto", "nofail", "_netdev", "defaults":
+// fstabOption is one option of a mount(8) option string, resolved to a flag.
+type fstabOption struct {
+	flag, value string
+	bare        bool // a bool given without "=", meaning true
+}
+
+func fstabOptions(table []spec, opts string) ([]fstabOption, error) {
+	items, err := splitMountOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	var out []fstabOption
+	for _, o := range items {
+		key, val, hasVal := strings.Cut(o, "=")
+		if o == "" || ignoredMountOption(key) {
+			continue
+		}
+		s, ok := lookupFstab(table, key)
+		if !ok {
+			return nil, fmt.Errorf("unknown mount option %s", strconv.Quote(key))
+		}
+		if !hasVal {
+			if s.kind != kindBool {
+				return nil, fmt.Errorf("mount option %s: missing value", optionName(key))
+			}
+			out = append(out, fstabOption{flag: s.name, value: "true", bare: true})
+			continue
+		}
+		val = unquoteOption(val)
+		// Validating here lets the error use the fstab spelling the user wrote.
+		if err := s.set(&Config{}, val); err != nil {
+			return nil, fmt.Errorf("mount option %s: %v", optionName(key), err)
+		}
+		out = append(out, fstabOption{flag: s.name, value: val})
+	}
+	return out, nil
+}
+
+// lookupFstab finds an option by its fstab key or, for convenience on the
+// command line, its flag name. An option without an fstab key stays out of
+// reach, so no fstab line can undo what the helper relies on.
+func lookupFstab(table []spec, key string) (spec, bool) {
+	for _, s := range table {
+		if s.fstab != "" && (s.fstab == key || s.name == key) {
+			return s, true
+		}
+	}
+	return spec{}, false
+}
+
+// splitMountOptions splits at commas outside double quotes, as libmount does,
+// so that a value like cache_dir="/srv/a,b" survives the trip through fstab.
+func splitMountOptions(opts string) ([]string, error) {
+	var items []string
+	start, quoted := 0, false
+	for i := 0; i < len(opts); i++ {
+		switch opts[i] {
+		case '"':
+			quoted = !quoted
+		case ',':
+			if !quoted {
+				items = append(items, opts[start:i])
+				start = i + 1
+			}
+		}
+	}
+	if quoted {
+		return nil, fmt.Errorf("unterminated quote in mount options %s", strconv.Quote(opts))
+	}
+	return append(items, opts[start:]), nil
+}
+
+// unquoteOption strips the quotes libmount leaves around a quoted value.
+func unquoteOption(v string) string {
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		return v[1 : len(v)-1]
+	}
+	return v
+}
+
+// optionName quotes keys that would break the one-line error promise.
+func optionName(key string) string {
+	if strings.IndexFunc(key, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 || !utf8.ValidString(key) {
+		return strconv.Quote(key)
+	}
+	return key
+}
+
+// ignoredMountOption reports options that are not s3docs's to interpret:
+// mount(8) and systemd act on them before the helper runs (noauto, nofail,
+// _netdev, user, x-systemd.*); they are comments; or they describe the kernel
+// mount, which s3docs always makes read-only, nosuid and nodev (exec and
+// noexec are not applied: files carry no execute bit unless file_mode gives
+// one). mount(8) passes several of them on to the helper ("rw" always), so
+// rejecting them would break ordinary fstab lines.
+func ignoredMountOption(key string) bool {
+	switch key {
+	case "rw", "ro", "defaults", "user", "users", "nouser", "auto", "noauto", "nofail", "_netdev",
+		"dev", "nodev", "suid", "nosuid", "exec", "noexec", "comment":
 		return true
 	}
-	return strings.HasPrefix(name, "x-systemd.")
+	// x-* (and X-*, which libmount also keeps) are userspace-only by definition.
+	return strings.HasPrefix(key, "x-") || strings.HasPrefix(key, "X-")
 }

@@ -305,7 +305,8 @@ func TestArgsRoundTrip(t *testing.T) {
 		{"s3://docs/cases/", "/mnt/docs", "--endpoint-url=http://h:1", "--region=r", "--force-path-style",
 			"--cache-dir=/c", "--cache-size=1.5GiB", "--chunk-size=100000", "--metadata-ttl=1h2m3.5s",
 			"--max-concurrent-gets=3", "--read-ahead=0", "--allow-other", "--uid=7", "--gid=8",
-			"--file-mode=0400", "--dir-mode=0500", "--log-level=error", "--log-format=json"},
+			"--file-mode=0400", "--dir-mode=0500", "--log-level=error", "--log-format=json", "--detach"},
+		{"-o", "cache_size=2G,allow_other", "s3://docs", "/mnt/docs"},
 	} {
 		want, err := parse(args, fakeSys(nil))
 		if err != nil {
@@ -380,7 +381,33 @@ func TestSpecTable(t *testing.T) {
 			t.Errorf("--%s has no default", s.name)
 		}
 		if strings.ContainsAny(s.name, "_= ") {
-			t.Errorf("--%s: flag names use dashes only, fstab maps them to underscores", s.name)
+			t.Errorf("--%s: flag names use dashes only, fstab keys underscores", s.name)
+		}
+		if s.name == optionsFlag {
+			t.Errorf("--%s collides with -o", s.name)
+		}
+		// Leaving an option out of fstab is a decision, not an omission.
+		notInFstab := map[string]bool{"detach": true}
+		if (s.fstab == "") != notInFstab[s.name] {
+			t.Errorf("--%s: fstab key %q; every option but %v needs one", s.name, s.fstab, notInFstab)
+		}
+		if s.fstab == "" {
+			continue
+		}
+		if seen["fstab:"+s.fstab] {
+			t.Errorf("duplicate fstab key %q", s.fstab)
+		}
+		seen["fstab:"+s.fstab] = true
+		if strings.ContainsAny(s.fstab, "-=,\" ") || s.fstab == "" {
+			t.Errorf("--%s: fstab key %q must be a plain word with underscores", s.name, s.fstab)
+		}
+		if ignoredMountOption(s.fstab) || ignoredMountOption(s.name) {
+			t.Errorf("--%s: fstab key %q is one of the ignored mount(8) options", s.name, s.fstab)
+		}
+	}
+	for _, s := range specs() {
+		if o, ok := lookup(specs(), s.fstab); ok && o.name != s.name && s.fstab != "" {
+			t.Errorf("fstab key %q of --%s is the flag name of --%s", s.fstab, s.name, o.name)
 		}
 	}
 }
@@ -400,6 +427,27 @@ func TestParseFstabOptions(t *testing.T) {
 		{opts: "cache_size", wantErr: "mount option cache_size: missing value"},
 		{opts: "cache_size=10XB", wantErr: `mount option cache_size: invalid size "10XB" (use e.g. 64MiB, 10GiB, 10G)`},
 		{opts: "chunk_size=1k", wantErr: `mount option chunk_size: size "1k" must be between 64KiB and 1GiB`},
+		{opts: "rw,users,nouser,dev,nodev,suid,nosuid,exec,noexec,comment=x-systemd.foo,x-mount.mkdir=0755,X-mount.owner=1,x-gvfs-hide", want: nil},
+		{opts: "rw=1,nofail=yes,comment=\"a,b\"", want: nil},
+		{opts: `cache_dir="/srv/a,b",region=eu-1`, want: []string{"--cache-dir=/srv/a,b", "--region=eu-1"}},
+		{opts: `cache_dir="/srv/a,b`, wantErr: `unterminated quote in mount options "cache_dir=\"/srv/a,b"`},
+		{opts: "force_path_style=true,allow_other=false,uid=0,gid=7,file_mode=0440,dir_mode=0550,log_level=debug,log_format=json," +
+			"chunk_size=1MiB,read_ahead=0,max_concurrent_gets=4,part_pages=10,split_memory_limit=1G,split_timeout=30s,cache_dir=/c",
+			want: []string{"--force-path-style=true", "--allow-other=false", "--uid=0", "--gid=7", "--file-mode=0440", "--dir-mode=0550",
+				"--log-level=debug", "--log-format=json", "--chunk-size=1MiB", "--read-ahead=0", "--max-concurrent-gets=4",
+				"--part-pages=10", "--split-memory-limit=1G", "--split-timeout=30s", "--cache-dir=/c"}},
+		{opts: "detach", wantErr: `unknown mount option "detach"`},
+		{opts: "detach=false", wantErr: `unknown mount option "detach"`},
+		{opts: "o=x", wantErr: `unknown mount option "o"`},
+		{opts: "allow_other=maybe", wantErr: `mount option allow_other: invalid boolean "maybe" (want true or false)`},
+		{opts: "endpoint_url=localhost:9000", wantErr: `mount option endpoint_url: invalid URL "localhost:9000" (want http(s)://HOST[:PORT])`},
+		{opts: "metadata_ttl=5", wantErr: `mount option metadata_ttl: invalid duration "5" (use e.g. 60s, 5m, 0)`},
+		{opts: "file_mode=0999", wantErr: `mount option file_mode: invalid mode "0999" (want octal, e.g. 0444)`},
+		{opts: "uid=root", wantErr: `mount option uid: invalid id "root" (want a number from 0 to 4294967295)`},
+		{opts: "cache_dir=", wantErr: "mount option cache_dir: must not be empty"},
+		{opts: "region", wantErr: "mount option region: missing value"},
+		{opts: "a\nb", wantErr: `unknown mount option "a\nb"`},
+		{opts: "allow_other,cache_size=1G,nope=1", wantErr: `unknown mount option "nope"`},
 	}
 	for _, tt := range tests {
 		got, err := ParseFstabOptions(tt.opts)

@@ -90,6 +90,8 @@ func version() string {
 }
 
 func runMount(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	// Before any process is started, so that none inherits the ready pipe.
+	detached := readyNotifierFromEnv(getenv)
 	cfg, err := mountopts.Parse(args, getenv)
 	if errors.Is(err, mountopts.ErrHelp) {
 		mountopts.Usage(stdout)
@@ -98,6 +100,9 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	if err != nil {
 		fmt.Fprintf(stderr, "s3docs: %v\n", err)
 		return exitUsage
+	}
+	if cfg.Detach {
+		return runDetached(cfg, stderr)
 	}
 	log := newLogger(cfg, stderr)
 	if err := checkMountPoint(cfg.MountPoint); err != nil {
@@ -146,6 +151,14 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	}
 	defer cache.Close()
 	m.watchCache(cache)
+	if cfg.MetricsAddr != "" {
+		mctx, stopMetrics := context.WithCancel(ctx)
+		defer stopMetrics()
+		if _, err := m.serve(mctx, cfg.MetricsAddr, cfg.Pprof, log); err != nil {
+			fmt.Fprintf(stderr, "s3docs: %v\n", err)
+			return exitUsage
+		}
+	}
 
 	exe, err := os.Executable()
 	if err != nil {
@@ -184,6 +197,7 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	}
 	log.Info("mounted", "source", cfg.Source, "mountpoint", cfg.MountPoint, "endpoint", store.Endpoint(),
 		"cache_dir", cfg.CacheDir, "cache_size", cfg.CacheSize)
+	detached.ready(log)
 	// systemd (Type=notify) learns that the mount answers.
 	systemd := sdnotify.New(getenv("NOTIFY_SOCKET"))
 	if err := systemd.Notify("READY=1", "STATUS=serving "+cfg.Source+" at "+cfg.MountPoint); err != nil {

@@ -103,9 +103,9 @@ func (m *metrics) watchCache(c *chunkcache.Cache) {
 	)
 }
 
-// serveMetrics listens on addr and serves /metrics (and /debug/pprof/ when
+// serve listens on addr and serves /metrics (and /debug/pprof/ when
 // withPprof) until ctx ends. It returns once the listener is up, so that a
-// bad address is a startup error.
+// bad address is a startup error; stopped closes when the server is done.
 func (m *metrics) serve(ctx context.Context, addr string, withPprof bool, log *slog.Logger) (stopped <-chan struct{}, err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
