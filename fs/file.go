@@ -8,6 +8,7 @@ import (
 	"path"
 	"sync"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -183,6 +184,7 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 		err := fmt.Errorf("opened %s, now %s: %w", h.v.Identity(), cur.Identity(), object.ErrChanged)
 		return nil, h.node.fsys.errno(err, "read", h.v.Key)
 	}
+	start := time.Now()
 	n, err := h.r.ReadAt(ctx, dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		if errors.Is(err, object.ErrChanged) || errors.Is(err, object.ErrNotFound) {
@@ -191,7 +193,7 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 			h.node.markStale(h.v.Key)
 			err = fmt.Errorf("%w: %w", object.ErrChanged, err)
 		}
-		return nil, h.node.fsys.errno(err, "read", h.v.Key)
+		return nil, h.node.fsys.errno(err, "read", h.v.Key, "offset", off, "length", len(dest), "duration", time.Since(start))
 	}
 	return fuse.ReadResultData(dest[:n]), 0
 }

@@ -56,7 +56,8 @@ type FS struct {
 	dirs  *dirCache
 	warns *warnOnce
 	// started stands in for directory times: prefixes have none in S3.
-	started time.Time
+	started  time.Time
+	errLimit errorLimiter
 }
 
 // New builds the tree; Mount serves it.

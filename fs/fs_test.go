@@ -300,3 +300,18 @@ func TestNewVersionAfterTTLAndNoMixedPageCache(t *testing.T) {
 		t.Fatalf("after both closed: %q, %v", b, err)
 	}
 }
+
+func TestRepeatedErrorsAreRateLimited(t *testing.T) {
+	logs := &testenv.LockedBuffer{}
+	f := New(Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	for i := 0; i < 50; i++ {
+		f.errno(errors.New("boom"), "read", "a.pdf", "offset", i)
+	}
+	f.errno(errors.New("other"), "read", "a.pdf")
+	if n := strings.Count(logs.String(), "boom"); n != 1 {
+		t.Fatalf("the same failure logged %d times:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "other") {
+		t.Fatal("a different failure was suppressed")
+	}
+}

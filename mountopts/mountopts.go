@@ -51,6 +51,7 @@ type Config struct {
 	LogLevel  slog.Level
 	LogFormat string // "text" or "json"
 
+	LogFile     string // "" logs to stderr; else appended to this file, reopened on SIGHUP
 	MetricsAddr string // "" serves no metrics; else HOST:PORT for Prometheus
 	Pprof       bool   // also serve /debug/pprof on MetricsAddr
 
@@ -318,6 +319,23 @@ func specs() []spec {
 				return nil
 			},
 			get: func(c *Config) string { return c.LogFormat },
+		},
+		{
+			name: "log-file", fstab: "log_file", kind: kindString, arg: "PATH",
+			help: "append logs to this file instead of stderr; SIGHUP reopens it (for logrotate)",
+			set: func(c *Config, v string) error {
+				if v == "" {
+					c.LogFile = ""
+					return nil
+				}
+				abs, err := filepath.Abs(v)
+				if err != nil {
+					return fmt.Errorf("invalid path %q: %v", v, err)
+				}
+				c.LogFile = abs
+				return nil
+			},
+			get: func(c *Config) string { return c.LogFile },
 		},
 		{
 			name: "metrics-addr", fstab: "metrics_addr", kind: kindString, arg: "HOST:PORT",

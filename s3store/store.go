@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -114,6 +115,10 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	endpoint := o.EndpointURL
 	if endpoint == "" && cfg.BaseEndpoint != nil {
 		endpoint = *cfg.BaseEndpoint
+	}
+	// The endpoint goes into messages and logs: never a password in it.
+	if u, err := url.Parse(endpoint); err == nil && u.User != nil {
+		endpoint = u.Redacted()
 	}
 	if endpoint == "" {
 		endpoint = "AWS S3 (" + cfg.Region + ")"

@@ -104,7 +104,34 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	if cfg.Detach {
 		return runDetached(cfg, stderr)
 	}
-	log := newLogger(cfg, stderr)
+	logOut := stderr
+	if cfg.LogFile != "" {
+		lf, err := openLogFile(cfg.LogFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "s3docs: %v\n", err)
+			return exitUsage
+		}
+		defer lf.Close()
+		logOut = lf
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		stopHUP := make(chan struct{})
+		defer close(stopHUP)
+		go func() {
+			for {
+				select {
+				case <-hup:
+					if err := lf.Reopen(); err != nil {
+						fmt.Fprintf(stderr, "s3docs: %v\n", err)
+					}
+				case <-stopHUP:
+					return
+				}
+			}
+		}()
+	}
+	log := newLogger(cfg, logOut)
 	if err := checkMountPoint(cfg.MountPoint); err != nil {
 		fmt.Fprintf(stderr, "s3docs: %v\n", err)
 		return exitUsage
