@@ -539,3 +539,47 @@ func TestSIGTERMWithAFileOpen(t *testing.T) {
 		t.Fatalf("busy mount point not reported:\n%s", d.stderr.String())
 	}
 }
+
+// SIGTERM while a read waits on a stalled server: the daemon still exits 0
+// within its grace period, and the reader gets an error, not a hang.
+func TestSIGTERMWithAReadInFlight(t *testing.T) {
+	w := newWorld(t)
+	w.s3.Put(t, testBucket, "slow.pdf", testenv.RandomBytes(60, 1000))
+	d := w.mount(t, mountOpts{})
+	w.proxy.SetFault(func(r *http.Request) testenv.Fault {
+		if testenv.IsObjectGET(r) {
+			return testenv.Fault{Delay: time.Minute}
+		}
+		return testenv.Fault{}
+	})
+	reader := exec.Command("cat", d.path("slow.pdf"))
+	if err := reader.Start(); err != nil {
+		t.Fatal(err)
+	}
+	readDone := make(chan error, 1)
+	go func() { readDone <- reader.Wait() }()
+	// The read is in flight once its GET reached the proxy.
+	deadline := time.Now().Add(10 * time.Second)
+	for w.proxy.InFlight() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the read never reached the server")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	start := time.Now()
+	if code := d.stop(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if el := time.Since(start); el > 12*time.Second {
+		t.Fatalf("took %v to stop with a read in flight", el)
+	}
+	select {
+	case err := <-readDone:
+		if err == nil {
+			t.Fatal("the stalled read succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		reader.Process.Kill()
+		t.Fatal("the reader still hangs after the daemon exited")
+	}
+}

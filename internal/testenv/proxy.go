@@ -258,6 +258,13 @@ func (p *Proxy) leave() {
 	p.active.Done()
 }
 
+// InFlight is the number of requests being handled now.
+func (p *Proxy) InFlight() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.running
+}
+
 // WaitIdle waits until no request is being handled, at most timeout, and
 // reports whether that happened. A request whose client gave up (a timeout
 // during a Delay or StallAfter) may still be running, and be recorded, a
