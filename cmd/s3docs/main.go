@@ -104,33 +104,12 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	if cfg.Detach {
 		return runDetached(cfg, stderr)
 	}
-	logOut := stderr
-	if cfg.LogFile != "" {
-		lf, err := openLogFile(cfg.LogFile)
-		if err != nil {
-			fmt.Fprintf(stderr, "s3docs: %v\n", err)
-			return exitUsage
-		}
-		defer lf.Close()
-		logOut = lf
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		stopHUP := make(chan struct{})
-		defer close(stopHUP)
-		go func() {
-			for {
-				select {
-				case <-hup:
-					if err := lf.Reopen(); err != nil {
-						fmt.Fprintf(stderr, "s3docs: %v\n", err)
-					}
-				case <-stopHUP:
-					return
-				}
-			}
-		}()
+	logOut, closeLog, err := logOutput(cfg, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "s3docs: %v\n", err)
+		return exitUsage
 	}
+	defer closeLog()
 	log := newLogger(cfg, logOut)
 	if err := checkMountPoint(cfg.MountPoint); err != nil {
 		fmt.Fprintf(stderr, "s3docs: %v\n", err)
@@ -231,6 +210,48 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		log.Warn("could not notify systemd", "err", err)
 	}
 
+	serveUntilStopped(ctx, stop, mnt, systemd, cfg.MountPoint, log)
+	st := cache.Stats()
+	log.Info("stopped", "gets", st.Gets, "get_bytes", st.GetBytes, "hits", st.Hits, "misses", st.Misses,
+		"joins", st.Joins, "evictions", st.Evictions, "cache_bytes", cache.Bytes())
+	return exitOK
+}
+
+// logOutput is stderr, or the --log-file, reopened on SIGHUP for logrotate.
+func logOutput(cfg mountopts.Config, stderr io.Writer) (io.Writer, func(), error) {
+	if cfg.LogFile == "" {
+		return stderr, func() {}, nil
+	}
+	lf, err := openLogFile(cfg.LogFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				if err := lf.Reopen(); err != nil {
+					fmt.Fprintf(stderr, "s3docs: %v\n", err)
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return lf, func() {
+		signal.Stop(hup)
+		close(done)
+		lf.Close()
+	}, nil
+}
+
+// serveUntilStopped returns when the file system is unmounted from outside,
+// or, after SIGTERM/SIGINT (ctx), once it is unmounted or the grace period
+// is over.
+func serveUntilStopped(ctx context.Context, stopSignals func(), mnt *fs.Mounted, systemd sdnotify.Notifier, mountpoint string, log *slog.Logger) {
 	unmounted := make(chan struct{})
 	go func() {
 		mnt.Wait()
@@ -239,36 +260,33 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	select {
 	case <-unmounted:
 		log.Info("unmounted from outside")
+		return
 	case <-ctx.Done():
-		stop() // a second signal ends the process the default way
-		log.Info("signal received, unmounting")
-		if err := systemd.Notify("STOPPING=1"); err != nil {
-			log.Warn("could not notify systemd", "err", err)
-		}
-		// Unmount waits for requests in flight; a stuck one must not hold
-		// the shutdown past the grace period.
-		go func() {
-			lazy, err := mnt.Unmount()
-			switch {
-			case err != nil:
-				log.Error("unmount failed", "err", err)
-			case lazy:
-				log.Warn("mount point busy (a process has a file open or its working directory there); detached lazily",
-					"mountpoint", cfg.MountPoint)
-			}
-		}()
-		select {
-		case <-unmounted:
-		case <-time.After(shutdownGrace):
-			// Exiting closes the FUSE connection: whoever still holds a
-			// file gets ENOTCONN instead of a daemon that never stops.
-			log.Warn("file system still in use after the grace period; exiting anyway", "grace", shutdownGrace)
-		}
 	}
-	st := cache.Stats()
-	log.Info("stopped", "gets", st.Gets, "get_bytes", st.GetBytes, "hits", st.Hits, "misses", st.Misses,
-		"joins", st.Joins, "evictions", st.Evictions, "cache_bytes", cache.Bytes())
-	return exitOK
+	stopSignals() // a second signal ends the process the default way
+	log.Info("signal received, unmounting")
+	if err := systemd.Notify("STOPPING=1"); err != nil {
+		log.Warn("could not notify systemd", "err", err)
+	}
+	// Unmount waits for requests in flight; a stuck one must not hold the
+	// shutdown past the grace period.
+	go func() {
+		lazy, err := mnt.Unmount()
+		switch {
+		case err != nil:
+			log.Error("unmount failed", "err", err)
+		case lazy:
+			log.Warn("mount point busy (a process has a file open or its working directory there); detached lazily",
+				"mountpoint", mountpoint)
+		}
+	}()
+	select {
+	case <-unmounted:
+	case <-time.After(shutdownGrace):
+		// Exiting closes the FUSE connection: whoever still holds a file
+		// gets ENOTCONN instead of a daemon that never stops.
+		log.Warn("file system still in use after the grace period; exiting anyway", "grace", shutdownGrace)
+	}
 }
 
 // splitWorkerCommand is the hidden subcommand that runs one PDF-splitting
