@@ -1,151 +1,654 @@
 #!/usr/bin/env bash
-# Benchmarks of s3docs on this machine, against baselines measured in the
-# same run. The machine is shared and noisy: compare the ratios.
+# Side-by-side benchmark of s3docs against s3fs (with use_cache) and
+# `rclone mount --vfs-cache-mode full`, and against the limits measured in the
+# same run: a plain `curl --aws-sigv4` GET and the local disk. The machine is
+# shared and noisy: compare the ratios, not the absolute figures.
 #
-# Usage: scripts/bench.sh [read [SIZE_MIB [RUNS]] | parts [RUNS]]
-#        (no argument: both, with the defaults)
+# Usage: scripts/bench.sh [--size-mb N] [--out FILE] [--only LIST] [--small N] [MODE]
 #
-# read (default 1024 MiB, 3 runs): sequential read of one object
-#   baseline  curl GET of the whole object to /dev/null
-#   cold      first read through the mount: every chunk fetched from S3
-#   warm      read again after dropping the page cache: chunks from disk
-#   and the daemon's peak RSS.
-# parts (default 3 runs): a generated ~300 MB, 3,200-page PDF
-#   baseline  reading the PDF through the mount (fetching it)
-#   first     stat of its first part on a fresh mount (fetch + parse + extract)
-#   hot       first part when its chunks are already cached (parse + extract)
-#   later     another part after that (extract only)
-#   and the peak RSS of the daemon and of the split worker.
+#   MODE       all (default): every figure below, every system
+#              read [SIZE_MB]: figures 1, 2 and 7 only (sequential reads)
+#              parts: figure 8 only (s3docs)
+#   --size-mb  size of the object read in figures 1-5 and 7 (default 1024)
+#   --out      also write the results as Markdown to FILE
+#   --only     comma-separated subset of s3docs,s3fs,rclone,curl,local
+#   --small    objects in the large listing of figure 6 (default 100000)
 #
-# It never gates CI; it is for people.
+# Everything runs against versitygw on loopback behind a counting proxy
+# (scripts/bench, `bench proxy`): every client, curl included, goes through
+# it, and it counts object GETs and the body bytes they serve. Each cold
+# figure starts from a fresh mount with an empty cache and the page cache
+# dropped (echo 3 >/proc/sys/vm/drop_caches).
+#
+# The figures (columns of the table):
+#   1 cold sequential read MB/s of one object (dd bs=1M); curl: one plain GET
+#   2 warm sequential read MB/s: read again after dropping the page cache, so
+#     from the daemon's disk cache; local: cat of the same bytes from disk
+#   3 time to first byte: open + 1-byte read of a cold object; curl: a
+#     ranged GET of byte 0 (time_starttransfer); local: the file on disk
+#   4 200 random 256 KiB reads of a cold object (fio randread psync,
+#     randrepeat=1): MB/s and MB fetched from S3; curl: 200 ranged GETs on
+#     one connection
+#   5 two concurrent sequential readers of one cold object: bytes fetched /
+#     object size (curl: two plain GETs)
+#   6 `ls -l` of 1,000 and of 100,000 entries on a fresh mount; curl:
+#     ListObjectsV2 pages; local: ls -l of the server's directory
+#   7 daemon peak RSS (VmHWM, MiB): of the mount that streamed the object
+#     (figures 1 and 2), and the largest of all the system's mounts; and
+#     bytes fetched / bytes read for the cold sequential read
+#   8 s3docs only: on a fresh mount, stat of the first part of a generated
+#     ~300 MB, 3,200-page PDF under .parts/ (fetch + parse + extract), then of
+#     a later part (extract only), and the split worker's peak RSS
+#
+# It never gates CI; it is for people. Needs root (drop_caches, mounts).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
-mode=${1:-all}
-case $mode in
-read) size_mib=${2:-1024} runs=${3:-3} ;;
-parts) runs=${2:-3} size_mib=1024 ;;
-all) size_mib=1024 runs=3 ;;
-*) die "usage: scripts/bench.sh [read [SIZE_MIB [RUNS]] | parts [RUNS]]" ;;
-esac
-ensure_deps
-[[ $(id -u) -eq 0 ]] || die "bench.sh drops the page cache: run it as root"
+usage() {
+	sed -n '7,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+	exit 2
+}
 
+size_mb=1024 out="" only="s3docs,s3fs,rclone,curl,local" small_n=100000 mode=all
+while (($#)); do
+	case $1 in
+	--size-mb) size_mb=${2:?}; shift 2 ;;
+	--size-mb=*) size_mb=${1#*=}; shift ;;
+	--out) out=${2:?}; shift 2 ;;
+	--out=*) out=${1#*=}; shift ;;
+	--only) only=${2:?}; shift 2 ;;
+	--only=*) only=${1#*=}; shift ;;
+	--small) small_n=${2:?}; shift 2 ;;
+	--small=*) small_n=${1#*=}; shift ;;
+	-h | --help) usage ;;
+	all | parts) mode=$1; shift ;;
+	read)
+		mode="read"
+		shift
+		if [[ ${1:-} =~ ^[0-9]+$ ]]; then size_mb=$1; shift; fi
+		if [[ ${1:-} =~ ^[0-9]+$ ]]; then log "RUNS is no longer supported: one run"; shift; fi
+		;;
+	*) usage ;;
+	esac
+done
+[[ $size_mb =~ ^[0-9]+$ && $size_mb -gt 0 ]] || die "--size-mb must be a positive integer"
+[[ $small_n =~ ^[0-9]+$ && $small_n -gt 0 ]] || die "--small must be a positive integer"
+if [[ -n $out ]]; then
+	out_dir=$(dirname "$out")
+	[[ -d $out_dir ]] || die "--out: no directory $out_dir"
+	out="$(cd "$out_dir" && pwd)/$(basename "$out")"
+fi
+want() { [[ ",$only," == *",$1,"* ]]; }
+fig() { # fig N: is figure N part of this mode?
+	case $mode in
+	all) return 0 ;;
+	read) [[ $1 == 1 || $1 == 2 || $1 == 7 ]] ;;
+	parts) [[ $1 == 8 ]] ;;
+	esac
+}
+systems=()
+for s in s3docs s3fs rclone; do want "$s" && systems+=("$s"); done
+[[ $mode != parts ]] || want s3docs || die "parts measures s3docs only: --only must include it"
+
+[[ $(id -u) -eq 0 ]] || die "bench.sh drops the page cache and mounts: run it as root"
+ensure_deps
+ensure_apt fio jq
+want s3fs && ensure_apt s3fs
+want rclone && ensure_apt rclone
+[[ -w /proc/sys/vm/drop_caches ]] || die "cannot write /proc/sys/vm/drop_caches"
+
+started=$(date +%s)
 work=$(mktemp -d /tmp/s3docs-bench.XXXXXX)
-daemon_pid="" gw_pid="" mnt="$work/mnt"
-cleanup() {
-	if [[ -n $daemon_pid ]]; then
-		kill -TERM "$daemon_pid" 2>/dev/null || true
-		wait "$daemon_pid" 2>/dev/null || true
+mnt="$work/mnt"
+gw_pid="" px_pid="" fig_pid=""
+
+# force_unmount ends whatever mount is left: the daemon by its pid, the
+# mount point lazily.
+force_unmount() {
+	local pid=""
+	[[ -f $work/mount.pid ]] && pid=$(<"$work/mount.pid")
+	if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$pid" 2>/dev/null || true
 	fi
-	mountpoint -q "$mnt" 2>/dev/null && umount -l "$mnt"
-	[[ -n $gw_pid ]] && kill "$gw_pid" 2>/dev/null && wait "$gw_pid" 2>/dev/null
+	rm -f "$work/mount.pid"
+	if grep -qs " $mnt " /proc/mounts; then umount -l "$mnt" 2>/dev/null || true; fi
+}
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	local pids
+	if [[ -n $fig_pid ]]; then
+		# The figure's commands (dd, fio, ls, the daemon) by parent pid.
+		pkill -TERM -P "$fig_pid" 2>/dev/null || true
+	fi
+	pids=$(jobs -pr)
+	# shellcheck disable=SC2086 # one pid per word
+	[[ -z $pids ]] || kill $pids 2>/dev/null || true
+	force_unmount
+	for p in "$px_pid" "$gw_pid"; do
+		[[ -n $p ]] || continue
+		kill -TERM "$p" 2>/dev/null || true
+		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$p" 2>/dev/null || true
+	done
+	wait 2>/dev/null || true
 	rm -rf "$work"
+	exit "$rc"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
-log "building s3docs"
-go build -o "$work/s3docs" ./cmd/s3docs
+# --- results: KEY=VALUE lines in a file, so that figures can run in subshells
+results="$work/results"
+: >"$results"
+put() { printf '%s=%s\n' "$1" "$2" >>"$results"; }
+get() { awk -F= -v k="$1" '$1 == k { v = substr($0, length(k) + 2) } END { print v }' "$results"; }
+notes=()
+note() { log "NOTE: $*"; notes+=("$*"); }
 
-port=$(free_port)
-endpoint="http://127.0.0.1:$port"
-mkdir -p "$work/root/bench" "$mnt" "$work/cache"
-export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1
-versitygw --port "127.0.0.1:$port" --access bench --secret benchsecret --keep-alive posix "$work/root" \
-	>"$work/versitygw.log" 2>&1 &
-gw_pid=$!
-for _ in $(seq 100); do curl -s -o /dev/null "$endpoint" && break; sleep 0.1; done
-
-s3curl() {
-	curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user bench:benchsecret \
-		-H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@"
+# run_fig NAME CMD...: runs one figure in a subshell under set -e; a failure
+# is noted (with the tail of the log) and the run goes on.
+run_fig() {
+	local name=$1 rc
+	shift
+	set +e
+	# In the background and waited for, so that a signal to this script
+	# runs its trap at once (cleanup then ends the figure).
+	(
+		set -e
+		"$@"
+	) &
+	fig_pid=$!
+	wait "$fig_pid"
+	rc=$?
+	fig_pid=""
+	set -e
+	if ((rc != 0)); then
+		note "$name failed (exit $rc)"
+		force_unmount
+	fi
+	return 0
 }
+
+# --- tools
+log "building s3docs and the bench helper"
+go build -o "$work/s3docs" ./cmd/s3docs
+go build -o "$work/bench" ./scripts/bench
 
 drop_caches() { sync && echo 3 >/proc/sys/vm/drop_caches; }
-# mbps SECONDS prints MB/s (10^6 bytes) of the object.
-mbps() { awk -v s="$1" -v b="$((size_mib << 20))" 'BEGIN { printf "%.0f", b / s / 1e6 }'; }
-seconds() { # seconds CMD... : wall time of CMD
-	local t0 t1
-	t0=$(date +%s.%N)
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.4f", b - a }'; }
+seconds() { # seconds CMD...: wall time of CMD, output discarded
+	local t0
+	t0=$(now)
 	"$@" >/dev/null
-	t1=$(date +%s.%N)
-	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'
+	elapsed "$t0"
 }
-read_mount() { dd if="$mnt/object.pdf" of=/dev/null bs=1M status=none; }
-get_curl() { s3curl "$endpoint/bench/object.pdf" -o /dev/null; }
+calc() { awk "BEGIN { printf $1 }"; } # calc 'FMT, EXPR...'
+size_bytes=$((size_mb << 20))
+mbps() { calc "\"%.0f\", $1 / $2 / 1e6"; } # mbps BYTES SECONDS (MB = 10^6 bytes)
 
-mount_daemon() {
-	: >"$work/s3docs.log"
-	"$work/s3docs" mount --endpoint-url "$endpoint" --force-path-style --cache-dir "$work/cache" \
-		--cache-size 4GiB "s3://bench" "$mnt" 2>>"$work/s3docs.log" &
-	daemon_pid=$!
-	for _ in $(seq 100); do mountpoint -q "$mnt" && return; sleep 0.1; done
-	tail "$work/s3docs.log" >&2
-	die "mount did not come up"
-}
-unmount_daemon() {
-	kill -TERM "$daemon_pid"
-	wait "$daemon_pid"
-	daemon_pid=""
-}
+# --- S3 server and counting proxy
+key=bench secret=benchsecret0123456789
+export AWS_ACCESS_KEY_ID=$key AWS_SECRET_ACCESS_KEY=$secret AWS_REGION=us-east-1
+root="$work/root"
+mkdir -p "$root/bench" "$mnt" "$work/log"
+gw_port=$(free_port)
+versitygw --port "127.0.0.1:$gw_port" --access "$key" --secret "$secret" --keep-alive posix "$root" \
+	>"$work/log/versitygw.log" 2>&1 &
+gw_pid=$!
+px_port=$(free_port)
+"$work/bench" proxy -listen "127.0.0.1:$px_port" -target "http://127.0.0.1:$gw_port" >"$work/log/proxy.log" 2>&1 &
+px_pid=$!
+endpoint="http://127.0.0.1:$px_port"
+for _ in $(seq 200); do
+	curl -s -o /dev/null "$endpoint/" && curl -s -o /dev/null "http://127.0.0.1:$gw_port/" && break
+	sleep 0.1
+done
+curl -s -o /dev/null "$endpoint/" || die "versitygw or the proxy did not come up"
 
-bench_read() {
-	log "read: uploading a $size_mib MiB object"
-	head -c "$((size_mib << 20))" /dev/urandom >"$work/object.bin"
-	s3curl -T "$work/object.bin" "$endpoint/bench/object.pdf" -o /dev/null
-	local want
-	want=$(sha256sum <"$work/object.bin" | cut -d' ' -f1)
-	rm -f "$work/object.bin"
-	printf '%-4s %12s %12s %12s %10s %10s %12s\n' run "curl MB/s" "cold MB/s" "warm MB/s" cold/curl warm/curl "peak RSS MiB"
-	for run in $(seq "$runs"); do
-		drop_caches
-		t_curl=$(seconds get_curl)
-		rm -rf "$work/cache"/*
-		mount_daemon
-		drop_caches
-		t_cold=$(seconds read_mount)
-		drop_caches
-		t_warm=$(seconds read_mount)
-		got=$(sha256sum <"$mnt/object.pdf" | cut -d' ' -f1)
-		[[ $got == "$want" ]] || die "content through the mount differs"
-		rss=$(awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$daemon_pid/status")
-		unmount_daemon
-		printf '%-4s %12s %12s %12s %10s %10s %12s\n' "$run" "$(mbps "$t_curl")" "$(mbps "$t_cold")" "$(mbps "$t_warm")" \
-			"$(awk -v a="$t_curl" -v b="$t_cold" 'BEGIN { printf "%.2f", a / b }')" \
-			"$(awk -v a="$t_curl" -v b="$t_warm" 'BEGIN { printf "%.2f", a / b }')" "$rss"
-	done
+s3curl() {
+	curl -sSf --aws-sigv4 "aws:amz:us-east-1:s3" --user "$key:$secret" \
+		-H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@"
 }
+# px_stat NAME: a counter of the proxy (gets, get_bytes, heads, lists, other).
+px_stat() { curl -s "$endpoint/__stats" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k { print $2 }'; }
 
-bench_parts() {
-	log "parts: generating and uploading a 3,200-page PDF of about 300 MB"
+# --- data
+object_local="$work/object.bin"
+if fig 1 || fig 2 || fig 3 || fig 4 || fig 5 || fig 7; then
+	log "data: a $size_mb MB random object (uploaded through S3, so it has an ETag)"
+	head -c "$size_bytes" /dev/urandom >"$object_local"
+	s3curl -T "$object_local" "$endpoint/bench/object.bin" -o /dev/null
+	object_sum=$(sha256sum <"$object_local" | cut -d' ' -f1)
+fi
+if fig 6; then
+	# Written straight into the posix root: objects without ETags, fine for
+	# listing, and seconds instead of minutes.
+	log "data: 1,000 and $small_n small objects (straight into the server's directory)"
+	mkdir -p "$root/bench/small1k" "$root/bench/smallbig"
+	head -c $((1000 * 64)) /dev/urandom | (cd "$root/bench/small1k" && split -b 64 -a 6 -d --additional-suffix=.pdf - f)
+	head -c $((small_n * 64)) /dev/urandom | (cd "$root/bench/smallbig" && split -b 64 -a 6 -d --additional-suffix=.pdf - f)
+fi
+if fig 8 && want s3docs; then
+	log "data: a generated 3,200-page PDF of about 300 MB"
 	go run ./internal/tools/mkpdfs -out "$work" -one big.pdf -pages 3200 -pad 300000000 >/dev/null
 	s3curl -T "$work/big.pdf" "$endpoint/bench/big.pdf" -o /dev/null
 	rm -f "$work/big.pdf"
-	local dir="$mnt/.parts/big.pdf"
-	printf '%-4s %10s %10s %10s %10s %14s %14s\n' run "read s" "first s" "hot s" "later s" "daemon RSS MiB" "worker RSS MiB"
-	for run in $(seq "$runs"); do
-		rm -rf "$work/cache"/*
-		mount_daemon
-		drop_caches
-		t_first=$(seconds stat "$dir/pages-0001-0050.pdf")
-		unmount_daemon
-		rm -rf "$work/cache"/*
-		mount_daemon
-		t_read=$(seconds cat "$mnt/big.pdf")
-		t_hot=$(seconds stat "$dir/pages-0001-0050.pdf")
-		t_later=$(seconds stat "$dir/pages-1601-1650.pdf")
-		pdfinfo "$dir/pages-1601-1650.pdf" | grep -q '^Pages: *50$' || die "part has the wrong page count"
-		rss=$(awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$daemon_pid/status")
-		unmount_daemon
-		wrss=$(grep -o 'peak_rss=[0-9]*' "$work/s3docs.log" | cut -d= -f2 | sort -n | tail -1)
-		printf '%-4s %10s %10s %10s %10s %14s %14s\n' "$run" "$t_read" "$t_first" "$t_hot" "$t_later" "$rss" "$((wrss >> 20))"
+fi
+
+# --- mounting the three systems
+rclone_env=(
+	env -u AWS_CA_BUNDLE # rclone 1.60 fails with it set
+	RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=Other
+	"RCLONE_CONFIG_BENCH_ENDPOINT=$endpoint" "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=$key"
+	"RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=$secret" RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE=true
+	RCLONE_CONFIG_BENCH_REGION=us-east-1
+)
+printf '%s:%s\n' "$key" "$secret" >"$work/passwd-s3fs"
+chmod 600 "$work/passwd-s3fs"
+
+# mount_fresh SYS TAG: mounts SYS with an empty cache, waits until it
+# answers, drops the page cache. Sets mpid; logs to $work/log/SYS-TAG.log.
+mount_fresh() {
+	local sys=$1 tag=$2 cache="$work/cache-$1"
+	mlog="$work/log/$sys-$tag.log" mtag=$tag
+	force_unmount
+	rm -rf "$cache"
+	mkdir -p "$cache"
+	case $sys in
+	s3docs)
+		"$work/s3docs" mount --endpoint-url "$endpoint" --force-path-style --region us-east-1 \
+			--cache-dir "$cache" --cache-size 4GiB "s3://bench" "$mnt" >"$mlog" 2>&1 &
+		;;
+	s3fs)
+		s3fs bench "$mnt" -f -o "ro,url=$endpoint,use_path_request_style,passwd_file=$work/passwd-s3fs,use_cache=$cache" \
+			>"$mlog" 2>&1 &
+		;;
+	rclone)
+		"${rclone_env[@]}" rclone mount bench:bench "$mnt" --read-only --vfs-cache-mode full \
+			--cache-dir "$cache" >"$mlog" 2>&1 &
+		;;
+	esac
+	mpid=$!
+	echo "$mpid" >"$work/mount.pid"
+	for _ in $(seq 300); do
+		if grep -qs " $mnt " /proc/mounts && stat "$mnt/." >/dev/null 2>&1; then
+			drop_caches
+			return 0
+		fi
+		kill -0 "$mpid" 2>/dev/null || break
+		sleep 0.1
 	done
+	tail -5 "$mlog" >&2
+	die "$sys did not mount"
+}
+# hwm PID: peak RSS in MiB.
+hwm() { awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+# unmount SYS: records the mount's peak RSS as SYS.hwm and unmounts.
+unmount() {
+	local sys=$1 h
+	h=$(hwm "$mpid")
+	put "$sys.hwm" "$h"
+	put "$sys.hwm_list" "$(get "$sys.hwm_list")${mtag:-?}=$h "
+	case $sys in
+	s3docs) kill -TERM "$mpid" ;;
+	*) umount "$mnt" 2>/dev/null || { sleep 1; umount "$mnt"; } ;;
+	esac
+	for _ in $(seq 300); do kill -0 "$mpid" 2>/dev/null || break; sleep 0.1; done
+	if kill -0 "$mpid" 2>/dev/null; then
+		note "$sys did not exit 30 s after unmount: killed"
+		kill -KILL "$mpid" 2>/dev/null || true
+	fi
+	rm -f "$work/mount.pid"
+	if grep -qs " $mnt " /proc/mounts; then umount -l "$mnt"; fi
+	echo "$h"
+}
+read_seq() { dd if="$1" of=/dev/null bs=1M status=none; }
+
+# --- figures through a mount
+fig_seq() { # figures 1, 2 and 7 (fetched/read, RSS while streaming)
+	local sys=$1 b0 b1 t_cold t_warm got
+	log "$sys: cold and warm sequential read of $size_mb MB"
+	mount_fresh "$sys" seq
+	b0=$(px_stat get_bytes)
+	t_cold=$(seconds read_seq "$mnt/object.bin")
+	b1=$(px_stat get_bytes)
+	put "$sys.cold" "$(mbps "$size_bytes" "$t_cold")"
+	put "$sys.fetch_ratio" "$(calc "\"%.2f\", ($b1 - $b0) / $size_bytes")"
+	drop_caches
+	t_warm=$(seconds read_seq "$mnt/object.bin")
+	put "$sys.warm" "$(mbps "$size_bytes" "$t_warm")"
+	got=$(sha256sum <"$mnt/object.bin" | cut -d' ' -f1)
+	[[ $got == "$object_sum" ]] || die "$sys: content through the mount differs"
+	put "$sys.rss_stream" "$(unmount "$sys")"
+}
+fig_ttfb() {
+	local sys=$1 t
+	log "$sys: time to first byte"
+	mount_fresh "$sys" ttfb
+	t=$("$work/bench" ttfb "$mnt/object.bin")
+	put "$sys.ttfb" "$(calc "\"%.1f\", $t * 1000")"
+	unmount "$sys" >/dev/null
+}
+fio_rand() { # fio_rand FILE: prints "MB/s bytes_read"
+	fio --name=rand --filename="$1" --readonly --rw=randread --bs=256k --number_ios=200 --randrepeat=1 \
+		--ioengine=psync --size="$size_bytes" --output-format=json --output="$work/fio.json" >/dev/null
+	jq -r '.jobs[0].read | "\(.bw_bytes / 1e6) \(.io_bytes)"' "$work/fio.json"
+}
+fig_rand() {
+	local sys=$1 b0 b1 r
+	log "$sys: 200 random 256 KiB reads"
+	mount_fresh "$sys" rand
+	b0=$(px_stat get_bytes)
+	r=$(fio_rand "$mnt/object.bin")
+	b1=$(px_stat get_bytes)
+	put "$sys.rand_mbps" "$(calc "\"%.0f\", ${r% *}")"
+	put "$sys.rand_mb" "$(calc "\"%.1f\", ($b1 - $b0) / 1e6")"
+	unmount "$sys" >/dev/null
+}
+fig_conc() {
+	local sys=$1 b0 b1 p1 p2 t0 t
+	log "$sys: two concurrent sequential readers"
+	mount_fresh "$sys" conc
+	b0=$(px_stat get_bytes)
+	t0=$(now)
+	read_seq "$mnt/object.bin" &
+	p1=$!
+	read_seq "$mnt/object.bin" &
+	p2=$!
+	wait "$p1"
+	wait "$p2"
+	t=$(elapsed "$t0")
+	b1=$(px_stat get_bytes)
+	put "$sys.conc" "$(calc "\"%.2f\", ($b1 - $b0) / $size_bytes")"
+	put "$sys.conc_mbps" "$(mbps $((2 * size_bytes)) "$t")"
+	unmount "$sys" >/dev/null
+}
+# ls_time DIR WANT: prints the seconds of `ls -l DIR`, checking it lists WANT
+# entries (stderr ignored: rclone answers EIO to ls's xattr calls).
+ls_time() {
+	local t0 n t
+	t0=$(now)
+	n=$({ timeout 300 ls -l "$1" 2>/dev/null || true; } | grep -c '^-' || true)
+	t=$(elapsed "$t0")
+	((n == $2)) || die "ls -l $1 listed $n files, want $2 (after $t s; timeout 300 s)"
+	echo "$t"
+}
+fig_ls() {
+	local sys=$1 s0 s1
+	log "$sys: ls -l of 1,000 entries"
+	mount_fresh "$sys" ls1k
+	put "$sys.ls1k" "$(ls_time "$mnt/small1k" 1000)"
+	unmount "$sys" >/dev/null
+	log "$sys: ls -l of $small_n entries"
+	mount_fresh "$sys" lsbig
+	s0=$(curl -s "$endpoint/__stats")
+	put "$sys.lsbig" "$(ls_time "$mnt/smallbig" "$small_n")"
+	s1=$(curl -s "$endpoint/__stats")
+	put "$sys.lsbig_reqs" "$(paste -d' ' <(tr ' ' '\n' <<<"$s0") <(tr ' ' '\n' <<<"$s1") |
+		awk '{ split($1, a, "="); split($2, b, "="); if (a[1] != "get_bytes") printf "%s%s=%d", sep, a[1], b[2] - a[2]; sep = " " }')"
+	unmount "$sys" >/dev/null
+}
+fig_parts() { # figure 8, s3docs only
+	local dir="$mnt/.parts/big.pdf" wrss
+	log "s3docs: .parts of the 3,200-page PDF"
+	mount_fresh s3docs parts
+	put s3docs.part_first "$(seconds stat "$dir/pages-0001-0050.pdf")"
+	put s3docs.part_later "$(calc "\"%.1f\", $(seconds stat "$dir/pages-1601-1650.pdf") * 1000")"
+	put s3docs.part_later2 "$(calc "\"%.1f\", $(seconds stat "$dir/pages-3151-3200.pdf") * 1000")"
+	pdfinfo "$dir/pages-1601-1650.pdf" | grep -q '^Pages: *50$' || die "part has the wrong page count"
+	unmount s3docs >/dev/null
+	wrss=$(grep -o 'peak_rss=[0-9]*' "$mlog" | cut -d= -f2 | sort -n | tail -1 || true)
+	[[ -n $wrss ]] && put s3docs.split_rss "$(calc "\"%.0f\", $wrss / 1048576")"
+	# The same, with every chunk of the PDF already cached: parse + extract.
+	mount_fresh s3docs parts-hot
+	cat "$mnt/big.pdf" >/dev/null
+	put s3docs.part_hot "$(seconds stat "$dir/pages-0001-0050.pdf")"
+	unmount s3docs >/dev/null
 }
 
-case $mode in
-read) bench_read ;;
-parts) bench_parts ;;
-all) bench_read && bench_parts ;;
-esac
+# --- the limits
+fig_curl() {
+	local t t0 b0 b1 blocks i off tok page n=0 d want
+	if fig 1; then
+		log "curl: plain GET of the object"
+		drop_caches
+		t=$(seconds s3curl "$endpoint/bench/object.bin" -o /dev/null)
+		put curl.cold "$(mbps "$size_bytes" "$t")"
+		put curl.fetch_ratio 1.00
+	fi
+	if fig 3; then
+		log "curl: time to first byte (ranged GET of byte 0)"
+		drop_caches
+		t=$(s3curl -r 0-0 "$endpoint/bench/object.bin" -o /dev/null -w '%{time_starttransfer}')
+		put curl.ttfb "$(calc "\"%.1f\", $t * 1000")"
+	fi
+	if fig 4; then
+		log "curl: 200 ranged GETs of 256 KiB on one connection"
+		local -a args=()
+		blocks=$((size_bytes / 262144))
+		RANDOM=1
+		for i in $(seq 200); do
+			off=$((((RANDOM << 15 | RANDOM) % blocks) * 262144))
+			((i == 1)) || args+=(--next)
+			args+=(-sSf --aws-sigv4 "aws:amz:us-east-1:s3" --user "$key:$secret"
+				-H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -r "$off-$((off + 262143))"
+				-o /dev/null "$endpoint/bench/object.bin")
+		done
+		drop_caches
+		b0=$(px_stat get_bytes)
+		t=$(seconds curl "${args[@]}")
+		b1=$(px_stat get_bytes)
+		put curl.rand_mbps "$(mbps $((200 * 262144)) "$t")"
+		put curl.rand_mb "$(calc "\"%.1f\", ($b1 - $b0) / 1e6")"
+	fi
+	if fig 5; then
+		log "curl: two concurrent plain GETs"
+		drop_caches
+		b0=$(px_stat get_bytes)
+		t0=$(now)
+		s3curl "$endpoint/bench/object.bin" -o /dev/null &
+		local p1=$!
+		s3curl "$endpoint/bench/object.bin" -o /dev/null &
+		wait "$p1"
+		wait $!
+		t=$(elapsed "$t0")
+		b1=$(px_stat get_bytes)
+		put curl.conc "$(calc "\"%.2f\", ($b1 - $b0) / $size_bytes")"
+		put curl.conc_mbps "$(mbps $((2 * size_bytes)) "$t")"
+	fi
+	if fig 6; then
+		for d in small1k smallbig; do
+			want=1000
+			[[ $d == smallbig ]] && want=$small_n
+			log "curl: ListObjectsV2 of $want entries"
+			drop_caches
+			tok="" n=0
+			t0=$(now)
+			while :; do
+				# The query by hand, sorted and encoded: curl 7.88 signs -G
+				# --data-urlencode queries wrongly.
+				local q="list-type=2&prefix=$d%2F"
+				[[ -z $tok ]] || q="continuation-token=$(jq -rn --arg t "$tok" '$t | @uri')&$q"
+				page=$(s3curl "$endpoint/bench?$q")
+				n=$((n + $(grep -o '<Key>' <<<"$page" | wc -l)))
+				tok=$(sed -n 's/.*<NextContinuationToken>\([^<]*\)<.*/\1/p' <<<"$page" |
+					sed 's/&amp;/\&/g; s/&lt;/</g; s/&gt;/>/g; s/&quot;/"/g')
+				[[ -n $tok ]] || break
+			done
+			t=$(elapsed "$t0")
+			((n == want)) || die "listing $d gave $n keys, want $want"
+			if [[ $d == small1k ]]; then put curl.ls1k "$t"; else put curl.lsbig "$t"; fi
+		done
+	fi
+}
+fig_local() {
+	local r t
+	if fig 2; then
+		log "local: cat of the object from disk"
+		drop_caches
+		t=$(seconds cat "$object_local")
+		put local.warm "$(mbps "$size_bytes" "$t")"
+	fi
+	if fig 3; then
+		drop_caches
+		t=$("$work/bench" ttfb "$object_local")
+		put local.ttfb "$(calc "\"%.1f\", $t * 1000")"
+	fi
+	if fig 4; then
+		log "local: fio on the file on disk"
+		drop_caches
+		r=$(fio_rand "$object_local")
+		put local.rand_mbps "$(calc "\"%.0f\", ${r% *}")"
+	fi
+	if fig 6; then
+		log "local: ls -l of the server's directories"
+		drop_caches
+		put local.ls1k "$(ls_time "$root/bench/small1k" 1000)"
+		drop_caches
+		put local.lsbig "$(ls_time "$root/bench/smallbig" "$small_n")"
+	fi
+}
+
+# --- the run
+want curl && run_fig "curl limits" fig_curl
+want local && run_fig "local limits" fig_local
+for sys in "${systems[@]}"; do
+	if fig 1; then run_fig "$sys: sequential read" fig_seq "$sys"; fi
+	if fig 3; then run_fig "$sys: time to first byte" fig_ttfb "$sys"; fi
+	if fig 4; then run_fig "$sys: random reads" fig_rand "$sys"; fi
+	if fig 5; then run_fig "$sys: concurrent readers" fig_conc "$sys"; fi
+	if fig 6; then run_fig "$sys: ls -l" fig_ls "$sys"; fi
+	if fig 8 && [[ $sys == s3docs ]]; then run_fig "s3docs: .parts" fig_parts; fi
+	# Figure 7: the largest peak RSS of all this system's mounts.
+	put "$sys.rss_max" "$(awk -F= -v k="$sys.hwm" '$1 == k && $2 > m { m = $2 } END { if (m != "") print m }' "$results")"
+done
+run_secs=$(($(date +%s) - started))
+
+# --- the report
+# columns: key|heading|direction (hi: more is better, lo: less is better)|limit row
+cols=(
+	"cold|1 cold seq MB/s|hi|curl"
+	"warm|2 warm seq MB/s|hi|local"
+	"ttfb|3 TTFB ms|lo|curl"
+	"rand_mbps|4 random MB/s|hi|curl"
+	"rand_mb|4 random MB fetched|lo|curl"
+	"conc|5 two readers fetched/size|lo|-"
+	"ls1k|6 ls -l 1k s|lo|curl"
+	"lsbig|6 ls -l ${small_n} s|lo|curl"
+	"rss_stream|7 RSS streaming MiB|lo|-"
+	"rss_max|7 RSS max MiB|lo|-"
+	"fetch_ratio|7 fetched/read|lo|-"
+	"part_first|8 first part s|lo|-"
+	"part_later|8 later part ms|lo|-"
+	"split_rss|8 split worker RSS MiB|lo|-"
+)
+val() { local v; v=$(get "$1.$2"); printf '%s' "${v:-—}"; }
+ratio() { # ratio A B
+	[[ $1 != — && $2 != — && -n $1 && -n $2 ]] || { printf '—'; return; }
+	awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "—"; else printf "%.2f", a / b }'
+}
+best_peer() { # best_peer KEY DIR: the best of s3fs and rclone
+	local k=$1 dir=$2 v b=""
+	for p in s3fs rclone; do
+		v=$(get "$p.$k")
+		[[ -n $v ]] || continue
+		if [[ -z $b ]] || awk -v v="$v" -v b="$b" -v d="$dir" 'BEGIN { exit !(d == "hi" ? v > b : v < b) }'; then b=$v; fi
+	done
+	printf '%s' "${b:-—}"
+}
+report() {
+	local c k h d l row sys
+	printf '# s3docs benchmark\n\n'
+	printf 'Run %s on %s (%s cores, %s), object %s MB, listing of 1,000 and %s objects, mode %s; took %d s.\n' \
+		"$(date -u +%Y-%m-%dT%H:%MZ)" "$(uname -r)" "$(nproc)" \
+		"$(awk '/MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo)" \
+		"$size_mb" "$small_n" "$mode" "$run_secs"
+	# shellcheck disable=SC2016 # backquotes are Markdown
+	printf 'Peers: %s; %s. MB = 10^6 bytes. "curl" is a plain `curl --aws-sigv4` through the same proxy, "local" the same bytes on local disk.\n\n' \
+		"$(s3fs --version 2>/dev/null | head -1 | sed 's/Amazon Simple Storage Service File System V/s3fs /; s/ (commit.*//')" \
+		"$(rclone version 2>/dev/null | head -1)"
+	row="| system |"
+	for c in "${cols[@]}"; do IFS='|' read -r _ h _ _ <<<"$c"; row+=" $h |"; done
+	printf '%s\n' "$row"
+	row="|---|"
+	for _ in "${cols[@]}"; do row+="---:|"; done
+	printf '%s\n' "$row"
+	for sys in s3docs s3fs rclone curl local; do
+		want "$sys" || continue
+		row="| $sys |"
+		for c in "${cols[@]}"; do IFS='|' read -r k _ _ _ <<<"$c"; row+=" $(val "$sys" "$k") |"; done
+		printf '%s\n' "$row"
+	done
+	if want s3docs; then
+		row="| *s3docs / best peer* |"
+		for c in "${cols[@]}"; do
+			IFS='|' read -r k _ d _ <<<"$c"
+			row+=" $(ratio "$(val s3docs "$k")" "$(best_peer "$k" "$d")") |"
+		done
+		printf '%s\n' "$row"
+		row="| *s3docs / limit* |"
+		for c in "${cols[@]}"; do
+			IFS='|' read -r k _ _ l <<<"$c"
+			if [[ $l == - ]]; then row+=" — |"; else row+=" $(ratio "$(val s3docs "$k")" "$(val "$l" "$k")") |"; fi
+		done
+		printf '%s\n' "$row"
+	fi
+	# shellcheck disable=SC2016 # backquotes are Markdown
+	printf '\nLimits: cold seq, TTFB, random and listing against curl; warm seq against local `cat`.\n'
+	if want s3docs; then
+		printf '\n## Targets\n\n| target | measured | |\n|---|---:|---|\n'
+		target "cold seq ≥ 0.75× plain GET" "$(ratio "$(val s3docs cold)" "$(val curl cold)")" ge 0.75
+		target "cold seq ≥ 2× s3fs" "$(ratio "$(val s3docs cold)" "$(val s3fs cold)")" ge 2
+		target "warm seq ≥ 0.8× local cat" "$(ratio "$(val s3docs warm)" "$(val local warm)")" ge 0.8
+		target "TTFB ≤ 0.5× best peer" "$(ratio "$(val s3docs ttfb)" "$(best_peer ttfb lo)")" le 0.5
+		target "random 256 KiB ≥ 1.5× best peer" "$(ratio "$(val s3docs rand_mbps)" "$(best_peer rand_mbps hi)")" ge 1.5
+		target "two readers fetch ≤ 1.05× the object" "$(val s3docs conc)" le 1.05
+		target "ls -l 1,000 ≤ 0.25× best peer" "$(ratio "$(val s3docs ls1k)" "$(best_peer ls1k lo)")" le 0.25
+		target "ls -l $small_n in ≤ 3 s" "$(val s3docs lsbig)" le 3
+		target "peak RSS ≤ 32 MiB streaming $size_mb MB" "$(val s3docs rss_stream)" le 32
+		target ".parts first part ≤ 2 s" "$(val s3docs part_first)" le 2
+		target ".parts later part ≤ 50 ms" "$(val s3docs part_later)" le 50
+	fi
+	printf '\n## Details\n\n'
+	for sys in "${systems[@]}"; do
+		printf -- '- %s: two readers together %s MB/s; requests during ls -l of %s: %s; peak RSS MiB of each mount: %s\n' \
+			"$sys" "$(val "$sys" conc_mbps)" "$small_n" "$(val "$sys" lsbig_reqs)" "$(val "$sys" hwm_list)"
+	done
+	want curl && printf -- '- curl: two concurrent GETs together %s MB/s\n' "$(val curl conc_mbps)"
+	if want s3docs && fig 8; then
+		printf -- '- s3docs .parts: last part %s ms after the first; first part with the PDF already cached %s s\n' \
+			"$(val s3docs part_later2)" "$(val s3docs part_hot)"
+	fi
+	if ((${#notes[@]})); then
+		printf '\n## Problems\n\n'
+		printf -- '- %s\n' "${notes[@]}"
+	fi
+	# shellcheck disable=SC2016 # backquotes are Markdown
+	printf '\nReproduce: `scripts/bench.sh --size-mb %s --small %s%s` (as root).\n' "$size_mb" "$small_n" \
+		"$([[ $only == s3docs,s3fs,rclone,curl,local ]] || printf ' --only %s' "$only")"
+}
+target() { # target TEXT VALUE ge|le BOUND
+	local verdict=—
+	if [[ $2 != — && -n $2 ]]; then
+		if awk -v v="$2" -v b="$4" -v op="$3" 'BEGIN { exit !(op == "ge" ? v >= b : v <= b) }'; then
+			verdict=met
+		else
+			verdict="**missed**"
+		fi
+	fi
+	printf '| %s | %s | %s |\n' "$1" "$2" "$verdict"
+}
+
+report >"$work/report.md"
+cat "$work/report.md"
+if [[ -n $out ]]; then
+	cp "$work/report.md" "$out"
+	log "wrote $out"
+fi

@@ -1,0 +1,172 @@
+// Command bench holds the small helpers of scripts/bench.sh that are easier in
+// Go than in bash. It is not part of s3docs.
+//
+//	bench proxy -listen 127.0.0.1:PORT -target http://127.0.0.1:PORT
+//	    a counting reverse proxy in front of the S3 server: it keeps the Host
+//	    header (SigV4 covers it), streams bodies, and counts requests by kind
+//	    and the body bytes of object GETs. GET /__stats answers
+//	    "gets=N get_bytes=N heads=N lists=N other=N".
+//	bench ttfb FILE
+//	    prints the seconds taken to open FILE and read its first byte.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+func main() {
+	log.SetFlags(0)
+	log.SetPrefix("bench: ")
+	if len(os.Args) < 2 {
+		log.Fatal("usage: bench proxy|ttfb ...")
+	}
+	switch os.Args[1] {
+	case "proxy":
+		runProxy(os.Args[2:])
+	case "ttfb":
+		if len(os.Args) != 3 {
+			log.Fatal("usage: bench ttfb FILE")
+		}
+		ttfb(os.Args[2])
+	default:
+		log.Fatalf("unknown command %q", os.Args[1])
+	}
+}
+
+func ttfb(path string) {
+	start := time.Now()
+	f, err := os.Open(path)
+	if err != nil {
+		log.Fatal(err)
+	}
+	var b [1]byte
+	n, err := f.Read(b[:])
+	d := time.Since(start)
+	f.Close()
+	if n != 1 {
+		log.Fatalf("read %s: %d bytes, %v", path, n, err)
+	}
+	fmt.Printf("%.6f\n", d.Seconds())
+}
+
+type stats struct {
+	gets, getBytes, heads, lists, other atomic.Int64
+}
+
+// countingWriter counts the body bytes written to the client.
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (w countingWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	if w.n != nil {
+		w.n.Add(int64(n))
+	}
+	return n, err
+}
+
+func (w countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// isObjectGET: a GET of a key (path style), not a listing or sub-resource.
+func isObjectGET(r *http.Request) bool {
+	if r.Method != http.MethodGet {
+		return false
+	}
+	rest := strings.TrimPrefix(r.URL.Path, "/")
+	i := strings.IndexByte(rest, '/')
+	if i <= 0 || i == len(rest)-1 {
+		return false
+	}
+	for k := range r.URL.Query() {
+		switch k {
+		case "list-type", "acl", "tagging", "attributes", "uploadId", "uploads",
+			"retention", "legal-hold", "torrent", "versions", "location", "policy":
+			return false
+		}
+	}
+	return true
+}
+
+type bufPool struct{ p sync.Pool }
+
+func (b *bufPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
+func (b *bufPool) Put(p []byte) { b.p.Put(&p) }
+
+func runProxy(args []string) {
+	fs := flag.NewFlagSet("proxy", flag.ExitOnError)
+	listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
+	target := fs.String("target", "", "S3 server URL")
+	_ = fs.Parse(args)
+	u, err := url.Parse(*target)
+	if err != nil || u.Host == "" {
+		log.Fatalf("bad -target %q", *target)
+	}
+	var st stats
+	tr := &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		DisableCompression:  true,
+		MaxIdleConns:        512,
+		MaxIdleConnsPerHost: 512,
+		IdleConnTimeout:     60 * time.Second,
+	}
+	pool := &bufPool{p: sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = u.Scheme
+			pr.Out.URL.Host = u.Host
+			pr.Out.Host = pr.In.Host // the signature covers Host
+		},
+		Transport:  tr,
+		BufferPool: pool,
+		ErrorLog:   log.New(io.Discard, "", 0),
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/__stats" {
+			fmt.Fprintf(w, "gets=%d get_bytes=%d heads=%d lists=%d other=%d\n",
+				st.gets.Load(), st.getBytes.Load(), st.heads.Load(), st.lists.Load(), st.other.Load())
+			return
+		}
+		var n *atomic.Int64
+		switch {
+		case isObjectGET(r):
+			st.gets.Add(1)
+			n = &st.getBytes
+		case r.Method == http.MethodHead:
+			st.heads.Add(1)
+		case r.Method == http.MethodGet && r.URL.Query().Has("list-type") || r.Method == http.MethodGet && strings.Count(strings.Trim(r.URL.Path, "/"), "/") == 0:
+			st.lists.Add(1)
+		default:
+			st.other.Add(1)
+		}
+		rp.ServeHTTP(countingWriter{w, n}, r)
+	})
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() { <-sig; _ = srv.Close() }()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Fatal(err)
+	}
+}
