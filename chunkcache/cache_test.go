@@ -439,13 +439,40 @@ func TestFetchErrorPropagates(t *testing.T) {
 	f := newFakeFetcher()
 	v := f.add("obj", randomBytes(9, 100))
 	c := openCache(t, t.TempDir(), f, 100*testChunk, 0)
+	// One failure is retried away.
 	f.failures.Store(1)
-	if _, err := c.ReadAt(context.Background(), v, make([]byte, 10), 0); err == nil {
+	if _, err := c.ReadAt(context.Background(), v, make([]byte, 10), 0); err != nil {
+		t.Fatalf("a single failure was not retried: %v", err)
+	}
+	// A failure on every attempt reaches the reader, and the next read
+	// tries again.
+	v2 := f.add("obj2", randomBytes(10, 100))
+	f.failures.Store(fetchAttempts)
+	if _, err := c.ReadAt(context.Background(), v2, make([]byte, 10), 0); err == nil {
 		t.Fatal("want error")
 	}
-	if _, err := c.ReadAt(context.Background(), v, make([]byte, 10), 0); err != nil {
-		t.Fatalf("second read: %v", err)
+	if _, err := c.ReadAt(context.Background(), v2, make([]byte, 10), 0); err != nil {
+		t.Fatalf("read after the failures: %v", err)
 	}
+}
+
+func TestChangedObjectIsNotRetried(t *testing.T) {
+	f := &changedFetcher{}
+	c := openCache(t, t.TempDir(), f, 100*testChunk, 0)
+	v := object.Version{Key: "gone", ETag: `"x"`, Size: 100}
+	if _, err := c.ReadAt(context.Background(), v, make([]byte, 10), 0); !errors.Is(err, object.ErrChanged) {
+		t.Fatalf("got %v, want ErrChanged", err)
+	}
+	if n := f.calls.Load(); n != 1 {
+		t.Fatalf("a changed object was fetched %d times", n)
+	}
+}
+
+type changedFetcher struct{ calls atomic.Int64 }
+
+func (f *changedFetcher) GetRange(ctx context.Context, v object.Version, off, n int64) (io.ReadCloser, error) {
+	f.calls.Add(1)
+	return nil, fmt.Errorf("412: %w", object.ErrChanged)
 }
 
 func TestReadaheadSequentialOnly(t *testing.T) {

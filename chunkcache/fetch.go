@@ -67,20 +67,42 @@ func (c *Cache) download(v object.Version, idx int64, id string, readahead bool)
 	}
 	off := idx * c.opt.ChunkSize
 	n := c.chunkLen(v, idx)
-	c.stats.inFlight.Add(1)
-	start := time.Now()
-	e, err := c.store(ctx, v, off, n, id)
-	c.stats.inFlight.Add(-1)
-	if c.opt.OnFetch != nil {
-		c.opt.OnFetch(e.size, time.Since(start), err)
+	var err error
+	for attempt := 1; ; attempt++ {
+		var e entry
+		c.stats.inFlight.Add(1)
+		start := time.Now()
+		e, err = c.store(ctx, v, off, n, id)
+		c.stats.inFlight.Add(-1)
+		if c.opt.OnFetch != nil {
+			c.opt.OnFetch(e.size, time.Since(start), err)
+		}
+		if err == nil {
+			c.stats.getBytes.Add(e.size)
+			c.admit(id, e)
+			return nil
+		}
+		c.log.Warn("chunk fetch failed", "key", v.Key, "chunk", idx, "attempt", attempt, "err", err)
+		if attempt == fetchAttempts || !transient(err) || ctx.Err() != nil {
+			return fmt.Errorf("fetch %s chunk %d: %w", v.Key, idx, err)
+		}
+		// The fetcher retried within the attempt already; this covers a
+		// burst of failures longer than its own retries.
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("fetch %s chunk %d: %w", v.Key, idx, err)
+		case <-time.After(time.Duration(attempt) * 250 * time.Millisecond):
+		}
+		c.stats.gets.Add(1)
 	}
-	if err != nil {
-		c.log.Warn("chunk fetch failed", "key", v.Key, "chunk", idx, "err", err)
-		return fmt.Errorf("fetch %s chunk %d: %w", v.Key, idx, err)
-	}
-	c.stats.getBytes.Add(e.size)
-	c.admit(id, e)
-	return nil
+}
+
+// fetchAttempts is how many times a chunk fetch is tried before a read fails.
+const fetchAttempts = 3
+
+// transient: worth another attempt. A changed or deleted object is not.
+func transient(err error) bool {
+	return !errors.Is(err, object.ErrChanged) && !errors.Is(err, object.ErrNotFound)
 }
 
 // store streams one range into a temp file, checks its length, and renames
