@@ -54,47 +54,53 @@ func (c *Cache) download(v object.Version, idx int64, id string, readahead bool)
 	if c.cached(id) {
 		return nil
 	}
+	if readahead {
+		c.stats.readaheads.Add(1)
+	}
+	off := idx * c.opt.ChunkSize
+	n := c.chunkLen(v, idx)
+	for attempt := 1; ; attempt++ {
+		err := c.fetchOnce(v, off, n, id)
+		if err == nil {
+			return nil
+		}
+		c.log.Warn("chunk fetch failed", "key", v.Key, "chunk", idx, "attempt", attempt, "err", err)
+		if attempt == fetchAttempts || !transient(err) || c.ctx.Err() != nil {
+			return fmt.Errorf("fetch %s chunk %d: %w", v.Key, idx, err)
+		}
+		// The fetcher retried within the attempt already; this covers a
+		// burst of failures longer than its own retries. The GET slot is
+		// free meanwhile, for fetches that may succeed.
+		select {
+		case <-c.ctx.Done():
+			return fmt.Errorf("fetch %s chunk %d: %w", v.Key, idx, err)
+		case <-time.After(time.Duration(attempt) * 250 * time.Millisecond):
+		}
+	}
+}
+
+// fetchOnce is one attempt: a GET slot, the fetch timeout, one store.
+func (c *Cache) fetchOnce(v object.Version, off, n int64, id string) error {
 	ctx, cancel := context.WithTimeout(c.ctx, c.opt.FetchTimeout)
 	defer cancel()
 	if err := c.gets.Acquire(ctx, 1); err != nil {
 		return err
 	}
 	defer c.gets.Release(1)
-
 	c.stats.gets.Add(1)
-	if readahead {
-		c.stats.readaheads.Add(1)
+	c.stats.inFlight.Add(1)
+	start := time.Now()
+	e, err := c.store(ctx, v, off, n, id)
+	c.stats.inFlight.Add(-1)
+	if c.opt.OnFetch != nil {
+		c.opt.OnFetch(e.size, time.Since(start), err)
 	}
-	off := idx * c.opt.ChunkSize
-	n := c.chunkLen(v, idx)
-	var err error
-	for attempt := 1; ; attempt++ {
-		var e entry
-		c.stats.inFlight.Add(1)
-		start := time.Now()
-		e, err = c.store(ctx, v, off, n, id)
-		c.stats.inFlight.Add(-1)
-		if c.opt.OnFetch != nil {
-			c.opt.OnFetch(e.size, time.Since(start), err)
-		}
-		if err == nil {
-			c.stats.getBytes.Add(e.size)
-			c.admit(id, e)
-			return nil
-		}
-		c.log.Warn("chunk fetch failed", "key", v.Key, "chunk", idx, "attempt", attempt, "err", err)
-		if attempt == fetchAttempts || !transient(err) || ctx.Err() != nil {
-			return fmt.Errorf("fetch %s chunk %d: %w", v.Key, idx, err)
-		}
-		// The fetcher retried within the attempt already; this covers a
-		// burst of failures longer than its own retries.
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("fetch %s chunk %d: %w", v.Key, idx, err)
-		case <-time.After(time.Duration(attempt) * 250 * time.Millisecond):
-		}
-		c.stats.gets.Add(1)
+	if err != nil {
+		return err
 	}
+	c.stats.getBytes.Add(e.size)
+	c.admit(id, e)
+	return nil
 }
 
 // fetchAttempts is how many times a chunk fetch is tried before a read fails.

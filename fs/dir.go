@@ -4,6 +4,7 @@ import (
 	"context"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -31,6 +32,9 @@ type dirCache struct {
 	warns   *warnOnce
 	cache   *expirable.LRU[string, *listing] // nil when ttl is 0
 	flights singleflight.Group
+	// generation counts invalidations: a listing fetched across one may be
+	// older than what invalidated it, and is not cached.
+	generation atomic.Int64
 }
 
 // maxCachedDirs bounds the memory of cached listings; a listing is on the
@@ -57,12 +61,13 @@ func (d *dirCache) get(ctx context.Context, prefix string) (*listing, error) {
 		// Detached from the caller: others may be waiting for the same listing.
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
+		gen := d.generation.Load()
 		raw, err := d.store.List(ctx, prefix)
 		if err != nil {
 			return nil, err
 		}
 		l := d.build(prefix, raw)
-		if d.cache != nil {
+		if d.cache != nil && d.generation.Load() == gen {
 			d.cache.Add(prefix, l)
 		}
 		return l, nil
@@ -80,6 +85,7 @@ func (d *dirCache) get(ctx context.Context, prefix string) (*listing, error) {
 
 // invalidate forgets prefix's listing, e.g. after an object in it changed.
 func (d *dirCache) invalidate(prefix string) {
+	d.generation.Add(1)
 	if d.cache != nil {
 		d.cache.Remove(prefix)
 	}
@@ -107,6 +113,9 @@ func (d *dirCache) build(prefix string, raw object.Listing) *listing {
 			delete(l.dirs, name)
 		}
 		l.files[name] = v
+	}
+	if prefix == "" && (l.dirs[partsRoot] || l.files[partsRoot].Key != "") {
+		d.warns.warn(partsRoot, "an object or prefix named .parts at the root is hidden by the tree of parts")
 	}
 	for name := range l.dirs {
 		l.names = append(l.names, name)
@@ -144,9 +153,6 @@ func (n *dirNode) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.Attr
 
 func (n *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	if n.prefix == "" && name == partsRoot && n.fsys.opt.Parts != nil {
-		if l, err := n.fsys.dirs.get(ctx, ""); err == nil && (l.dirs[partsRoot] || l.files[partsRoot].Key != "") {
-			n.fsys.warns.warn(partsRoot, "an object or prefix named .parts at the root is hidden by the tree of parts")
-		}
 		ino := partsIno("")
 		n.fsys.fillDirAttr(&out.Attr, ino)
 		return n.NewInode(ctx, &partsDirNode{fsys: n.fsys}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino}), 0

@@ -62,11 +62,17 @@ func (f *FS) fileChild(ctx context.Context, parent *gofs.Inode, name string, v o
 }
 
 // refresh takes the version from a listing, unless the node knows better:
-// a read saw this very version change, and the next open will ask.
+// a read saw this very version change (the next open will ask), or it
+// already has a newer one.
 func (n *fileNode) refresh(v object.Version) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.stale && v.Identity() == n.v.Identity() {
+		return
+	}
+	// A listing that started before a HEAD may still carry the older
+	// version: never go back in time.
+	if v.ModTime.Before(n.v.ModTime) {
 		return
 	}
 	n.v, n.stale = v, false

@@ -5,10 +5,13 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"os"
+	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -190,8 +193,25 @@ func (m *Mounted) Unmount() (lazy bool, err error) {
 	if err := m.server.Unmount(); err == nil {
 		return false, nil
 	}
-	if err := syscall.Unmount(m.mountpoint, syscall.MNT_DETACH); err != nil {
+	err = syscall.Unmount(m.mountpoint, syscall.MNT_DETACH)
+	if errors.Is(err, syscall.EPERM) {
+		// Not root: a mount made through fusermount is detached by it.
+		err = lazyFusermount(m.mountpoint)
+	}
+	if err != nil {
 		return false, fmt.Errorf("unmount %s: %w", m.mountpoint, err)
 	}
 	return true, nil
+}
+
+func lazyFusermount(mountpoint string) error {
+	var err error
+	for _, tool := range []string{"fusermount3", "fusermount"} {
+		out, rerr := exec.Command(tool, "-u", "-z", mountpoint).CombinedOutput()
+		if rerr == nil {
+			return nil
+		}
+		err = fmt.Errorf("%s -u -z: %v: %s", tool, rerr, strings.TrimSpace(string(out)))
+	}
+	return err
 }

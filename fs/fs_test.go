@@ -315,3 +315,25 @@ func TestRepeatedErrorsAreRateLimited(t *testing.T) {
 		t.Fatal("a different failure was suppressed")
 	}
 }
+
+// A listing that started before the node learned of a newer version must not
+// take it back to the older one.
+func TestListingNeverGoesBackInTime(t *testing.T) {
+	v1 := version("doc.pdf", `"A"`, 5)
+	v2 := version("doc.pdf", `"B"`, 7)
+	v2.ModTime = v1.ModTime.Add(10 * time.Second)
+	store := &fakeStore{objs: map[string]object.Version{"doc.pdf": v2}}
+	content := newContents(map[string][]byte{`etag:"A"`: []byte("AAAAA"), `etag:"B"`: []byte("BBBBBBB")})
+	mp, _ := mountFake(t, store, content, 100*time.Millisecond)
+	path := filepath.Join(mp, "doc.pdf")
+	if b, err := os.ReadFile(path); err != nil || string(b) != "BBBBBBB" {
+		t.Fatalf("read %q, %v", b, err)
+	}
+	store.mu.Lock()
+	store.objs["doc.pdf"] = v1 // a stale listing
+	store.mu.Unlock()
+	time.Sleep(250 * time.Millisecond)
+	if b, err := os.ReadFile(path); err != nil || string(b) != "BBBBBBB" {
+		t.Fatalf("after an older listing: %q, %v", b, err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"runtime/debug"
 	"sort"
@@ -41,6 +42,9 @@ const (
 	workerKindEncrypted = "encrypted"
 	workerKindPageRange = "pagerange"
 	workerKindPanic     = "panic"
+	// workerKindIO: the worker's own files (the source chunks, the output)
+	// failed, e.g. a full disk: not the document's fault.
+	workerKindIO = "io"
 )
 
 type workerRequest struct {
@@ -127,10 +131,6 @@ func serveWorker(ctx context.Context, in io.Reader, out, errOut io.Writer, open 
 		}
 		return workerPanicOnly(err)
 	}
-	// The parse holds every object in memory and Doc never reads its
-	// source again: let go of the chunk files now, or the space of chunks
-	// evicted meanwhile would stay allocated, uncounted, while we live.
-	closeSrc()
 	if err := enc.Encode(workerResponse{Op: workerOpParsed, Pages: doc.PageCount()}); err != nil {
 		return err
 	}
@@ -180,8 +180,18 @@ func workerErrResponse(op string, err error) workerResponse {
 		r.Kind = workerKindEncrypted
 	case errors.Is(err, ErrPageRange):
 		r.Kind = workerKindPageRange
+	case isLocalIOError(err):
+		r.Kind = workerKindIO
 	}
 	return r
+}
+
+// isLocalIOError is a failure of a file system call (opening or reading a
+// source chunk, writing the output), as opposed to a fault of the document.
+func isLocalIOError(err error) bool {
+	var pe *fs.PathError
+	var errno syscall.Errno
+	return errors.As(err, &pe) || errors.As(err, &errno)
 }
 
 // workerPanic is a recovered panic: reported to the parent like an error, but

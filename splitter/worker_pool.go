@@ -526,6 +526,9 @@ func (r workerResponse) error() error {
 		sentinel = ErrPageRange
 	case workerKindPanic:
 		sentinel = ErrWorkerCrashed
+	case workerKindIO:
+		// The worker's own files failed (a full disk): try again later.
+		return errors.New(r.Err)
 	}
 	// Without a kind it is still the document's fault (a parse error).
 	return &workerDocError{sentinel: sentinel, msg: r.Err}

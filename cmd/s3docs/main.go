@@ -220,6 +220,8 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 // logOutput is stderr, or the --log-file, reopened on SIGHUP for logrotate.
 func logOutput(cfg mountopts.Config, stderr io.Writer) (io.Writer, func(), error) {
 	if cfg.LogFile == "" {
+		// A daemon outlives its terminal: a hangup must not end it.
+		signal.Ignore(syscall.SIGHUP)
 		return stderr, func() {}, nil
 	}
 	lf, err := openLogFile(cfg.LogFile)
