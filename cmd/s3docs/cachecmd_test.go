@@ -149,19 +149,6 @@ func TestCacheUsage(t *testing.T) {
 		{[]string{"cache", "clear", "--cache-dir", notCache}, 2, "not an s3docs cache directory"},
 	} {
 		code, out, errOut := runInProcess(c.args...)
-		if code != c.code {
-			t.Errorf("%v: exit code %d, want %d (stderr %q)", c.args, code, c.code, errOut)
-			continue
-		}
-		if c.code == 0 {
-			if !strings.Contains(out, c.want) || errOut != "" {
-				t.Errorf("%v: stdout %q, stderr %q", c.args, out, errOut)
-			}
-			continue
-		}
-		if out != "" || strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, "s3docs: cache") ||
-			!strings.Contains(errOut, c.want) {
-			t.Errorf("%v: stdout %q, stderr %q; want one line with %q", c.args, out, errOut, c.want)
-		}
+		checkCLIResult(t, c.args, code, out, errOut, c.code, c.want, "s3docs: cache")
 	}
 }

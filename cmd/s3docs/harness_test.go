@@ -258,3 +258,23 @@ func cacheDiskBytes(t *testing.T, dir string) int64 {
 	})
 	return total
 }
+
+// checkCLIResult holds a subcommand's result to the house rules: on success
+// stdout has want and stderr is empty; on failure stdout is empty and stderr
+// is one line starting with prefix and naming want.
+func checkCLIResult(t *testing.T, args []string, code int, out, errOut string, wantCode int, want, prefix string) {
+	t.Helper()
+	if code != wantCode {
+		t.Errorf("%v: exit code %d, want %d (stderr %q)", args, code, wantCode, errOut)
+		return
+	}
+	if wantCode == 0 {
+		if !strings.Contains(out, want) || errOut != "" {
+			t.Errorf("%v: stdout %q, stderr %q", args, out, errOut)
+		}
+		return
+	}
+	if out != "" || strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, prefix) || !strings.Contains(errOut, want) {
+		t.Errorf("%v: stdout %q, stderr %q; want one line with %q", args, out, errOut, want)
+	}
+}

@@ -199,20 +199,7 @@ func TestWarmUsage(t *testing.T) {
 		{[]string{"warm", "--mount", outside, "x"}, 2, "--mount: " + outside + " is not inside an s3docs mount"},
 	} {
 		code, out, errOut := execS3docs(t, "", c.args...)
-		if code != c.code {
-			t.Errorf("%v: exit code %d, want %d (stderr %q)", c.args, code, c.code, errOut)
-			continue
-		}
-		if c.code == 0 {
-			if !strings.Contains(out, c.want) || errOut != "" {
-				t.Errorf("%v: stdout %q, stderr %q", c.args, out, errOut)
-			}
-			continue
-		}
-		if out != "" || strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, "s3docs: warm: ") ||
-			!strings.Contains(errOut, c.want) {
-			t.Errorf("%v: stdout %q, stderr %q; want one line with %q", c.args, out, errOut, c.want)
-		}
+		checkCLIResult(t, c.args, code, out, errOut, c.code, c.want, "s3docs: warm: ")
 	}
 }
 
