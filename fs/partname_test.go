@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -67,23 +68,76 @@ func TestIsPDFKey(t *testing.T) {
 	}
 }
 
+// FuzzPartName holds the .parts name grammar to its promise: a name it
+// accepts is exactly "pages-" digits "-" digits ".pdf" (so it holds no '/',
+// NUL, sign, space or other suffix), the numbers are those digits read in
+// decimal, and the canonical name of the range parses back to it. And for a
+// page count derived from the input, every listed name parses to a range
+// inside the document, the ranges tile 1..count in order, and the names sort
+// in page order.
 func FuzzPartName(f *testing.F) {
-	for _, s := range []string{"pages-0001-0050.pdf", "pages-12-14.pdf", "pages--1.pdf", "pages-1-2-3.pdf", "x"} {
-		f.Add(s)
+	for _, s := range []string{"pages-0001-0050.pdf", "pages-12-14.pdf", "pages--1.pdf", "pages-1-2-3.pdf", "x",
+		"pages-+1-2.pdf", "pages-1-2.pdf/", "pages-1-2.pdf\x00", "pages-\u0661-2.pdf", "pages-999999999999-1.pdf",
+		"pages-1000000000000-1.pdf", "pages-0x1-2.pdf", "pages-1_000-2.pdf", "pages-1-2.pdf.pdf"} {
+		f.Add(s, uint16(50))
 	}
-	f.Fuzz(func(t *testing.T, name string) {
+	f.Fuzz(func(t *testing.T, name string, per uint16) {
 		from, thru, ok := parsePartName(name)
-		if !ok {
-			return
+		if ok {
+			if from < 0 || thru < 0 {
+				t.Fatalf("negative page from %q", name)
+			}
+			a, b, _ := strings.Cut(strings.TrimSuffix(strings.TrimPrefix(name, "pages-"), ".pdf"), "-")
+			if name != "pages-"+a+"-"+b+".pdf" || !allDigits(a) || !allDigits(b) {
+				t.Fatalf("parsePartName accepted %q", name)
+			}
+			if strconv.Itoa(from) != trimZeros(a) || strconv.Itoa(thru) != trimZeros(b) {
+				t.Fatalf("parsePartName(%q) = %d, %d", name, from, thru)
+			}
+			// A parsed name, formatted canonically, parses back to the same range.
+			count := max(from, thru, 1)
+			f2, t2, ok := parsePartName(partName(from, thru, count))
+			if !ok || f2 != from || t2 != thru {
+				t.Fatalf("round trip of %q failed", name)
+			}
 		}
-		if from < 0 || thru < 0 {
-			t.Fatalf("negative page from %q", name)
+
+		// Listing: a small count from the input keeps each run quick.
+		count := len(name) * 37 % 5000
+		p := max(1, int(per)%300)
+		names := listedParts(count, p)
+		next := 1
+		for i, n := range names {
+			a, b, ok := parsePartName(n)
+			if !ok || a != next || b < a || b > count || b-a+1 > p {
+				t.Fatalf("listedParts(%d, %d)[%d] = %q: %d-%d, %v; want it to start at %d", count, p, i, n, a, b, ok, next)
+			}
+			if i > 0 && names[i-1] >= n {
+				t.Fatalf("listedParts(%d, %d): %q sorts before %q", count, p, n, names[i-1])
+			}
+			next = b + 1
 		}
-		// A parsed name, formatted canonically, parses back to the same range.
-		count := max(from, thru, 1)
-		f2, t2, ok := parsePartName(partName(from, thru, count))
-		if !ok || f2 != from || t2 != thru {
-			t.Fatalf("round trip of %q failed", name)
+		if count > 0 && next != count+1 {
+			t.Fatalf("listedParts(%d, %d) stops at page %d", count, p, next-1)
 		}
 	})
+}
+
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func trimZeros(s string) string {
+	if t := strings.TrimLeft(s, "0"); t != "" {
+		return t
+	}
+	return "0"
 }

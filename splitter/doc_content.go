@@ -108,10 +108,18 @@ func (c *docCopier) scanContents(contents types.Object, names map[string]bool) b
 	return true
 }
 
+// maxScanBytes bounds the decoded size of a stream that scanStream reads.
+// Real content streams are far smaller; a decompression bomb (a few KB of
+// Flate in two layers inflating to gigabytes) would otherwise be inflated in
+// memory here, up to pdfcpu's own limit of 512 MiB per filter, which alone
+// is past a worker's memory limit. A stream over it is not scanned, so its
+// page keeps its resources whole: a bigger part, never a wrong one.
+const maxScanBytes = 4 << 20
+
 // scanStream adds the names mentioned in one stream to names. The stream
 // dictionary is a copy, so decoding it leaves the source untouched.
 func scanStream(sd types.StreamDict, names map[string]bool) bool {
-	if err := sd.Decode(); err != nil {
+	if err := sd.DecodeWithLimit(maxScanBytes); err != nil {
 		return false
 	}
 	return scanNames(sd.Content, names)

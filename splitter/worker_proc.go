@@ -328,11 +328,19 @@ func (pr *workerProc) readStdout(r io.Reader) {
 func (pr *workerProc) readStderr(r io.Reader) {
 	defer pr.readers.Done()
 	br := bufio.NewReaderSize(r, 4096)
+	// After a crash's first line comes its goroutine dump: the line that
+	// reports the worker's end carries the headline and the last lines,
+	// so the dump is not logged line by line (one failure, not fifty
+	// lines).
+	crashed := false
 	for {
 		line, err := workerReadLine(br)
 		if line != "" {
 			pr.tail.add(line)
-			pr.logLine("split worker stderr", line)
+			if !crashed {
+				pr.logLine("split worker stderr", line)
+			}
+			crashed = crashed || isCrashHeadline(line)
 		}
 		if err != nil {
 			if n := pr.logged.Load() - workerLogLines; n > 0 {
@@ -434,13 +442,33 @@ type workerTail struct {
 }
 
 func (t *workerTail) add(line string) {
-	if t.headline == "" && (strings.HasPrefix(line, "panic: ") || strings.HasPrefix(line, "fatal error: ")) {
+	if t.headline == "" && isCrashHeadline(line) {
 		t.headline = line
 	}
 	t.lines = append(t.lines, line)
 	if len(t.lines) > workerTailLines {
 		t.lines = t.lines[1:]
 	}
+}
+
+// isCrashHeadline recognizes the line with which the Go runtime begins a
+// crash report: an unrecovered panic, a fatal error, or a fatal signal
+// ("SIGSEGV: segmentation violation", "SIGABRT: abort"), whose register
+// dump would otherwise be all the tail shows.
+func isCrashHeadline(line string) bool {
+	if strings.HasPrefix(line, "panic: ") || strings.HasPrefix(line, "fatal error: ") {
+		return true
+	}
+	name, _, ok := strings.Cut(line, ": ")
+	if !ok || len(name) < 4 || !strings.HasPrefix(name, "SIG") {
+		return false
+	}
+	for _, c := range name[3:] {
+		if c < 'A' || c > 'Z' {
+			return false
+		}
+	}
+	return true
 }
 
 func (t *workerTail) String() string {

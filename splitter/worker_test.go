@@ -546,6 +546,14 @@ func TestPoolWorkerFailures(t *testing.T) {
 	if n, err := tp.PageCount(ctx, good.Source); err != nil || n != 9 {
 		t.Errorf("pool after crashes: %d, %v", n, err)
 	}
+	// A panic's stack reaches the log in the line that reports the crash,
+	// not line by line.
+	tp.Close()
+	logs := tp.logs.String()
+	// Two panic headlines and the exit=3 worker's one line.
+	if n := strings.Count(logs, `msg="split worker stderr"`); n != 3 || strings.Contains(logs, `line="goroutine `) {
+		t.Errorf("%d stderr lines logged; crash dumps must not be logged line by line:\n%s", n, logs)
+	}
 }
 
 func TestPoolSentinelErrorsCrossTheProcessBoundary(t *testing.T) {
@@ -866,6 +874,22 @@ func TestWorkerParsers(t *testing.T) {
 	}
 	if s := tail.String(); !strings.HasPrefix(s, "panic: boom | ... | frame 14") || !strings.HasSuffix(s, "frame 19") {
 		t.Errorf("tail = %q", s)
+	}
+	// A fatal signal's report ends in a register dump; its first line says
+	// what happened.
+	var sig workerTail
+	for _, l := range []string{"SIGABRT: abort", "PC=0x495de1 m=0 sigcode=0", "", "goroutine 0 gp=0x1 m=0 mp=0x2 [idle]:",
+		"rax 0x0", "rbx 0x0", "rip 0x495de1", "rflags 0x286", "cs 0x33", "fs 0x0", "gs 0x0"} {
+		sig.add(l)
+	}
+	if s := sig.String(); !strings.HasPrefix(s, "SIGABRT: abort | ... | ") {
+		t.Errorf("tail of a signal crash = %q", s)
+	}
+	for l, want := range map[string]bool{"SIGSEGV: segmentation violation": true, "fatal error: stack overflow": true,
+		"SIG: x": false, "SIGx: y": false, "SIGSEGV": false, "PC=0x495de1 m=0 sigcode=0": false} {
+		if isCrashHeadline(l) != want {
+			t.Errorf("isCrashHeadline(%q) = %v", l, !want)
+		}
 	}
 	long := strings.Repeat("x", 10_000) + "\nshort\n"
 	br := bufio.NewReaderSize(strings.NewReader(long), 4096)
