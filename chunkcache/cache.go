@@ -22,7 +22,6 @@ import (
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"golang.org/x/sync/semaphore"
-	"golang.org/x/sync/singleflight"
 
 	"s3docs/internal/object"
 )
@@ -50,7 +49,12 @@ type Options struct {
 	// FetchTimeout bounds one chunk fetch, retries included. The fetch runs
 	// detached from the reader's context, so this is what stops a stuck one.
 	FetchTimeout time.Duration
-	Logger       *slog.Logger
+	// NoSpaceBackoff is how long reads bypass the cache once its file
+	// system was found full, before a fetch tries to store a chunk again:
+	// long enough not to waste a GET per read on a disk that stays full,
+	// short enough that caching resumes soon after space returns.
+	NoSpaceBackoff time.Duration
+	Logger         *slog.Logger
 	// OnFetch, if set, is told of every chunk fetch (one ranged GET, with its
 	// retries and resumes) when it ends: bytes stored, time taken, outcome.
 	OnFetch func(bytes int64, d time.Duration, err error)
@@ -67,10 +71,11 @@ type Stats struct {
 	Readaheads int64 // fetches started by readahead
 	BadChunks  int64 // chunk files dropped for a wrong checksum or size
 	InFlight   int64 // fetches running now
+	Uncached   int64 // reads served straight from the store: the cache's disk was full
 }
 
 type counters struct {
-	gets, getBytes, hits, misses, joins, evictions, readaheads, badChunks, inFlight atomic.Int64
+	gets, getBytes, hits, misses, joins, evictions, readaheads, badChunks, inFlight, uncached atomic.Int64
 }
 
 // entry is one chunk file on disk.
@@ -101,7 +106,6 @@ type Cache struct {
 	raChunks  int64 // readahead distance in chunks
 	gets      *semaphore.Weighted
 	readahead *semaphore.Weighted
-	flights   singleflight.Group
 	stats     counters
 
 	// ctx owns every background fetch; Close cancels it and waits for them.
@@ -117,6 +121,11 @@ type Cache struct {
 	// Pin). Eviction skips those chunks: otherwise a small cache under churn
 	// could evict a chunk between its fetch and its waiters opening it.
 	awaited map[string]int
+	// flights are the chunk downloads running now, by chunk id.
+	flights map[string]*flight
+	// noSpaceUntil: the cache's file system was full; reads bypass the
+	// cache until then (see noteNoSpace).
+	noSpaceUntil, noSpaceLogged time.Time
 }
 
 // Open takes the directory (creating it), locks it against a second daemon,
@@ -134,6 +143,9 @@ func Open(o Options, f Fetcher) (*Cache, error) {
 	if o.FetchTimeout <= 0 {
 		o.FetchTimeout = 2 * time.Minute
 	}
+	if o.NoSpaceBackoff <= 0 {
+		o.NoSpaceBackoff = 10 * time.Second
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -145,10 +157,14 @@ func Open(o Options, f Fetcher) (*Cache, error) {
 		tmpDir:   filepath.Join(o.Dir, "tmp"),
 		gets:     semaphore.NewWeighted(int64(o.MaxConcurrentGets)),
 		awaited:  map[string]int{},
+		flights:  map[string]*flight{},
 	}
 	c.raChunks = min(o.ReadAhead/o.ChunkSize, o.MaxBytes/o.ChunkSize/2)
 	if c.raChunks > 0 {
 		c.readahead = semaphore.NewWeighted(c.raChunks * o.ChunkSize)
+	}
+	if err := ensurePrivateDir(o.Dir); err != nil {
+		return nil, err
 	}
 	for _, d := range []string{c.chunkDir, c.tmpDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -247,6 +263,7 @@ func (c *Cache) Stats() Stats {
 		Readaheads: c.stats.readaheads.Load(),
 		BadChunks:  c.stats.badChunks.Load(),
 		InFlight:   c.stats.inFlight.Load(),
+		Uncached:   c.stats.uncached.Load(),
 	}
 }
 
@@ -289,7 +306,8 @@ func (c *Cache) ReadAt(ctx context.Context, v object.Version, p []byte, off int6
 }
 
 // readChunk fills p from chunk idx at offset within. A chunk evicted between
-// lookup and open is simply fetched again.
+// lookup and open is simply fetched again. A missing chunk is served from its
+// download as soon as the bytes wanted have arrived.
 func (c *Cache) readChunk(ctx context.Context, v object.Version, idx int64, p []byte, within int64) (int, error) {
 	id := c.chunkID(v, idx)
 	missed := false
@@ -302,8 +320,30 @@ func (c *Cache) readChunk(ctx context.Context, v object.Version, idx int64, p []
 				defer c.await(id, -1)
 			}
 			missed = true
-			if err := c.fetch(ctx, v, idx, id, false); err != nil {
+			if c.bypassing() {
+				return c.readThrough(ctx, v, p, idx*c.opt.ChunkSize+within)
+			}
+			fl, err := c.join(v, idx, id, false)
+			if err != nil {
 				return 0, err
+			}
+			ok, err := fl.readAt(ctx, p, within, c.chunkLen(v, idx))
+			if err != nil {
+				return 0, err
+			}
+			if ok {
+				return len(p), nil
+			}
+			select {
+			case <-fl.done:
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
+			if errors.Is(fl.err, errNoSpace) {
+				return c.readThrough(ctx, v, p, idx*c.opt.ChunkSize+within)
+			}
+			if fl.err != nil {
+				return 0, fl.err
 			}
 			continue
 		}
@@ -369,6 +409,33 @@ func (c *Cache) markVerified(id string) {
 	if e, ok := c.lru.Peek(id); ok {
 		e.verified = true
 		c.lru.Add(id, e)
+	}
+}
+
+// Discard drops every cached chunk of v, which the caller found gone from
+// the store (overwritten or deleted): they can never be served again and
+// would only take room until the LRU reached them. Chunks a reader is
+// waiting for or a worker has pinned stay until the LRU evicts them.
+func (c *Cache) Discard(v object.Version) {
+	n := (v.Size + c.opt.ChunkSize - 1) / c.opt.ChunkSize
+	ids := make([]string, n)
+	for idx := range ids {
+		ids[idx] = c.chunkID(v, int64(idx))
+	}
+	var victims []entry
+	c.mu.Lock()
+	for _, id := range ids {
+		if e, ok := c.lru.Peek(id); ok && c.awaited[id] == 0 {
+			c.lru.Remove(id)
+			c.total -= e.size
+			victims = append(victims, e)
+		}
+	}
+	c.mu.Unlock()
+	c.unlink(victims)
+	if len(victims) > 0 {
+		c.log.Info("discarded chunks of a version gone from the store", "key", v.Key,
+			"version", v.Identity(), "chunks", len(victims))
 	}
 }
 

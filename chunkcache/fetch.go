@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"s3docs/internal/object"
@@ -16,41 +17,143 @@ import (
 
 // copyBufs keep the per-fetch copy buffer off the heap's growth path: chunk
 // bytes only pass through one of these on their way to disk.
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
 var errClosed = errors.New("chunk cache closed")
 
-// fetch makes sure chunk idx of v is on disk. All callers wanting the same
-// chunk share one download, which runs on the cache's own context: a caller
-// that gives up (its FUSE request was interrupted) stops waiting but does not
-// cancel the download others wait for.
-func (c *Cache) fetch(ctx context.Context, v object.Version, idx int64, id string, readahead bool) error {
-	ch := c.flights.DoChan(id, func() (any, error) {
-		return nil, c.download(v, idx, id, readahead)
-	})
-	select {
-	case r := <-ch:
-		if r.Shared && !readahead {
+// errNoSpace marks a fetch that failed because the cache's file system is
+// full. Reads then go straight to the store, uncached (see readThrough).
+var errNoSpace = errors.New("cache file system full")
+
+// flight is one chunk download, shared by every caller that wants the chunk
+// while it runs. Besides its outcome it publishes its progress, the bytes of
+// the chunk already in its temp file, so that a reader waiting for the start
+// of a chunk (a first byte, a random read) is answered when those bytes
+// arrive rather than when the whole chunk has. (singleflight has no way to
+// share partial results, hence this small map of our own.)
+type flight struct {
+	done chan struct{} // closed when the download has ended
+	err  error         // its outcome, set before done is closed
+
+	mu       sync.Mutex
+	file     *os.File      // the current attempt's temp file, nil when none
+	written  int64         // bytes of the chunk at the start of file
+	advanced chan struct{} // closed and replaced whenever file or written changes
+}
+
+func (f *flight) notifyLocked() {
+	close(f.advanced)
+	f.advanced = make(chan struct{})
+}
+
+// setFile starts an attempt on file (or ends one, with nil).
+func (f *flight) setFile(file *os.File) {
+	f.mu.Lock()
+	f.file, f.written = file, 0
+	f.notifyLocked()
+	f.mu.Unlock()
+}
+
+func (f *flight) advance(n int64) {
+	f.mu.Lock()
+	f.written += n
+	f.notifyLocked()
+	f.mu.Unlock()
+}
+
+// readAt fills p with the chunk's bytes at within as soon as the download
+// has written them. ok is false when the download ended first: the caller
+// then looks in the cache, or at the flight's error. A read that needs the
+// chunk's last byte (chunkLen) waits for the end, so that whoever has read a
+// whole chunk finds it cached.
+func (f *flight) readAt(ctx context.Context, p []byte, within, chunkLen int64) (ok bool, err error) {
+	need := within + int64(len(p))
+	for {
+		f.mu.Lock()
+		if f.file != nil && f.written >= need && need < chunkLen {
+			// Under the lock: the attempt's file cannot be closed meanwhile.
+			n, err := f.file.ReadAt(p, within)
+			f.mu.Unlock()
+			return err == nil && n == len(p), nil
+		}
+		advanced := f.advanced
+		f.mu.Unlock()
+		select {
+		case <-advanced:
+		case <-f.done:
+			return false, nil
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+}
+
+// progressWriter is the temp file of an attempt, publishing what it wrote.
+type progressWriter struct {
+	f    *flight
+	file *os.File
+}
+
+func (w progressWriter) Write(b []byte) (int, error) {
+	n, err := w.file.Write(b)
+	if n > 0 {
+		w.f.advance(int64(n))
+	}
+	return n, err
+}
+
+// join returns the running download of chunk idx of v, starting one if there
+// is none. The download runs on the cache's own context: a caller that gives
+// up (its FUSE request was interrupted) stops waiting but does not cancel the
+// download others wait for.
+func (c *Cache) join(v object.Version, idx int64, id string, readahead bool) (*flight, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, errClosed
+	}
+	if f, ok := c.flights[id]; ok {
+		c.mu.Unlock()
+		if !readahead {
 			c.stats.joins.Add(1)
 		}
-		return r.Err
+		return f, nil
+	}
+	f := &flight{done: make(chan struct{}), advanced: make(chan struct{})}
+	c.flights[id] = f
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		err := c.download(f, v, idx, id, readahead)
+		// The chunk is admitted (or the download failed) before the flight
+		// goes: a caller finds one or the other, never neither.
+		c.mu.Lock()
+		delete(c.flights, id)
+		c.mu.Unlock()
+		f.err = err
+		close(f.done)
+	}()
+	return f, nil
+}
+
+// fetch makes sure chunk idx of v is on disk, waiting for the whole download.
+func (c *Cache) fetch(ctx context.Context, v object.Version, idx int64, id string, readahead bool) error {
+	f, err := c.join(v, idx, id, readahead)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-f.done:
+		return f.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-func (c *Cache) download(v object.Version, idx int64, id string, readahead bool) error {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return errClosed
-	}
-	c.wg.Add(1)
-	c.mu.Unlock()
-	defer c.wg.Done()
-
+func (c *Cache) download(f *flight, v object.Version, idx int64, id string, readahead bool) error {
 	// Another caller may have finished this chunk between our miss and
-	// joining the flight.
+	// starting the flight.
 	if c.cached(id) {
 		return nil
 	}
@@ -60,9 +163,13 @@ func (c *Cache) download(v object.Version, idx int64, id string, readahead bool)
 	off := idx * c.opt.ChunkSize
 	n := c.chunkLen(v, idx)
 	for attempt := 1; ; attempt++ {
-		err := c.fetchOnce(v, off, n, id)
+		err := c.fetchOnce(f, v, off, n, id)
 		if err == nil {
 			return nil
+		}
+		if isNoSpace(err) {
+			c.noteNoSpace(err)
+			return fmt.Errorf("fetch %s chunk %d: %w: %w", v.Key, idx, errNoSpace, err)
 		}
 		c.log.Warn("chunk fetch failed", "key", v.Key, "chunk", idx, "attempt", attempt, "err", err)
 		if attempt == fetchAttempts || !transient(err) || c.ctx.Err() != nil {
@@ -80,7 +187,7 @@ func (c *Cache) download(v object.Version, idx int64, id string, readahead bool)
 }
 
 // fetchOnce is one attempt: a GET slot, the fetch timeout, one store.
-func (c *Cache) fetchOnce(v object.Version, off, n int64, id string) error {
+func (c *Cache) fetchOnce(f *flight, v object.Version, off, n int64, id string) error {
 	ctx, cancel := context.WithTimeout(c.ctx, c.opt.FetchTimeout)
 	defer cancel()
 	if err := c.gets.Acquire(ctx, 1); err != nil {
@@ -90,7 +197,7 @@ func (c *Cache) fetchOnce(v object.Version, off, n int64, id string) error {
 	c.stats.gets.Add(1)
 	c.stats.inFlight.Add(1)
 	start := time.Now()
-	e, err := c.store(ctx, v, off, n, id)
+	e, err := c.store(ctx, f, v, off, n, id)
 	c.stats.inFlight.Add(-1)
 	if c.opt.OnFetch != nil {
 		c.opt.OnFetch(e.size, time.Since(start), err)
@@ -106,15 +213,21 @@ func (c *Cache) fetchOnce(v object.Version, off, n int64, id string) error {
 // fetchAttempts is how many times a chunk fetch is tried before a read fails.
 const fetchAttempts = 3
 
-// transient: worth another attempt. A changed or deleted object is not.
+// transient: worth another attempt. A changed or deleted object is not, nor
+// a refusal of our credentials.
 func transient(err error) bool {
-	return !errors.Is(err, object.ErrChanged) && !errors.Is(err, object.ErrNotFound)
+	return !errors.Is(err, object.ErrChanged) && !errors.Is(err, object.ErrNotFound) &&
+		!errors.Is(err, object.ErrDenied)
+}
+
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // store streams one range into a temp file, checks its length, and renames
 // it into place under a name carrying its length and checksum. A short body
-// never becomes a chunk.
-func (c *Cache) store(ctx context.Context, v object.Version, off, n int64, id string) (entry, error) {
+// never becomes a chunk; readers of the flight see its bytes as they land.
+func (c *Cache) store(ctx context.Context, f *flight, v object.Version, off, n int64, id string) (entry, error) {
 	body, err := c.fetcher.GetRange(ctx, v, off, n)
 	if err != nil {
 		return entry{}, err
@@ -124,16 +237,18 @@ func (c *Cache) store(ctx context.Context, v object.Version, off, n int64, id st
 	if err != nil {
 		return entry{}, err
 	}
+	f.setFile(tmp)
 	committed := false
 	defer func() {
+		f.setFile(nil)
+		tmp.Close()
 		if !committed {
-			tmp.Close()
 			os.Remove(tmp.Name())
 		}
 	}()
 	h := crc32.New(castagnoli)
 	buf := copyBufs.Get().(*[]byte)
-	got, err := io.CopyBuffer(io.MultiWriter(tmp, h), io.LimitReader(body, n+1), *buf)
+	got, err := io.CopyBuffer(io.MultiWriter(progressWriter{f, tmp}, h), io.LimitReader(body, n+1), *buf)
 	copyBufs.Put(buf)
 	if err != nil {
 		return entry{}, err
@@ -141,13 +256,54 @@ func (c *Cache) store(ctx context.Context, v object.Version, off, n int64, id st
 	if got != n {
 		return entry{}, fmt.Errorf("got %d bytes for a range of %d: %w", got, n, io.ErrUnexpectedEOF)
 	}
-	if err := tmp.Close(); err != nil {
-		return entry{}, err
-	}
 	e := entry{name: fileName(id, n, h.Sum32()), size: n, crc: h.Sum32(), verified: true, touched: time.Now()}
 	if err := os.Rename(tmp.Name(), filepath.Join(c.chunkDir, e.name)); err != nil {
 		return entry{}, err
 	}
 	committed = true
 	return e, nil
+}
+
+// noteNoSpace switches reads to uncached for Options.NoSpaceBackoff and says
+// so, at most once per backoff period.
+func (c *Cache) noteNoSpace(err error) {
+	now := time.Now()
+	backoff := c.opt.NoSpaceBackoff
+	c.mu.Lock()
+	c.noSpaceUntil = now.Add(backoff)
+	logIt := now.Sub(c.noSpaceLogged) >= backoff
+	if logIt {
+		c.noSpaceLogged = now
+	}
+	c.mu.Unlock()
+	if logIt {
+		c.log.Error("cache file system full: serving reads uncached", "dir", c.opt.Dir,
+			"retry_in", backoff, "err", err)
+	}
+}
+
+func (c *Cache) bypassing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Before(c.noSpaceUntil)
+}
+
+// readThrough reads p at off straight from the store, without caching: the
+// way reads stay served while the cache's disk is full.
+func (c *Cache) readThrough(ctx context.Context, v object.Version, p []byte, off int64) (int, error) {
+	if err := c.gets.Acquire(ctx, 1); err != nil {
+		return 0, err
+	}
+	defer c.gets.Release(1)
+	c.stats.uncached.Add(1)
+	body, err := c.fetcher.GetRange(ctx, v, off, int64(len(p)))
+	if err != nil {
+		return 0, fmt.Errorf("read %s at %d uncached: %w", v.Key, off, err)
+	}
+	defer body.Close()
+	n, err := io.ReadFull(body, p)
+	if err != nil {
+		return n, fmt.Errorf("read %s at %d uncached: %w", v.Key, off, err)
+	}
+	return n, nil
 }

@@ -35,7 +35,7 @@ func parseName(name string) (id string, size int64, crc uint32, ok bool) {
 	if len(parts) != 3 || len(parts[0]) != 40 || len(parts[2]) != 8 {
 		return "", 0, 0, false
 	}
-	if _, err := hex.DecodeString(parts[0]); err != nil {
+	if raw, err := hex.DecodeString(parts[0]); err != nil || hex.EncodeToString(raw) != parts[0] {
 		return "", 0, 0, false
 	}
 	size, err := strconv.ParseInt(parts[1], 10, 64)
@@ -44,6 +44,11 @@ func parseName(name string) (id string, size int64, crc uint32, ok bool) {
 	}
 	c, err := strconv.ParseUint(parts[2], 16, 32)
 	if err != nil {
+		return "", 0, 0, false
+	}
+	// Only the exact spelling fileName writes: no sign, padding or upper
+	// case, so one chunk has one name and a restart keeps one file per id.
+	if fileName(parts[0], size, uint32(c)) != name {
 		return "", 0, 0, false
 	}
 	return parts[0], size, uint32(c), true

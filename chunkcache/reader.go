@@ -85,6 +85,9 @@ func (c *Cache) prefetch(v object.Version, idx int64) bool {
 	if c.cached(id) {
 		return true
 	}
+	if c.bypassing() {
+		return false // nowhere to put it
+	}
 	size := c.chunkLen(v, idx)
 	if !c.readahead.TryAcquire(size) {
 		return false

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -27,11 +29,14 @@ type listing struct {
 // dirCache keeps listings for the metadata TTL. A lookup of a missing name
 // is answered from the cached listing too, so negative lookups are cached.
 type dirCache struct {
-	store   Store
-	ttl     time.Duration
-	warns   *warnOnce
-	cache   *expirable.LRU[string, *listing] // nil when ttl is 0
-	flights singleflight.Group
+	store Store
+	ttl   time.Duration
+	warns *warnOnce
+	// hideParts drops an object or prefix named .parts from the root's
+	// listing: the name is the tree of parts, which the root must not list.
+	hideParts bool
+	cache     *expirable.LRU[string, *listing] // nil when ttl is 0
+	flights   singleflight.Group
 	// generation counts invalidations: a listing fetched across one may be
 	// older than what invalidated it, and is not cached.
 	generation atomic.Int64
@@ -41,8 +46,8 @@ type dirCache struct {
 // order of 100 bytes per entry.
 const maxCachedDirs = 4096
 
-func newDirCache(s Store, ttl time.Duration, w *warnOnce) *dirCache {
-	d := &dirCache{store: s, ttl: ttl, warns: w}
+func newDirCache(s Store, ttl time.Duration, w *warnOnce, hideParts bool) *dirCache {
+	d := &dirCache{store: s, ttl: ttl, warns: w, hideParts: hideParts}
 	if ttl > 0 {
 		d.cache = expirable.NewLRU[string, *listing](maxCachedDirs, nil, ttl)
 	}
@@ -98,6 +103,10 @@ func (d *dirCache) build(prefix string, raw object.Listing) *listing {
 			d.warns.warn(prefix+name+"/", "skipping key that cannot be a directory name")
 			continue
 		}
+		if d.hidden(prefix, name) {
+			continue
+		}
+		d.warnOdd(prefix+name+"/", name)
 		l.dirs[name] = true
 	}
 	for _, v := range raw.Files {
@@ -106,6 +115,10 @@ func (d *dirCache) build(prefix string, raw object.Listing) *listing {
 			d.warns.warn(v.Key, "skipping key that cannot be a file name")
 			continue
 		}
+		if d.hidden(prefix, name) {
+			continue
+		}
+		d.warnOdd(v.Key, name)
 		if l.dirs[name] {
 			// The file keeps the name; the directory's contents are not
 			// reachable through this mount.
@@ -113,9 +126,6 @@ func (d *dirCache) build(prefix string, raw object.Listing) *listing {
 			delete(l.dirs, name)
 		}
 		l.files[name] = v
-	}
-	if prefix == "" && (l.dirs[partsRoot] || l.files[partsRoot].Key != "") {
-		d.warns.warn(partsRoot, "an object or prefix named .parts at the root is hidden by the tree of parts")
 	}
 	for name := range l.dirs {
 		l.names = append(l.names, name)
@@ -127,6 +137,32 @@ func (d *dirCache) build(prefix string, raw object.Listing) *listing {
 	return l
 }
 
+// hidden says whether prefix+name is the tree of parts' name at the root.
+// Listed, .parts would lead find, du and updatedb into the tree of parts,
+// and make them parse every PDF; it is not listed, and whatever the bucket
+// has under that name is not reachable.
+func (d *dirCache) hidden(prefix, name string) bool {
+	if !d.hideParts || prefix != "" || name != partsRoot {
+		return false
+	}
+	d.warns.warn(partsRoot, "an object or prefix named .parts at the root is hidden by the tree of parts")
+	return true
+}
+
+// warnOdd notes, once, a name that is a valid file name but may surprise
+// the tools that print or split names: control characters (a newline
+// breaks `find | xargs`) or bytes that are not UTF-8. It is served as it
+// is; the log quotes it.
+func (d *dirCache) warnOdd(key, name string) {
+	if !utf8.ValidString(name) {
+		d.warns.warn(key, "key is not valid UTF-8; served under its raw bytes")
+		return
+	}
+	if strings.ContainsFunc(name, unicode.IsControl) {
+		d.warns.warn(key, "key holds control characters; served as it is")
+	}
+}
+
 // validName rejects what a POSIX directory entry cannot hold.
 func validName(name string) bool {
 	return name != "" && name != "." && name != ".." && len(name) <= 255 &&
@@ -136,6 +172,7 @@ func validName(name string) bool {
 // dirNode is a directory: the root or a common prefix.
 type dirNode struct {
 	gofs.Inode
+	readOnlyDir
 	fsys   *FS
 	prefix string // "" or "a/b/"
 }
@@ -189,33 +226,51 @@ func (n *dirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	return gofs.NewListDirStream(entries), 0
 }
 
-// The tree is read-only; the mount is "ro" too, so the kernel normally
-// answers these itself. They are here for completeness.
+// readOnlyDir refuses every call that would change a directory. The mount
+// is "ro", so the kernel normally answers these itself; every directory
+// node embeds it anyway, so that a mount made read-write (a remount by
+// root, a future change of the mount options) still changes nothing, and
+// answers EROFS rather than go-fuse's ENOTSUP for what a node lacks.
+type readOnlyDir struct{}
 
-func (n *dirNode) Mkdir(context.Context, string, uint32, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+var (
+	_ gofs.NodeMkdirer       = readOnlyDir{}
+	_ gofs.NodeMknoder       = readOnlyDir{}
+	_ gofs.NodeCreater       = readOnlyDir{}
+	_ gofs.NodeSymlinker     = readOnlyDir{}
+	_ gofs.NodeLinker        = readOnlyDir{}
+	_ gofs.NodeUnlinker      = readOnlyDir{}
+	_ gofs.NodeRmdirer       = readOnlyDir{}
+	_ gofs.NodeRenamer       = readOnlyDir{}
+	_ gofs.NodeSetattrer     = readOnlyDir{}
+	_ gofs.NodeSetxattrer    = readOnlyDir{}
+	_ gofs.NodeRemovexattrer = readOnlyDir{}
+)
+
+func (readOnlyDir) Mkdir(context.Context, string, uint32, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	return nil, syscall.EROFS
 }
-func (n *dirNode) Mknod(context.Context, string, uint32, uint32, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+func (readOnlyDir) Mknod(context.Context, string, uint32, uint32, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	return nil, syscall.EROFS
 }
-func (n *dirNode) Create(context.Context, string, uint32, uint32, *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+func (readOnlyDir) Create(context.Context, string, uint32, uint32, *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
 	return nil, nil, 0, syscall.EROFS
 }
-func (n *dirNode) Symlink(context.Context, string, string, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+func (readOnlyDir) Symlink(context.Context, string, string, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	return nil, syscall.EROFS
 }
-func (n *dirNode) Link(context.Context, gofs.InodeEmbedder, string, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+func (readOnlyDir) Link(context.Context, gofs.InodeEmbedder, string, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	return nil, syscall.EROFS
 }
-func (n *dirNode) Unlink(context.Context, string) syscall.Errno { return syscall.EROFS }
-func (n *dirNode) Rmdir(context.Context, string) syscall.Errno  { return syscall.EROFS }
-func (n *dirNode) Rename(context.Context, string, gofs.InodeEmbedder, string, uint32) syscall.Errno {
+func (readOnlyDir) Unlink(context.Context, string) syscall.Errno { return syscall.EROFS }
+func (readOnlyDir) Rmdir(context.Context, string) syscall.Errno  { return syscall.EROFS }
+func (readOnlyDir) Rename(context.Context, string, gofs.InodeEmbedder, string, uint32) syscall.Errno {
 	return syscall.EROFS
 }
-func (n *dirNode) Setattr(context.Context, gofs.FileHandle, *fuse.SetAttrIn, *fuse.AttrOut) syscall.Errno {
+func (readOnlyDir) Setattr(context.Context, gofs.FileHandle, *fuse.SetAttrIn, *fuse.AttrOut) syscall.Errno {
 	return syscall.EROFS
 }
-func (n *dirNode) Setxattr(context.Context, string, []byte, uint32) syscall.Errno {
+func (readOnlyDir) Setxattr(context.Context, string, []byte, uint32) syscall.Errno {
 	return syscall.EROFS
 }
-func (n *dirNode) Removexattr(context.Context, string) syscall.Errno { return syscall.EROFS }
+func (readOnlyDir) Removexattr(context.Context, string) syscall.Errno { return syscall.EROFS }

@@ -66,16 +66,43 @@ func (f *FS) fileChild(ctx context.Context, parent *gofs.Inode, name string, v o
 // already has a newer one.
 func (n *fileNode) refresh(v object.Version) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.stale && v.Identity() == n.v.Identity() {
+	old := n.v
+	if n.stale && v.Identity() == old.Identity() {
+		n.mu.Unlock()
 		return
 	}
 	// A listing that started before a HEAD may still carry the older
 	// version: never go back in time.
-	if v.ModTime.Before(n.v.ModTime) {
+	if v.ModTime.Before(old.ModTime) {
+		n.mu.Unlock()
 		return
 	}
 	n.v, n.stale = v, false
+	n.mu.Unlock()
+	n.fsys.replaced(old, v)
+}
+
+// gone says why version v can no longer be read, or nil while it can. A
+// handle serves its version, from cached chunks or from the store, until
+// the daemon learns that the version is gone: a newer version was listed
+// or opened, or a GET for it was answered "changed" or "not found" (stale).
+// From then on every read of it fails, cached ranges included, so that an
+// overwritten and a deleted object behave alike, and a reader never goes on
+// with bytes it would not get again.
+func (n *fileNode) gone(v object.Version) error {
+	n.mu.Lock()
+	cur, stale := n.v, n.stale
+	n.mu.Unlock()
+	switch {
+	case cur.Identity() != v.Identity():
+		// Serving the old version, even from cached chunks, would also make
+		// the kernel shrink or grow the inode's size to the old one's at
+		// the first short read.
+		return fmt.Errorf("opened %s, now %s: %w", v.Identity(), cur.Identity(), object.ErrChanged)
+	case stale:
+		return fmt.Errorf("opened %s, which has changed or been deleted since: %w", v.Identity(), object.ErrChanged)
+	}
+	return nil
 }
 
 func (n *fileNode) version() object.Version {
@@ -108,6 +135,7 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 		if err != nil {
 			return nil, 0, n.fsys.errno(err, "head", v.Key)
 		}
+		n.fsys.replaced(v, fresh)
 		v = fresh
 	}
 	n.mu.Lock()
@@ -151,15 +179,28 @@ func (n *fileNode) closed(v object.Version) {
 	}
 }
 
-// markStale records that the object changed, so that the next open and the
-// next listing see the new version.
-func (n *fileNode) markStale(key string) {
+// markStale records that version v changed or was deleted, so that the next
+// open and the next listing ask for the current version. A late answer
+// about an older version than the node's does not touch the node: handles
+// of the newer version stay readable.
+func (n *fileNode) markStale(v object.Version) {
+	n.fsys.discard(v)
 	n.mu.Lock()
+	if n.v.Identity() != v.Identity() {
+		n.mu.Unlock()
+		return
+	}
 	n.stale = true
 	n.lastOpened = ""
 	n.mu.Unlock()
-	dir, _ := path.Split(key)
+	dir, _ := path.Split(v.Key)
 	n.fsys.dirs.invalidate(dir)
+	// The kernel's page cache still holds pages of the gone version, which
+	// open handles would go on reading without asking us: drop them, so
+	// that cached and uncached ranges alike fail (see gone). Not from this
+	// goroutine: it serves a read whose page the kernel keeps locked until
+	// we answer, and the invalidation waits for that lock.
+	go n.NotifyContent(0, 0)
 }
 
 func (n *fileNode) Setattr(context.Context, gofs.FileHandle, *fuse.SetAttrIn, *fuse.AttrOut) syscall.Errno {
@@ -183,11 +224,7 @@ var (
 )
 
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	if cur := h.node.version(); cur.Identity() != h.v.Identity() {
-		// The tree has seen a newer version. Serving the old one, even from
-		// cached chunks, would also make the kernel shrink or grow the
-		// inode's size to the old one's at the first short read.
-		err := fmt.Errorf("opened %s, now %s: %w", h.v.Identity(), cur.Identity(), object.ErrChanged)
+	if err := h.node.gone(h.v); err != nil {
 		return nil, h.node.fsys.errno(err, "read", h.v.Key)
 	}
 	start := time.Now()
@@ -196,7 +233,7 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 		if errors.Is(err, object.ErrChanged) || errors.Is(err, object.ErrNotFound) {
 			// Changed or deleted under an open handle: this handle's
 			// version is gone for good, and the next open must ask.
-			h.node.markStale(h.v.Key)
+			h.node.markStale(h.v)
 			err = fmt.Errorf("%w: %w", object.ErrChanged, err)
 		}
 		return nil, h.node.fsys.errno(err, "read", h.v.Key, "offset", off, "length", len(dest), "duration", time.Since(start))

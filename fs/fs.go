@@ -40,7 +40,11 @@ type Reader interface {
 type Options struct {
 	Store Store
 	// OpenReader returns a reader of exactly v (the chunk cache's).
-	OpenReader  func(v object.Version) Reader
+	OpenReader func(v object.Version) Reader
+	// Discard, if set, is told of a version found gone from the store
+	// (replaced or deleted), so that the cache drops what it holds of it:
+	// those bytes can never be served again.
+	Discard     func(v object.Version)
 	MetadataTTL time.Duration
 	UID, GID    uint32
 	FileMode    os.FileMode
@@ -63,6 +67,19 @@ type FS struct {
 	errLimit errorLimiter
 }
 
+// replaced notes that a node moved from version old to current.
+func (f *FS) replaced(old, current object.Version) {
+	if old.Key != "" && old.Identity() != current.Identity() {
+		f.discard(old)
+	}
+}
+
+func (f *FS) discard(v object.Version) {
+	if f.opt.Discard != nil {
+		f.opt.Discard(v)
+	}
+}
+
 // New builds the tree; Mount serves it.
 func New(o Options) *FS {
 	if o.Logger == nil {
@@ -76,7 +93,7 @@ func New(o Options) *FS {
 		opt:   o,
 		log:   o.Logger,
 		warns: w,
-		dirs:  newDirCache(o.Store, o.MetadataTTL, w),
+		dirs:  newDirCache(o.Store, o.MetadataTTL, w, o.Parts != nil),
 
 		started: time.Now(),
 	}
@@ -154,9 +171,18 @@ type Mounted struct {
 // Mount serves the tree at mountpoint, read-only, and returns once the
 // kernel answers requests on it.
 func (f *FS) Mount(mountpoint string, mo MountOptions) (*Mounted, error) {
-	ttl := f.opt.MetadataTTL
 	root := &dirNode{fsys: f, prefix: ""}
-	opts := &gofs.Options{
+	server, err := gofs.Mount(mountpoint, root, f.mountOptions(mo))
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	return &Mounted{server: server, mountpoint: mountpoint}, nil
+}
+
+// mountOptions are go-fuse's options for a mount of the tree.
+func (f *FS) mountOptions(mo MountOptions) *gofs.Options {
+	ttl := f.opt.MetadataTTL
+	return &gofs.Options{
 		EntryTimeout:    &ttl,
 		AttrTimeout:     &ttl,
 		NegativeTimeout: &ttl,
@@ -175,11 +201,6 @@ func (f *FS) Mount(mountpoint string, mo MountOptions) (*Mounted, error) {
 			Debug:        mo.Debug,
 		},
 	}
-	server, err := gofs.Mount(mountpoint, root, opts)
-	if err != nil {
-		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
-	}
-	return &Mounted{server: server, mountpoint: mountpoint}, nil
 }
 
 // Wait returns when the file system is unmounted (by Unmount or by umount).

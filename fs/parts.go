@@ -35,6 +35,7 @@ func partsIno(prefix string) uint64 { return hashIno("p:" + prefix) }
 // subdirectories and one directory per PDF.
 type partsDirNode struct {
 	gofs.Inode
+	readOnlyDir
 	fsys   *FS
 	prefix string
 }
@@ -97,6 +98,7 @@ func (n *partsDirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Err
 // the page count; a part is made when it is looked up.
 type pdfPartsNode struct {
 	gofs.Inode
+	readOnlyDir
 	fsys *FS
 	mu   sync.Mutex
 	v    object.Version
@@ -274,6 +276,10 @@ func (n *partNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 func (n *partNode) Setattr(context.Context, gofs.FileHandle, *fuse.SetAttrIn, *fuse.AttrOut) syscall.Errno {
 	return syscall.EROFS
 }
+func (n *partNode) Setxattr(context.Context, string, []byte, uint32) syscall.Errno {
+	return syscall.EROFS
+}
+func (n *partNode) Removexattr(context.Context, string) syscall.Errno { return syscall.EROFS }
 
 // partHandle reads an open part file; the file stays readable even if the
 // cache evicts it meanwhile.

@@ -155,7 +155,7 @@ func (s *Store) Check(ctx context.Context) error {
 	switch {
 	case code == "NoSuchBucket" || (status == http.StatusNotFound && code == ""):
 		return fmt.Errorf("bucket %q does not exist at %s", s.bucket, s.endpoint)
-	case code == "InvalidAccessKeyId" || code == "SignatureDoesNotMatch" || code == "InvalidToken" || code == "ExpiredToken":
+	case isCredentialsCode(code):
 		return fmt.Errorf("wrong credentials for %s (%s)", s.endpoint, code)
 	case code == "AccessDenied" || status == http.StatusForbidden:
 		return fmt.Errorf("access denied to bucket %q at %s", s.bucket, s.endpoint)
@@ -226,10 +226,23 @@ func (s *Store) wrap(err error, op string) error {
 	switch {
 	case code == "PreconditionFailed" || httpStatus(err) == http.StatusPreconditionFailed:
 		return fmt.Errorf("%s: %w", op, object.ErrChanged)
+	case isCredentialsCode(code) || code == "AccessDenied" || httpStatus(err) == http.StatusForbidden:
+		return fmt.Errorf("%s: %w (%s)", op, object.ErrDenied, code)
 	case code == "NoSuchKey" || code == "NoSuchBucket" || code == "NotFound" || httpStatus(err) == http.StatusNotFound:
 		return fmt.Errorf("%s: %w (%s)", op, object.ErrNotFound, code)
 	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// isCredentialsCode: the server does not accept our credentials. versitygw
+// answers an unknown key id with 404 XAdminUserNotFound, which must not read
+// as a missing object.
+func isCredentialsCode(code string) bool {
+	switch code {
+	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "XAdminUserNotFound":
+		return true
+	}
+	return false
 }
 
 func errorCode(err error) string {

@@ -260,7 +260,7 @@ mount_fresh() {
 	mlog="$work/log/$sys-$tag.log" mtag=$tag
 	force_unmount
 	rm -rf "$cache"
-	mkdir -p "$cache"
+	mkdir -p -m 700 "$cache"
 	case $sys in
 	s3docs)
 		"$work/s3docs" mount --endpoint-url "$endpoint" --force-path-style --region us-east-1 \

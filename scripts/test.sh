@@ -4,7 +4,9 @@
 #      testdata/ excluded) must print nothing;
 #   2. go vet;
 #   3. staticcheck (pinned, run with `go run ...@version`);
-#   4. go test -race -count=1 -timeout 40m.
+#   4. go test -race -count=1 -timeout 40m;
+#   5. a grep of every log the tests' s3docs processes wrote for the test
+#      credentials and signatures (Authorization, X-Amz-Signature, ...).
 # It installs what the tests need first (scripts/lib.sh ensure_deps, plus a C
 # compiler for -race). CI runs it with no arguments, as root, with CI=true.
 #
@@ -77,10 +79,39 @@ go vet "${pkgs[@]}"
 log "staticcheck $STATICCHECK_VERSION ${pkgs[*]}"
 go run "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION" "${pkgs[@]}"
 
+# Every s3docs process the tests start copies its output here (see
+# testLogOutputs in cmd/s3docs/harness_test.go), for the credentials check.
+S3DOCS_TEST_LOG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/s3docs-test-logs.XXXXXX")
+export S3DOCS_TEST_LOG_DIR
 log "go test -race -count=1 -timeout 40m ${test_args[*]}${test_args[*]:+ }${pkgs[*]}"
 go test -race -count=1 -timeout 40m "${test_args[@]}" "${pkgs[@]}"
 if (($# == 0)); then
-	log "go test -count=1 -run TestMemory -v ./cmd/s3docs (memory bounds, without -race)"
-	go test -count=1 -timeout 10m -run TestMemory -v ./cmd/s3docs
+	log "go test -count=1 -run 'TestMemory|TestHostilePDFs' -v ./cmd/s3docs (memory bounds, without -race)"
+	go test -count=1 -timeout 10m -run 'TestMemory|TestHostilePDFs' -v ./cmd/s3docs
 fi
+
+# Credentials and signed URLs must never reach a log. The test credentials
+# are internal/testenv's; they are read from there so that a rename cannot
+# make this check pass vacuously.
+log "credentials check of the s3docs logs in $S3DOCS_TEST_LOG_DIR"
+test_key() {
+	sed -n "s/^[[:space:]]*$1:[[:space:]]*\"\([^\"]*\)\",.*/\1/p" internal/testenv/s3.go | head -n 1
+}
+access_key=$(test_key AccessKey)
+secret_key=$(test_key SecretKey)
+if [[ -z $access_key || -z $secret_key ]]; then
+	die "cannot find the test credentials in internal/testenv/s3.go"
+fi
+log_files=$(find "$S3DOCS_TEST_LOG_DIR" -type f | wc -l)
+if (($# == 0 && log_files == 0)); then
+	die "no s3docs process wrote to $S3DOCS_TEST_LOG_DIR: the credentials check would prove nothing"
+fi
+if hits=$(grep -r -n -F -e "$secret_key" -e "$access_key" -e X-Amz-Signature -e Signature= \
+	-e Authorization -e Credential= "$S3DOCS_TEST_LOG_DIR"); then
+	log "credentials or signatures in the logs of s3docs ($log_files files):"
+	printf '%s\n' "$hits" | cut -c1-400 >&2
+	exit 1
+fi
+log "no credentials or signatures in $log_files log files"
+rm -rf "$S3DOCS_TEST_LOG_DIR"
 log "all checks passed"

@@ -167,12 +167,21 @@ func TestDetachChildSetup(t *testing.T) {
 	if got, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err != nil || got != "/" {
 		t.Errorf("cwd %q (%v)", got, err)
 	}
-	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-	if err != nil {
-		t.Fatal(err)
+	// The child signals ready just before it execs sleep; while the exec
+	// is under way /proc shows an empty environment, so look until it is
+	// done.
+	var env []byte
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		var err error
+		if env, err = os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err != nil {
+			t.Fatal(err)
+		}
+		if len(env) > 0 {
+			break
+		}
 	}
 	if !strings.Contains("\x00"+string(env), "\x00S3DOCS_EXTRA=kept\x00") {
-		t.Errorf("the given environment was not passed on")
+		t.Errorf("the given environment was not passed on (%d bytes of environment)", len(env))
 	}
 }
 

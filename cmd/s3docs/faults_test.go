@@ -2,13 +2,8 @@ package main
 
 import (
 	"fmt"
-	"hash/crc32"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,20 +11,35 @@ import (
 	"s3docs/internal/testenv"
 )
 
-// Reads through a flaky server: 1 in 5 object GETs answered 500 or 503, 1 in
-// 7 bodies cut halfway, 1 in 20 stalled for 2 s. Every byte read must be
-// exact, and every chunk left on disk sound: a remount on the same cache
-// serves all of it again with no GET, byte for byte.
+// Reads through a flaky server: 1 in 5 object GETs answered 500 or 503
+// (SlowDown), 1 in 7 bodies cut halfway, 1 in 20 held 2 s before answering
+// and 1 in 20 paused 2 s halfway through the body. Every byte read must be
+// exact; every chunk file left on disk must hold what its name says and be
+// one of the source's 8 MiB slices; nothing is left in tmp/; and a remount
+// on the same cache serves everything again with no GET.
+//
+// 20 objects of 10–100 MiB (1.06 GiB, sizes not chunk-aligned): about a
+// minute under -race on 2 cores. Only one object is in memory at a time.
 func TestFlakyServerGivesExactBytes(t *testing.T) {
 	w := newWorld(t)
-	const objects = 8
+	const objects = 20
+	minSize, step := 10*mib, 4*mib+699*1024+13 // 10 MiB .. 99.9 MiB
 	want := map[string]string{}
-	for i := 0; i < objects; i++ {
-		key := fmt.Sprintf("flaky/obj-%d.pdf", i)
-		data := testenv.RandomBytes(int64(100+i), (10+3*i)*mib+i)
+	sizes := map[string]int{}
+	slices := map[chunkSig]chunkRef{}
+	total := 0
+	for i := range objects {
+		key := fmt.Sprintf("flaky/obj-%02d.pdf", i)
+		size := minSize + i*step + 3*i + 1
+		// One object in memory at a time: made, summed, uploaded, dropped.
+		data := testenv.RandomBytes(int64(100+i), size)
+		sourceChunks(slices, key, data)
 		w.s3.Put(t, testBucket, key, data)
-		want[key] = sha256Hex(data)
+		want[key], sizes[key] = sha256Hex(data), size
+		total += size
 	}
+	t.Logf("%d objects, %d MiB, %d chunks", objects, total/mib, len(slices))
+
 	var mu sync.Mutex
 	r := rand.New(rand.NewPCG(7, 11))
 	injected := map[string]int{}
@@ -37,43 +47,61 @@ func TestFlakyServerGivesExactBytes(t *testing.T) {
 		if !testenv.IsObjectGET(req) {
 			return testenv.Fault{}
 		}
+		var from, thru int64
+		if _, err := fmt.Sscanf(req.Header.Get("Range"), "bytes=%d-%d", &from, &thru); err != nil {
+			thru = -1
+		}
+		half := (thru - from + 1) / 2
 		mu.Lock()
 		defer mu.Unlock()
 		switch n := r.IntN(140); {
 		case n < 28: // 1 in 5
 			injected["5xx"]++
-			return testenv.Fault{Status: []int{500, 503}[n%2]}
-		case n < 48: // 1 in 7
+			return testenv.Fault{Status: []int{500, 503}[n%2]} // 503 answers SlowDown
+		case n < 48 && half > 0: // 1 in 7
 			injected["cut"]++
-			return testenv.Fault{CutAfter: 1 << 20}
+			return testenv.Fault{CutAfter: half}
 		case n < 55: // 1 in 20
-			injected["stall"]++
+			injected["delay"]++
 			return testenv.Fault{Delay: 2 * time.Second}
+		case n < 62 && half > 0: // 1 in 20
+			injected["pause"]++
+			return testenv.Fault{PauseAfter: half, Pause: 2 * time.Second}
 		}
 		return testenv.Fault{}
 	})
 	cacheDir := t.TempDir()
-	d := w.mount(t, mountOpts{cacheDir: cacheDir})
+	d := w.mount(t, mountOpts{cacheDir: cacheDir, cacheSize: "4GiB"})
+	start := time.Now()
+	// Four readers at a time, like a few workers.
 	var wg sync.WaitGroup
+	keys := make(chan string)
 	errs := make(chan error, objects)
-	for key, sum := range want {
+	for range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if got := sha256Of(t, d.path(key)); got != sum {
-				errs <- fmt.Errorf("%s: sha256 %s, want %s", key, got, sum)
+			for key := range keys {
+				if got := sha256Of(t, d.path(key)); got != want[key] {
+					errs <- fmt.Errorf("%s: sha256 %s, want %s", key, got, want[key])
+				}
 			}
 		}()
 	}
+	for key := range want {
+		keys <- key
+	}
+	close(keys)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		t.Error(err)
 	}
 	mu.Lock()
-	t.Logf("injected: %v over %d object GETs", injected, len(w.proxy.GETs()))
+	t.Logf("read %d MiB in %v; injected %v over %d object GETs", total/mib, time.Since(start).Round(time.Millisecond),
+		injected, len(w.proxy.GETs()))
 	mu.Unlock()
-	if injected["5xx"] == 0 || injected["cut"] == 0 {
+	if injected["5xx"] == 0 || injected["cut"] == 0 || injected["pause"] == 0 {
 		t.Fatalf("faults were not injected: %v", injected)
 	}
 	w.proxy.SetFault(nil)
@@ -82,27 +110,16 @@ func TestFlakyServerGivesExactBytes(t *testing.T) {
 		t.Fatalf("exit code %d", code)
 	}
 
-	// Every chunk file holds what its name says: its length and crc32c.
-	chunks, err := os.ReadDir(filepath.Join(cacheDir, "chunks"))
-	if err != nil {
-		t.Fatal(err)
+	// Every chunk file holds what its name says, and is a slice of a source.
+	found := checkChunkFiles(t, cacheDir, slices)
+	if len(found) != len(slices) {
+		t.Errorf("%d of %d chunks cached (the cache is larger than the data)", len(found), len(slices))
 	}
-	castagnoli := crc32.MakeTable(crc32.Castagnoli)
-	for _, c := range chunks {
-		parts := strings.Split(c.Name(), "-")
-		b, err := os.ReadFile(filepath.Join(cacheDir, "chunks", c.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(parts) != 3 || strconv.Itoa(len(b)) != parts[1] || fmt.Sprintf("%08x", crc32.Checksum(b, castagnoli)) != parts[2] {
-			t.Fatalf("chunk %s holds %d bytes with another checksum", c.Name(), len(b))
-		}
+	if tmps := tmpFiles(t, cacheDir); len(tmps) != 0 {
+		t.Fatalf("temp files left: %v", tmps)
 	}
-	if tmps, _ := os.ReadDir(filepath.Join(cacheDir, "tmp")); len(tmps) != 0 {
-		t.Fatalf("%d temp files left", len(tmps))
-	}
-	// And they are the right bytes: a remount serves everything from them.
-	d2 := w.mount(t, mountOpts{cacheDir: cacheDir})
+	// And a remount serves everything from them.
+	d2 := w.mount(t, mountOpts{cacheDir: cacheDir, cacheSize: "4GiB"})
 	w.proxy.Reset()
 	for key, sum := range want {
 		if got := sha256Of(t, d2.path(key)); got != sum {
@@ -112,4 +129,5 @@ func TestFlakyServerGivesExactBytes(t *testing.T) {
 	if n := len(w.proxy.GETs()); n != 0 {
 		t.Fatalf("re-read from the cache made %d GETs", n)
 	}
+	t.Logf("%d chunk files verified against the source; remount re-read %d MiB with 0 GETs", len(found), total/mib)
 }

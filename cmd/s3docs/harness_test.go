@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"s3docs/internal/testenv"
+	"s3docs/mountopts"
 )
 
 // The test binary doubles as the daemon: with this variable set, TestMain
@@ -25,9 +27,61 @@ const runMainEnv = "S3DOCS_TEST_RUN_MAIN"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(runMainEnv) == "1" {
-		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+		stdout, stderr, closeLog := testLogOutputs(os.Args[1:])
+		code := run(os.Args[1:], stdout, stderr, os.Getenv)
+		closeLog()
+		os.Exit(code)
 	}
+	// The daemon refuses a cache directory others can read, and t.TempDir
+	// makes directories 0777 &^ umask: with 077 they are private, as an
+	// operator's would be.
+	syscall.Umask(0o077)
 	os.Exit(m.Run())
+}
+
+// testLogDirEnv names a directory that receives a copy of everything each
+// s3docs process started by the tests writes (daemons, detached daemons,
+// fstab mounts, warm, cache), one file per process. scripts/test.sh sets it
+// and then greps the files for credentials and signatures.
+const testLogDirEnv = "S3DOCS_TEST_LOG_DIR"
+
+// testLogOutputs returns stdout and stderr for run: the process's own, and
+// with $S3DOCS_TEST_LOG_DIR set also a file there. A split worker's stdout
+// is its protocol with the daemon and stays untouched; its stderr reaches
+// the daemon's log anyway.
+func testLogOutputs(args []string) (stdout, stderr io.Writer, closeLog func()) {
+	dir := os.Getenv(testLogDirEnv)
+	if dir == "" || len(args) == 0 || args[0] == splitWorkerCommand {
+		return os.Stdout, os.Stderr, func() {}
+	}
+	if args[0] == "mount" {
+		// `mount --detach` hands its stderr to the daemon it starts, which
+		// must inherit the very descriptor (a pipe, a file, the journal);
+		// that daemon copies its own output here.
+		if cfg, err := mountopts.Parse(args[1:], os.Getenv); err == nil && cfg.Detach {
+			return os.Stdout, os.Stderr, func() {}
+		}
+	}
+	name := fmt.Sprintf("%s-%d-%d.log", strings.Trim(args[0], "-_"), time.Now().UnixNano(), os.Getpid())
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		// The check after the tests must not pass on missing files.
+		fmt.Fprintf(os.Stderr, "s3docs test: %s: %v\n", testLogDirEnv, err)
+		os.Exit(3)
+	}
+	return teeWriter{os.Stdout, f}, teeWriter{os.Stderr, f}, func() { f.Close() }
+}
+
+// teeWriter writes to w and to a copy; the copy gets every byte even when
+// w fails (a detached daemon's stderr may be /dev/null, or a closed pipe).
+type teeWriter struct {
+	w    io.Writer
+	copy io.Writer
+}
+
+func (t teeWriter) Write(p []byte) (int, error) {
+	t.copy.Write(p)
+	return t.w.Write(p)
 }
 
 const testBucket = "docs"
@@ -64,6 +118,10 @@ type mountOpts struct {
 	cacheSize string
 	extra     []string
 	direct    bool // talk to the server, not through the proxy
+	// endpoint replaces the proxy's (or with direct, the server's) URL.
+	endpoint string
+	// mountpoint is an existing empty directory to mount on; "" makes one.
+	mountpoint string
 }
 
 // mount starts the daemon against the world and waits until the mount
@@ -87,7 +145,13 @@ func (w *world) mountEnv(t *testing.T, o mountOpts, env ...string) *daemon {
 	if o.direct {
 		endpoint = w.s3.Endpoint
 	}
-	mp := t.TempDir()
+	if o.endpoint != "" {
+		endpoint = o.endpoint
+	}
+	mp := o.mountpoint
+	if mp == "" {
+		mp = t.TempDir()
+	}
 	args := append([]string{"mount", "--endpoint-url", endpoint, "--force-path-style", "--region", "us-east-1",
 		"--cache-dir", o.cacheDir, "--cache-size", o.cacheSize, "--log-level", "debug"}, o.extra...)
 	args = append(args, "s3://"+testBucket, mp)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 )
@@ -12,6 +13,16 @@ type logFile struct {
 	mu   sync.Mutex
 	path string
 	f    *os.File
+	// log, once set, gets a line in the new file after each reopen: it
+	// tells logrotate's user (and the tests) that the switch is done.
+	log *slog.Logger
+}
+
+// announceReopens makes each later reopen log a line through log.
+func (l *logFile) announceReopens(log *slog.Logger) {
+	l.mu.Lock()
+	l.log = log
+	l.mu.Unlock()
 }
 
 func openLogFile(path string) (*logFile, error) {
@@ -37,9 +48,13 @@ func (l *logFile) Reopen() error {
 	l.mu.Lock()
 	old := l.f
 	l.f = f
+	log := l.log
 	l.mu.Unlock()
 	if old != nil {
 		old.Close()
+	}
+	if log != nil {
+		log.Info("log file reopened", "path", l.path)
 	}
 	return nil
 }

@@ -39,7 +39,8 @@ func TestLogFileReopensOnSIGHUP(t *testing.T) {
 	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(logPath, "") // reopened: the file exists again
+	// Reopened: the daemon says so in the new file, after the switch.
+	waitFor(logPath, "log file reopened")
 	if code := d.stop(); code != 0 {
 		t.Fatalf("exit code %d after SIGHUP", code)
 	}

@@ -89,6 +89,16 @@ func version() string {
 	return v + " " + info.GoVersion
 }
 
+// tuneGC lets the heap grow by half, not double, between collections unless
+// GOGC says otherwise: the daemon's live heap is small (request buffers,
+// listings) and its peak RSS is what a 512 MB worker feels. Measured here
+// streaming 1 GiB: about 30 MiB peak instead of 31.5.
+func tuneGC(getenv func(string) string) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
+}
+
 func runMount(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	// Before any process is started, so that none inherits the ready pipe.
 	detached := readyNotifierFromEnv(getenv)
@@ -111,6 +121,10 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	}
 	defer closeLog()
 	log := newLogger(cfg, logOut)
+	if lf, ok := logOut.(*logFile); ok {
+		lf.announceReopens(log)
+	}
+	tuneGC(getenv)
 	if err := checkMountPoint(cfg.MountPoint); err != nil {
 		fmt.Fprintf(stderr, "s3docs: %v\n", err)
 		return exitUsage
@@ -183,6 +197,7 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	tree := fs.New(fs.Options{
 		Store:       store,
 		OpenReader:  func(v object.Version) fs.Reader { return cache.NewReader(v) },
+		Discard:     cache.Discard,
 		MetadataTTL: cfg.MetadataTTL,
 		UID:         cfg.UID,
 		GID:         cfg.GID,

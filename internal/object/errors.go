@@ -10,4 +10,7 @@ var (
 	// ErrChanged: the object is no longer the version that was opened
 	// (If-Match / If-Unmodified-Since failed, or the answer disagrees with it).
 	ErrChanged = errors.New("object changed since it was opened")
+	// ErrDenied: the store refused our credentials or access (403). Not
+	// worth retrying; reads fail with EIO like other store failures.
+	ErrDenied = errors.New("access denied by the store")
 )

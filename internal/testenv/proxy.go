@@ -35,6 +35,11 @@ type Proxy struct {
 	running int            // running handlers, for WaitIdle
 	reqs    []*Request     // written only under mu
 	fault   func(*http.Request) Fault
+	// down: every connection is reset (see SetDown); conns are the open
+	// client connections, to reset when the proxy goes down.
+	down   bool
+	conns  map[net.Conn]struct{}
+	resets int // connections reset because the proxy was down
 }
 
 // Request is what the proxy recorded of one request.
@@ -81,6 +86,16 @@ type Fault struct {
 	// Delay is slept before anything else (before forwarding or answering);
 	// it ends early, without any response, if the client goes away.
 	Delay time.Duration
+	// PauseAfter and Pause, if Pause > 0, forward the request and send the
+	// first PauseAfter body bytes, then nothing for Pause, then the rest: a
+	// server that stalls for a while and recovers. (With CutAfter or
+	// StallAfter, the pause counts only if it comes before the cut.)
+	PauseAfter int64
+	Pause      time.Duration
+	// Rate, if > 0, limits the response body to about Rate bytes per second
+	// (with CutAfter or StallAfter, until the cut or the stall): a slow
+	// but healthy server, so that a test can act while reads stream.
+	Rate int64
 }
 
 // NewProxy starts a proxy to target (e.g. s.Endpoint) on a free 127.0.0.1
@@ -96,8 +111,9 @@ func NewProxy(t testing.TB, target string) *Proxy {
 		t.Fatalf("testenv: NewProxy: %v", err)
 	}
 	p := &Proxy{
-		ln:   ln,
-		done: make(chan struct{}),
+		ln:    ln,
+		done:  make(chan struct{}),
+		conns: map[net.Conn]struct{}{},
 		tr: &http.Transport{
 			Proxy:               nil, // never an $HTTP_PROXY
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
@@ -130,8 +146,9 @@ func NewProxy(t testing.TB, target string) *Proxy {
 		Handler:           p,
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 		ReadHeaderTimeout: 30 * time.Second,
+		ConnState:         p.trackConn,
 	}
-	go func() { _ = p.srv.Serve(ln) }()
+	go func() { _ = p.srv.Serve(&downListener{Listener: ln, p: p}) }()
 	t.Cleanup(func() {
 		p.mu.Lock()
 		p.closed = true
@@ -160,6 +177,80 @@ func (p *Proxy) SetFault(f func(r *http.Request) Fault) {
 	p.mu.Lock()
 	p.fault = f
 	p.mu.Unlock()
+}
+
+// SetDown takes the "server" down (true) or back up (false). While down,
+// every connection is reset: the open ones at once (responses being sent are
+// cut), new ones as soon as they are accepted, before any request is read.
+// A client sees "connection reset by peer" (or EOF), as from a server that
+// crashed and whose address answers with RSTs. Nothing reaches the server
+// and nothing is recorded while down; Resets counts the connections reset.
+func (p *Proxy) SetDown(down bool) {
+	p.mu.Lock()
+	p.down = down
+	var victims []net.Conn
+	if down {
+		for c := range p.conns {
+			victims = append(victims, c)
+		}
+		p.resets += len(victims)
+	}
+	p.mu.Unlock()
+	for _, c := range victims {
+		resetConn(c)
+	}
+}
+
+// Resets is the number of connections reset because the proxy was down.
+func (p *Proxy) Resets() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.resets
+}
+
+// resetConn closes c with an RST rather than a FIN.
+func resetConn(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = c.Close()
+}
+
+// trackConn keeps the set of open client connections for SetDown.
+func (p *Proxy) trackConn(c net.Conn, state http.ConnState) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch state {
+	case http.StateNew:
+		p.conns[c] = struct{}{}
+	case http.StateClosed, http.StateHijacked:
+		delete(p.conns, c)
+	}
+}
+
+// downListener resets every connection it accepts while the proxy is down.
+type downListener struct {
+	net.Listener
+	p *Proxy
+}
+
+func (l *downListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		l.p.mu.Lock()
+		down := l.p.down
+		if down {
+			l.p.resets++
+		}
+		l.p.mu.Unlock()
+		if !down {
+			return c, nil
+		}
+		resetConn(c)
+	}
 }
 
 // Requests returns a copy of the recorded requests, in completion order.
@@ -317,6 +408,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		panic(http.ErrAbortHandler)
 	}
 	defer p.leave()
+	p.mu.Lock()
+	down := p.down
+	p.mu.Unlock()
+	if down {
+		// Accepted just before the proxy went down: reset like the others.
+		panic(http.ErrAbortHandler)
+	}
 	start := time.Now()
 	rec := &Request{
 		Method:            r.Method,
@@ -330,7 +428,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rec.Fault = faultFn(r)
 	}
 	f := rec.Fault
-	cw := &countingWriter{ResponseWriter: w, limit: -1, expect: -1, head: r.Method == http.MethodHead}
+	cw := &countingWriter{ResponseWriter: w, limit: -1, expect: -1, head: r.Method == http.MethodHead,
+		rate: f.Rate, start: time.Now(), gone: r.Context().Done(), closed: p.done,
+		pauseAt: -1}
+	if f.Pause > 0 {
+		cw.pauseAt, cw.pause = f.PauseAfter, f.Pause
+	}
 	cw.publish = func(status int, bodyBytes int64) { p.publish(rec, start, status, bodyBytes) }
 	// Record even when the handler panics (http.ErrAbortHandler), before
 	// the connection is closed.
@@ -360,7 +463,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case f.StallAfter > 0:
 		cw.limit = f.StallAfter
 		cw.stall = r.Context().Done()
-		cw.closed = p.done
 	}
 	p.rp.ServeHTTP(cw, r)
 	if cw.cut {
@@ -382,9 +484,57 @@ type countingWriter struct {
 	published bool
 	limit     int64           // < 0: none
 	stall     <-chan struct{} // non-nil: at limit, wait for this (or closed) instead of cutting at once
-	closed    <-chan struct{}
+	closed    <-chan struct{} // the proxy shut down
 	cut       bool
 	err       string
+	pauseAt   int64 // < 0: no pause (or done)
+	pause     time.Duration
+	rate      int64 // body bytes per second, 0: unlimited
+	start     time.Time
+	gone      <-chan struct{} // the client went away
+}
+
+// throttle waits until sending n more bytes, after sent, keeps the body
+// within rate.
+func (w *countingWriter) throttle(sent int64, n int) error {
+	due := w.start.Add(time.Duration(float64(sent+int64(n)) / float64(w.rate) * float64(time.Second)))
+	d := time.Until(due)
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-w.gone:
+		return cutError{}
+	case <-w.closed:
+		return cutError{}
+	}
+}
+
+// writeRated writes b, in pieces small enough to keep to the rate if there
+// is one. It does not count the bytes: its callers do.
+func (w *countingWriter) writeRated(b []byte) (int, error) {
+	if w.rate <= 0 {
+		return w.ResponseWriter.Write(b)
+	}
+	piece := int(max(w.rate/20, 1)) // about 20 writes a second
+	written := 0
+	for written < len(b) {
+		m := min(piece, len(b)-written)
+		if err := w.throttle(w.n+int64(written), m); err != nil {
+			return written, err
+		}
+		n, err := w.ResponseWriter.Write(b[written : written+m])
+		written += n
+		w.Flush()
+		if err != nil {
+			return written, err
+		}
+	}
+	return written, nil
 }
 
 func (w *countingWriter) WriteHeader(code int) {
@@ -407,6 +557,32 @@ func (w *countingWriter) WriteHeader(code int) {
 }
 
 func (w *countingWriter) Write(b []byte) (int, error) {
+	if w.pauseAt < 0 || w.n+int64(len(b)) <= w.pauseAt {
+		return w.write(b)
+	}
+	// The body crosses the pause: send what comes before, wait, go on.
+	before := b[:w.pauseAt-w.n]
+	w.pauseAt = -1
+	n, err := w.write(before)
+	if err != nil {
+		return n, err
+	}
+	w.Flush()
+	t := time.NewTimer(w.pause)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-w.gone:
+		w.err = "client went away during a pause"
+		return n, cutError{}
+	case <-w.closed:
+		return n, cutError{}
+	}
+	m, err := w.write(b[len(before):])
+	return n + m, err
+}
+
+func (w *countingWriter) write(b []byte) (int, error) {
 	if w.cut {
 		return 0, cutError{}
 	}
@@ -418,14 +594,14 @@ func (w *countingWriter) Write(b []byte) (int, error) {
 			w.published = true
 			w.publish(w.status, w.expect)
 		}
-		n, err := w.ResponseWriter.Write(b)
+		n, err := w.writeRated(b)
 		w.n += int64(n)
 		if err != nil && w.err == "" {
 			w.err = "write to client: " + err.Error()
 		}
 		return n, err
 	}
-	n, err := w.ResponseWriter.Write(b[:w.limit-w.n])
+	n, err := w.writeRated(b[:w.limit-w.n])
 	w.n += int64(n)
 	w.Flush()
 	w.cut = true

@@ -542,6 +542,87 @@ func testProxy(t *testing.T, s *S3, bucket, etag string) {
 		}
 	})
 
+	t.Run("Rate", func(t *testing.T) {
+		p.Reset()
+		p.SetFault(FailN(1, Fault{Rate: 4 << 20}))
+		defer p.SetFault(nil)
+		start := time.Now()
+		b, _ := getRange(t, c, bucket, "big.bin", "bytes=0-2097151")
+		took := time.Since(start)
+		if !bytes.Equal(b, RandomBytes(7, 2<<20)) {
+			t.Error("content differs")
+		}
+		// 2 MiB at 4 MiB/s cannot arrive in much less than half a second.
+		if took < 400*time.Millisecond {
+			t.Errorf("2 MiB at 4 MiB/s took only %v", took)
+		}
+		if gets := p.GETs(); len(gets) != 1 || gets[0].BodyBytes != 2<<20 || gets[0].Err != "" {
+			t.Errorf("recorded %+v", gets)
+		}
+	})
+
+	t.Run("Pause", func(t *testing.T) {
+		p.Reset()
+		p.SetFault(FailN(1, Fault{PauseAfter: 1 << 20, Pause: 500 * time.Millisecond}))
+		defer p.SetFault(nil)
+		start := time.Now()
+		b, _ := getRange(t, c, bucket, "big.bin", "bytes=0-2097151")
+		if took := time.Since(start); took < 500*time.Millisecond {
+			t.Errorf("paused GET took only %v", took)
+		}
+		if !bytes.Equal(b, RandomBytes(7, 2<<20)) {
+			t.Error("content differs")
+		}
+		if gets := p.GETs(); len(gets) != 1 || gets[0].BodyBytes != 2<<20 || gets[0].Err != "" {
+			t.Errorf("recorded %+v", gets)
+		}
+	})
+
+	t.Run("Down", func(t *testing.T) {
+		p.Reset()
+		// A body streaming when the proxy goes down is cut.
+		p.SetFault(FailN(1, Fault{Rate: 1 << 20}))
+		out, err := c.GetObject(ctxT(t), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String("big.bin"), Range: aws.String("bytes=0-4194303")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.SetFault(nil)
+		first := make([]byte, 1000)
+		if _, err := io.ReadFull(out.Body, first); err != nil {
+			t.Fatal(err)
+		}
+		p.SetDown(true)
+		rest, err := io.ReadAll(out.Body)
+		out.Body.Close()
+		if err == nil || len(first)+len(rest) >= 4<<20 {
+			t.Errorf("body streaming when the proxy went down: %d bytes, err %v", len(first)+len(rest), err)
+		}
+		// New requests get their connection reset, and nothing is recorded
+		// (the cut one is, once its handler has noticed).
+		if !p.WaitIdle(5 * time.Second) {
+			t.Fatal("proxy still busy")
+		}
+		recorded := len(p.Requests())
+		for range 3 {
+			_, err := c.GetObject(ctxT(t), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String("dir/a.txt")})
+			if err == nil {
+				t.Fatal("GET succeeded while down")
+			}
+			t.Logf("GET while down: %v", err)
+		}
+		if n := len(p.Requests()); n != recorded {
+			t.Errorf("%d requests recorded while down", n-recorded)
+		}
+		if p.Resets() < 4 {
+			t.Errorf("%d connections reset, want at least 4", p.Resets())
+		}
+		// Back up: the same client works again.
+		p.SetDown(false)
+		if b, _ := getRange(t, c, bucket, "dir/a.txt", "bytes=0-9"); string(b) != "0123456789" {
+			t.Errorf("after down: %q", b)
+		}
+	})
+
 	t.Run("Large", func(t *testing.T) {
 		p.Reset()
 		b, _ := getRange(t, c, bucket, "big.bin", "bytes=0-8388607")

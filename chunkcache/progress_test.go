@@ -1,0 +1,286 @@
+package chunkcache
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"s3docs/internal/testenv"
+)
+
+// A read of the first bytes of a missing chunk is answered once those bytes
+// have arrived, not when the whole chunk has: that is the time to first byte
+// of a cold file, and the latency of a random read. Bytes not yet arrived
+// are waited for, and the chunk is still fetched once.
+func TestReadServedWhileChunkArrives(t *testing.T) {
+	f := newFakeFetcher()
+	data := randomBytes(21, 3*testChunk)
+	v := f.add("obj", data)
+	f.hold, f.holdAfter = make(chan struct{}), 1000
+	c := openCache(t, t.TempDir(), f, 100*testChunk, 0)
+
+	head := make([]byte, 10)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.ReadAt(context.Background(), v, head, 5)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil || !bytes.Equal(head, data[5:15]) {
+			t.Fatalf("early read: %v, bytes equal %v", err, bytes.Equal(head, data[5:15]))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a read of bytes already downloaded waited for the whole chunk")
+	}
+
+	tail := make([]byte, 10)
+	late := make(chan error, 1)
+	go func() {
+		_, err := c.ReadAt(context.Background(), v, tail, testChunk-10)
+		late <- err
+	}()
+	select {
+	case err := <-late:
+		t.Fatalf("a read past the bytes downloaded returned before they arrived: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if c.cached(c.chunkID(v, 0)) {
+		t.Fatal("chunk admitted before its download ended")
+	}
+	close(f.hold)
+	if err := <-late; err != nil || !bytes.Equal(tail, data[testChunk-10:testChunk]) {
+		t.Fatalf("late read: %v", err)
+	}
+	if n := f.callsFor("obj", 0); n != 1 {
+		t.Fatalf("chunk 0 fetched %d times, want 1", n)
+	}
+	if st := c.Stats(); st.Joins != 1 || st.Misses != 2 {
+		t.Fatalf("stats %+v: want 2 misses, 1 join", st)
+	}
+}
+
+// A reader that gives up while waiting for bytes of a download in progress
+// returns at once, and the download goes on for the others.
+func TestWaitForArrivingBytesHonoursCancel(t *testing.T) {
+	f := newFakeFetcher()
+	data := randomBytes(22, testChunk)
+	v := f.add("obj", data)
+	f.hold, f.holdAfter = make(chan struct{}), 100
+	c := openCache(t, t.TempDir(), f, 100*testChunk, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := c.ReadAt(ctx, v, make([]byte, 10), 500); err == nil {
+		t.Fatal("a cancelled wait succeeded")
+	}
+	close(f.hold)
+	p := make([]byte, 10)
+	if _, err := c.ReadAt(context.Background(), v, p, 500); err != nil || !bytes.Equal(p, data[500:510]) {
+		t.Fatalf("read after release: %v", err)
+	}
+	if n := f.callsFor("obj", 0); n != 1 {
+		t.Fatalf("chunk fetched %d times, want 1", n)
+	}
+}
+
+// With the cache's file system full, reads still return exact bytes,
+// straight from the store, one error is logged per backoff period, and once
+// space returns chunks are cached again.
+func TestFullDiskServesUncached(t *testing.T) {
+	testenv.Require(t, os.Geteuid() == 0, "mounting a tmpfs needs root")
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=1m,mode=0700"); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	// Leave room for about one chunk (testChunk is 64 KiB).
+	filler := filepath.Join(dir, "filler")
+	if err := os.WriteFile(filler, make([]byte, 1<<20-96<<10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	f := newFakeFetcher()
+	data := randomBytes(23, 8*testChunk+123)
+	v := f.add("obj", data)
+	var logs strings.Builder
+	var logMu = make(chan struct{}, 1)
+	logMu <- struct{}{}
+	logger := slog.New(slog.NewTextHandler(lockedWriter{&logs, logMu}, nil))
+	c, err := Open(Options{
+		Dir: dir, MaxBytes: 100 * testChunk, ChunkSize: testChunk, Namespace: "test",
+		MaxConcurrentGets: 4, FetchTimeout: 10 * time.Second, Logger: logger,
+		NoSpaceBackoff: time.Second,
+	}, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	readAll := func() {
+		t.Helper()
+		got := make([]byte, len(data))
+		// Reads of 16 KiB, like a small-buffered reader.
+		for off := 0; off < len(data); off += 16 << 10 {
+			end := min(off+16<<10, len(data))
+			if _, err := c.ReadAt(context.Background(), v, got[off:end], int64(off)); err != nil {
+				t.Fatalf("read at %d with a full disk: %v", off, err)
+			}
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatal("bytes differ")
+		}
+	}
+	readAll()
+	st := c.Stats()
+	if st.Uncached == 0 {
+		t.Fatalf("no read went uncached with a full disk: %+v", st)
+	}
+	<-logMu
+	n := strings.Count(logs.String(), "cache file system full")
+	logMu <- struct{}{}
+	if n != 1 {
+		t.Fatalf("%d 'file system full' lines for one backoff period, want 1:\n%s", n, logs.String())
+	}
+	if tmps, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(tmps) != 0 {
+		t.Fatalf("%d temp files left after failed stores", len(tmps))
+	}
+
+	// Space returns; after the backoff, chunks are cached again.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	readAll()
+	before := f.total.Load()
+	readAll()
+	if after := f.total.Load(); after != before {
+		t.Fatalf("a re-read after space returned made %d GETs, want 0 (caching did not resume)", after-before)
+	}
+	if got := c.Bytes(); got != int64(len(data)) {
+		t.Fatalf("cache holds %d bytes, want the whole object (%d)", got, len(data))
+	}
+}
+
+type lockedWriter struct {
+	b  *strings.Builder
+	mu chan struct{}
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	<-w.mu
+	defer func() { w.mu <- struct{}{} }()
+	return w.b.Write(p)
+}
+
+func TestCacheDirMustBePrivate(t *testing.T) {
+	base := t.TempDir()
+	f := newFakeFetcher()
+	open := func(dir string) error {
+		c, err := Open(Options{Dir: dir, MaxBytes: 10 * testChunk, ChunkSize: testChunk}, f)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+
+	fresh := filepath.Join(base, "new", "cache")
+	if err := open(fresh); err != nil {
+		t.Fatalf("new directory: %v", err)
+	}
+	if info, err := os.Stat(fresh); err != nil || info.Mode().Perm() != 0o700 {
+		t.Fatalf("new cache directory: %v, mode %v; want 0700", err, info.Mode().Perm())
+	}
+
+	wide := filepath.Join(base, "wide")
+	if err := os.Mkdir(wide, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(wide, 0o755)
+	if err := open(wide); err == nil || !strings.Contains(err.Error(), "mode 0755") || !strings.Contains(err.Error(), "chmod 700") {
+		t.Fatalf("0755 directory: %v; want a refusal saying the mode and the fix", err)
+	}
+	if des, _ := os.ReadDir(wide); len(des) != 0 {
+		t.Fatalf("refused directory was written to: %d entries", len(des))
+	}
+
+	notDir := filepath.Join(base, "file")
+	os.WriteFile(notDir, nil, 0o600)
+	if err := open(notDir); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Fatalf("a file as cache dir: %v", err)
+	}
+
+	if os.Geteuid() == 0 {
+		theirs := filepath.Join(base, "theirs")
+		os.Mkdir(theirs, 0o700)
+		if err := os.Chown(theirs, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		if err := open(theirs); err == nil || !strings.Contains(err.Error(), "belongs to uid 65534") {
+			t.Fatalf("directory of another user: %v", err)
+		}
+	}
+}
+
+// Chunk files, temp files and the lock are private to the daemon's user.
+func TestCacheFilesArePrivate(t *testing.T) {
+	f := newFakeFetcher()
+	v := f.add("obj", randomBytes(24, 2*testChunk))
+	dir := t.TempDir()
+	c := openCache(t, dir, f, 100*testChunk, 0)
+	if _, err := c.ReadAt(context.Background(), v, make([]byte, 2*testChunk), 0); err != nil {
+		t.Fatal(err)
+	}
+	err := filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		want := os.FileMode(0o600)
+		if info.IsDir() {
+			want = 0o700
+		}
+		if info.Mode().Perm()&^want != 0 {
+			t.Errorf("%s has mode %v, wider than %v", path, info.Mode().Perm(), want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A version found gone from the store leaves the cache at once, except the
+// chunks someone is waiting for.
+func TestDiscardDropsAVersion(t *testing.T) {
+	f := newFakeFetcher()
+	old := f.add("doc", randomBytes(25, 3*testChunk+7))
+	other := f.add("other", randomBytes(26, testChunk))
+	dir := t.TempDir()
+	c := openCache(t, dir, f, 100*testChunk, 0)
+	if _, err := c.ReadAt(context.Background(), old, make([]byte, old.Size), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ReadAt(context.Background(), other, make([]byte, other.Size), 0); err != nil {
+		t.Fatal(err)
+	}
+	waitDownloads(t, c)
+	pinned := c.chunkID(old, 1)
+	c.await(pinned, 1)
+	c.Discard(old)
+	if got, want := c.Bytes(), other.Size+testChunk; got != want {
+		t.Fatalf("cache holds %d bytes after Discard, want %d (the other object and the awaited chunk)", got, want)
+	}
+	des, _ := os.ReadDir(filepath.Join(dir, "chunks"))
+	if len(des) != 2 {
+		t.Fatalf("%d chunk files after Discard, want 2", len(des))
+	}
+	if !c.cached(pinned) || !c.cached(c.chunkID(other, 0)) {
+		t.Fatal("Discard dropped an awaited chunk or another object's")
+	}
+	c.await(pinned, -1)
+}

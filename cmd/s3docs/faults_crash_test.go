@@ -1,0 +1,154 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"s3docs/internal/testenv"
+)
+
+// kill -9 of the daemon while eight readers stream six objects: the readers
+// fail (ENOTCONN), none hangs; `fusermount3 -u` frees the mount point; a
+// daemon restarted there on the same cache directory empties tmp/, reuses
+// every chunk that was complete at the kill (no GET for its range), fetches
+// only the others, and every byte re-read is exact.
+func TestKill9DuringReadsThenRestart(t *testing.T) {
+	w := newWorld(t)
+	const objects = 6
+	size := 5*testChunkSize + 12345 // 6 chunks, the last short
+	sums := map[string]string{}
+	slices := map[chunkSig]chunkRef{}
+	for i := range objects {
+		key := fmt.Sprintf("crash/obj-%d.pdf", i)
+		data := testenv.RandomBytes(int64(400+i), size)
+		sourceChunks(slices, key, data)
+		w.s3.Put(t, testBucket, key, data)
+		sums[key] = sha256Hex(data)
+	}
+	// 8 MiB/s per GET: about a second per chunk, so the kill finds some
+	// chunks complete and others half-way into tmp/.
+	w.proxy.SetFault(func(r *http.Request) testenv.Fault {
+		if testenv.IsObjectGET(r) {
+			return testenv.Fault{Rate: 8 * mib}
+		}
+		return testenv.Fault{}
+	})
+	cacheDir := t.TempDir()
+	d := w.mount(t, mountOpts{cacheDir: cacheDir})
+	mp := d.mountpoint
+
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var readers []readResult
+	for i := range 8 {
+		key := fmt.Sprintf("crash/obj-%d.pdf", i%objects)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := timedSum(d.path(key), 2*time.Minute)
+			mu.Lock()
+			readers = append(readers, r)
+			mu.Unlock()
+		}()
+	}
+	deadline := time.Now().Add(time.Minute)
+	chunkFiles := func() int {
+		des, _ := os.ReadDir(cacheDir + "/chunks")
+		return len(des)
+	}
+	for chunkFiles() < 6 || w.proxy.InFlight() < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after a minute: %d chunks on disk, %d GETs in flight", chunkFiles(), w.proxy.InFlight())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	inFlight := w.proxy.InFlight()
+	if err := d.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-d.exited
+	killedAt := time.Now()
+	// What survived the kill: complete chunks (renamed into chunks/), and
+	// the temp files of fetches cut short.
+	complete := checkChunkFiles(t, cacheDir, slices)
+	leftovers := tmpFiles(t, cacheDir)
+	t.Logf("killed with %d GETs in flight: %d complete chunks of %d, %d temp files left", inFlight, len(complete), len(slices), len(leftovers))
+	if len(complete) == 0 || len(complete) == len(slices) {
+		t.Fatalf("%d of %d chunks complete at the kill: the test did not catch the daemon mid-read", len(complete), len(slices))
+	}
+
+	wg.Wait()
+	for _, r := range readers {
+		if r.hung {
+			t.Errorf("a reader hung after the daemon was killed")
+		} else if r.err == nil {
+			t.Errorf("a reader read to the end through a killed daemon")
+		}
+	}
+	t.Logf("all %d readers ended within %v of the kill; e.g. %q", len(readers), time.Since(killedAt).Round(time.Millisecond), readers[0].msg)
+
+	// The dead mount is freed the way an operator would, and the mount
+	// point is an empty directory again.
+	if out, err := exec.Command("fusermount3", "-u", mp).CombinedOutput(); err != nil {
+		t.Fatalf("fusermount3 -u %s: %v: %s", mp, err, out)
+	}
+	if mounted, _ := isMountPoint(mp); mounted {
+		t.Fatal("still mounted after fusermount3 -u")
+	}
+	if names, err := os.ReadDir(mp); err != nil || len(names) != 0 {
+		t.Fatalf("mount point after fusermount3 -u: %v, %v", names, err)
+	}
+
+	// Restart on the same mount point and cache directory.
+	w.proxy.SetFault(nil)
+	w.proxy.WaitIdle(10 * time.Second)
+	w.proxy.Reset()
+	d2 := w.mountAt(t, mp, mountOpts{cacheDir: cacheDir})
+	if tmps := tmpFiles(t, cacheDir); len(tmps) != 0 {
+		t.Errorf("temp files after the restart: %v", tmps)
+	}
+	for key, sum := range sums {
+		if got := sha256Of(t, d2.path(key)); got != sum {
+			t.Errorf("%s after the restart: sha256 %s, want %s", key, got, sum)
+		}
+	}
+	w.proxy.WaitIdle(10 * time.Second)
+	fetched := map[string]int{}
+	for _, g := range w.proxy.GETs() {
+		fetched[g.Path+" "+g.Range]++
+	}
+	reused, refetched := 0, 0
+	for _, ref := range slices {
+		n := fetched["/"+testBucket+"/"+ref.key+" "+ref.rangeHeader(size)]
+		if _, ok := complete[ref]; ok {
+			reused++
+			if n != 0 {
+				t.Errorf("%v was complete at the kill, and fetched %d times after the restart", ref, n)
+			}
+		} else {
+			refetched++
+			if n != 1 {
+				t.Errorf("%v was not complete at the kill, and fetched %d times after the restart", ref, n)
+			}
+		}
+	}
+	var ranges []string
+	for r := range fetched {
+		ranges = append(ranges, r)
+	}
+	sort.Strings(ranges)
+	t.Logf("after the restart: %d chunks reused with no GET, %d fetched, %d GETs", reused, refetched, len(w.proxy.GETs()))
+	if len(ranges) != refetched {
+		t.Errorf("GETs after the restart: %v", ranges)
+	}
+	// Every chunk is now on disk, sound.
+	if all := checkChunkFiles(t, cacheDir, slices); len(all) != len(slices) {
+		t.Errorf("%d of %d chunks cached after the re-read", len(all), len(slices))
+	}
+}

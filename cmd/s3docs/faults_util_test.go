@@ -1,0 +1,197 @@
+package main
+
+import (
+	"fmt"
+	"hash/crc32"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"s3docs/internal/testenv"
+)
+
+// Helpers of the fault tests (issue 6).
+
+// testChunkSize is the daemon's default --chunk-size, which the fault tests
+// keep: the chunk files on disk are checked against slices of this size.
+const testChunkSize = 8 * mib
+
+var castagnoliTable = crc32.MakeTable(crc32.Castagnoli)
+
+// chunkRef names one chunk of one source object.
+type chunkRef struct {
+	key string
+	idx int
+}
+
+func (r chunkRef) String() string { return fmt.Sprintf("%s#%d", r.key, r.idx) }
+
+// rangeHeader is the Range of the GET that fetches the whole chunk.
+func (r chunkRef) rangeHeader(size int) string {
+	from := r.idx * testChunkSize
+	return fmt.Sprintf("bytes=%d-%d", from, min(from+testChunkSize, size)-1)
+}
+
+// chunkSig is what a chunk file's name and content say of it: its length
+// and crc32c. Over random data it identifies the source slice.
+type chunkSig struct {
+	size int
+	crc  uint32
+}
+
+// sourceChunks maps the signature of every chunk-sized slice of data to the
+// slice, so that each file of the cache can be matched to its source.
+func sourceChunks(into map[chunkSig]chunkRef, key string, data []byte) {
+	for i := 0; i*testChunkSize < len(data); i++ {
+		b := data[i*testChunkSize : min((i+1)*testChunkSize, len(data))]
+		into[chunkSig{len(b), crc32.Checksum(b, castagnoliTable)}] = chunkRef{key, i}
+	}
+}
+
+// checkChunkFiles holds every file in cacheDir/chunks to what it claims and
+// to the source: its length and crc32c equal those in its name, and those of
+// one of the source's chunk slices. It returns the slices found. Parts and
+// page counts (blobs) are not chunks of a source: only files whose length
+// and checksum match no slice and whose name is not a chunk's fail.
+func checkChunkFiles(t *testing.T, cacheDir string, want map[chunkSig]chunkRef) map[chunkRef]string {
+	t.Helper()
+	dir := filepath.Join(cacheDir, "chunks")
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[chunkRef]string{}
+	for _, de := range des {
+		parts := strings.Split(de.Name(), "-")
+		if len(parts) != 3 {
+			t.Errorf("cache file %s is not named like a chunk", de.Name())
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, de.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig := chunkSig{len(b), crc32.Checksum(b, castagnoliTable)}
+		if strconv.Itoa(sig.size) != parts[1] || fmt.Sprintf("%08x", sig.crc) != parts[2] {
+			t.Errorf("chunk %s holds %d bytes with crc32c %08x", de.Name(), sig.size, sig.crc)
+			continue
+		}
+		ref, ok := want[sig]
+		if !ok {
+			t.Errorf("chunk %s (%d bytes) is no chunk-aligned slice of any source object", de.Name(), sig.size)
+			continue
+		}
+		if other, dup := found[ref]; dup {
+			t.Errorf("%v is cached twice: %s and %s", ref, other, de.Name())
+		}
+		found[ref] = de.Name()
+	}
+	return found
+}
+
+// tmpFiles lists what is left in cacheDir/tmp.
+func tmpFiles(t *testing.T, cacheDir string) []string {
+	t.Helper()
+	des, err := os.ReadDir(filepath.Join(cacheDir, "tmp"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, de := range des {
+		names = append(names, de.Name())
+	}
+	return names
+}
+
+// mountAt is w.mount on a given mount point, to remount where a killed
+// daemon was: the mount point must be usable again.
+func (w *world) mountAt(t *testing.T, mp string, o mountOpts) *daemon {
+	t.Helper()
+	if o.cacheSize == "" {
+		o.cacheSize = "1GiB"
+	}
+	args := append([]string{"mount", "--endpoint-url", w.proxy.URL(), "--force-path-style", "--region", "us-east-1",
+		"--cache-dir", o.cacheDir, "--cache-size", o.cacheSize, "--log-level", "debug"}, o.extra...)
+	args = append(args, "s3://"+testBucket, mp)
+	d := startDaemon(t, w.s3.Env(), args...)
+	d.mountpoint, d.cacheDir = mp, o.cacheDir
+	d.waitMounted()
+	t.Cleanup(func() { d.stop() })
+	return d
+}
+
+// openFDs lists what the daemon's open file descriptors point to
+// ("socket:[123]", "/dev/fuse", a path).
+func (d *daemon) openFDs() []string {
+	d.t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fd", d.cmd.Process.Pid)
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	var out []string
+	for _, de := range des {
+		target, err := os.Readlink(filepath.Join(dir, de.Name()))
+		if err != nil {
+			continue // closed meanwhile
+		}
+		out = append(out, target)
+	}
+	return out
+}
+
+// readResult is how one whole-file read in a subprocess ended.
+type readResult struct {
+	took time.Duration
+	err  error // nil: read to the end
+	hung bool  // killed at the time limit
+	msg  string
+	sum  string // sha256 of what was read, if it succeeded
+}
+
+// timedSum reads a whole file in a subprocess (sha256sum, as a legacy tool
+// would) and says how long it took and how it ended. A read that outlives
+// limit is killed and reported as hung.
+func timedSum(path string, limit time.Duration) readResult {
+	cmd := exec.Command("sha256sum", path)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return readResult{err: err}
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		r := readResult{took: time.Since(start), err: err, msg: strings.TrimSpace(stderr.String())}
+		if err == nil {
+			r.sum, _, _ = strings.Cut(stdout.String(), " ")
+		}
+		return r
+	case <-time.After(limit):
+		cmd.Process.Kill()
+		<-done
+		return readResult{took: time.Since(start), hung: true, err: fmt.Errorf("still reading after %v", limit)}
+	}
+}
+
+// isEIO reports whether a cat failed with EIO.
+func (r readResult) isEIO() bool {
+	return r.err != nil && !r.hung && strings.Contains(strings.ToLower(r.msg), strings.ToLower(syscall.EIO.Error()))
+}
+
+// putRandom uploads size random bytes made from seed as key, and returns
+// their sha256; the bytes are not kept, so a test can make many large
+// objects without holding them all (testenv.RandomBytes makes them again).
+func putRandom(t *testing.T, w *world, key string, seed int64, size int) string {
+	t.Helper()
+	data := testenv.RandomBytes(seed, size)
+	w.s3.Put(t, testBucket, key, data)
+	return sha256Hex(data)
+}
