@@ -112,6 +112,10 @@ func (c *Cache) chunkPath(ctx context.Context, v object.Version, idx int64, id s
 	for attempt := 0; attempt < 4; attempt++ {
 		f, err := c.openChunk(id)
 		if errors.Is(err, ErrNotCached) {
+			if c.bypassing() {
+				// A worker needs the chunks on disk; there is no room.
+				return "", fmt.Errorf("pin %s chunk %d: %w", v.Key, idx, errNoSpace)
+			}
 			if err := c.fetch(ctx, v, idx, id, false); err != nil {
 				return "", err
 			}

@@ -62,7 +62,7 @@ type Options struct {
 
 // Stats are counters since Open.
 type Stats struct {
-	Gets       int64 // chunk fetches started
+	Gets       int64 // GETs started: chunk fetches, and uncached reads while the disk is full
 	GetBytes   int64 // bytes stored by completed fetches
 	Hits       int64 // chunk reads served from disk at once
 	Misses     int64 // chunk reads that had to wait for a fetch
@@ -126,6 +126,9 @@ type Cache struct {
 	// noSpaceUntil: the cache's file system was full; reads bypass the
 	// cache until then (see noteNoSpace).
 	noSpaceUntil, noSpaceLogged time.Time
+	// limit is the bound eviction keeps: --cache-size, lowered when the
+	// file system fills up before the cache does.
+	limit int64
 }
 
 // Open takes the directory (creating it), locks it against a second daemon,
@@ -158,6 +161,7 @@ func Open(o Options, f Fetcher) (*Cache, error) {
 		gets:     semaphore.NewWeighted(int64(o.MaxConcurrentGets)),
 		awaited:  map[string]int{},
 		flights:  map[string]*flight{},
+		limit:    o.MaxBytes,
 	}
 	c.raChunks = min(o.ReadAhead/o.ChunkSize, o.MaxBytes/o.ChunkSize/2)
 	if c.raChunks > 0 {
@@ -491,7 +495,7 @@ func (c *Cache) admit(id string, e entry) {
 func (c *Cache) evictLocked() []entry {
 	var victims []entry
 	var spared []string
-	for c.total > c.opt.MaxBytes {
+	for c.total > c.limit {
 		id, e, ok := c.lru.RemoveOldest()
 		if !ok {
 			break

@@ -21,7 +21,9 @@ func ensurePrivateDir(dir string) error {
 	if err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("chunkcache: %w", err)
 	}
-	info, err := os.Lstat(dir)
+	// Stat, not Lstat: a symlink to the real cache directory is fine; the
+	// directory it names is what must be private.
+	info, err := os.Stat(dir)
 	if err != nil {
 		return fmt.Errorf("chunkcache: %w", err)
 	}

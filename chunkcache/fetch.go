@@ -265,7 +265,10 @@ func (c *Cache) store(ctx context.Context, f *flight, v object.Version, off, n i
 }
 
 // noteNoSpace switches reads to uncached for Options.NoSpaceBackoff and says
-// so, at most once per backoff period.
+// so, at most once per backoff period. If the cache's own chunks are what
+// filled the disk (--cache-size larger than the room there is), its bound
+// comes down to what it holds less two chunks, and the oldest go: otherwise
+// it would stay full, and uncached, for good.
 func (c *Cache) noteNoSpace(err error) {
 	now := time.Now()
 	backoff := c.opt.NoSpaceBackoff
@@ -275,10 +278,21 @@ func (c *Cache) noteNoSpace(err error) {
 	if logIt {
 		c.noSpaceLogged = now
 	}
+	lowered := false
+	if room := c.total - 2*c.opt.ChunkSize; room >= c.opt.ChunkSize && room < c.limit {
+		c.limit, lowered = room, true
+	}
+	victims := c.evictLocked()
+	limit := c.limit
 	c.mu.Unlock()
+	c.unlink(victims)
 	if logIt {
 		c.log.Error("cache file system full: serving reads uncached", "dir", c.opt.Dir,
 			"retry_in", backoff, "err", err)
+	}
+	if lowered {
+		c.log.Warn("cache bound lowered to what fits on its file system", "dir", c.opt.Dir,
+			"bound", limit, "configured", c.opt.MaxBytes)
 	}
 }
 
@@ -296,14 +310,24 @@ func (c *Cache) readThrough(ctx context.Context, v object.Version, p []byte, off
 	}
 	defer c.gets.Release(1)
 	c.stats.uncached.Add(1)
-	body, err := c.fetcher.GetRange(ctx, v, off, int64(len(p)))
-	if err != nil {
-		return 0, fmt.Errorf("read %s at %d uncached: %w", v.Key, off, err)
+	c.stats.gets.Add(1)
+	start := time.Now()
+	n, err := c.readRange(ctx, v, p, off)
+	c.stats.getBytes.Add(int64(n))
+	if c.opt.OnFetch != nil {
+		c.opt.OnFetch(int64(n), time.Since(start), err)
 	}
-	defer body.Close()
-	n, err := io.ReadFull(body, p)
 	if err != nil {
 		return n, fmt.Errorf("read %s at %d uncached: %w", v.Key, off, err)
 	}
 	return n, nil
+}
+
+func (c *Cache) readRange(ctx context.Context, v object.Version, p []byte, off int64) (int, error) {
+	body, err := c.fetcher.GetRange(ctx, v, off, int64(len(p)))
+	if err != nil {
+		return 0, err
+	}
+	defer body.Close()
+	return io.ReadFull(body, p)
 }

@@ -284,3 +284,65 @@ func TestDiscardDropsAVersion(t *testing.T) {
 	}
 	c.await(pinned, -1)
 }
+
+// A --cache-size larger than its file system: when the cache's own chunks
+// fill the disk, its bound comes down to what fits, and caching goes on
+// within it instead of staying uncached for good.
+func TestBoundLoweredWhenOwnChunksFillTheDisk(t *testing.T) {
+	testenv.Require(t, os.Geteuid() == 0, "mounting a tmpfs needs root")
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=512k,mode=0700"); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	f := newFakeFetcher()
+	data := randomBytes(27, 16*testChunk)
+	v := f.add("obj", data)
+	var logs strings.Builder
+	logMu := make(chan struct{}, 1)
+	logMu <- struct{}{}
+	c, err := Open(Options{
+		Dir: dir, MaxBytes: 100 * testChunk, ChunkSize: testChunk, Namespace: "test",
+		MaxConcurrentGets: 1, FetchTimeout: 10 * time.Second, NoSpaceBackoff: 200 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(lockedWriter{&logs, logMu}, nil)),
+	}, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	got := make([]byte, testChunk)
+	for idx := range 16 {
+		off := int64(idx) * testChunk
+		if _, err := c.ReadAt(context.Background(), v, got, off); err != nil || !bytes.Equal(got, data[off:off+testChunk]) {
+			t.Fatalf("chunk %d: %v", idx, err)
+		}
+		waitDownloads(t, c)
+	}
+	c.mu.Lock()
+	limit, total := c.limit, c.total
+	c.mu.Unlock()
+	if limit >= 100*testChunk || total > limit {
+		t.Fatalf("bound %d, holding %d: want the bound lowered below 512 KiB and kept", limit, total)
+	}
+	<-logMu
+	lowered := strings.Count(logs.String(), "cache bound lowered")
+	logMu <- struct{}{}
+	if lowered == 0 {
+		t.Fatal("lowering the bound was not logged")
+	}
+	// Within the lowered bound, chunks are cached again after the backoff.
+	time.Sleep(300 * time.Millisecond)
+	last := int64(15) * testChunk
+	for range 2 {
+		if _, err := c.ReadAt(context.Background(), v, got, last); err != nil || !bytes.Equal(got, data[last:]) {
+			t.Fatalf("re-read: %v", err)
+		}
+		waitDownloads(t, c)
+	}
+	if n := f.callsFor("obj", last); n > 3 {
+		t.Fatalf("last chunk fetched %d times: caching did not resume within the lowered bound", n)
+	}
+	if !c.cached(c.chunkID(v, 15)) {
+		t.Fatal("last chunk not cached after the backoff")
+	}
+}

@@ -79,7 +79,12 @@ func (n *fileNode) refresh(v object.Version) {
 	}
 	n.v, n.stale = v, false
 	n.mu.Unlock()
-	n.fsys.replaced(old, v)
+	if n.fsys.replaced(old, v) {
+		// Open handles of the old version must not go on reading its
+		// pages from the kernel's cache (see gone). Not on this thread:
+		// see markStale.
+		go n.NotifyContent(0, 0)
+	}
 }
 
 // gone says why version v can no longer be read, or nil while it can. A
@@ -130,17 +135,28 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	n.mu.Lock()
 	v, stale := n.v, n.stale
 	n.mu.Unlock()
+	var fresh object.Version
 	if stale {
-		fresh, err := n.fsys.opt.Store.Head(ctx, v.Key)
-		if err != nil {
+		var err error
+		if fresh, err = n.fsys.opt.Store.Head(ctx, v.Key); err != nil {
 			return nil, 0, n.fsys.errno(err, "head", v.Key)
 		}
-		n.fsys.replaced(v, fresh)
-		v = fresh
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.v, n.stale = v, false
+	if stale && n.stale && n.v.Identity() == v.Identity() {
+		if n.fsys.replaced(v, fresh) {
+			go n.NotifyContent(0, 0) // see refresh
+		}
+		n.v, n.stale = fresh, false
+	}
+	// Else the node moved on during the HEAD (a listing, another open): its
+	// version is the newer knowledge. A node found stale again meanwhile
+	// fails this open; the next one asks again.
+	if n.stale {
+		return nil, 0, n.fsys.errno(fmt.Errorf("%s changed again during the open: %w", v.Key, object.ErrChanged), "open", v.Key)
+	}
+	v = n.v
 	id := v.Identity()
 	var fuseFlags uint32
 	if n.otherVersionOpenLocked(id) {
@@ -184,6 +200,12 @@ func (n *fileNode) closed(v object.Version) {
 // about an older version than the node's does not touch the node: handles
 // of the newer version stay readable.
 func (n *fileNode) markStale(v object.Version) {
+	n.mu.Lock()
+	if n.stale && n.v.Identity() == v.Identity() {
+		n.mu.Unlock()
+		return // known already: the kernel's readahead fails several reads at once
+	}
+	n.mu.Unlock()
 	n.fsys.discard(v)
 	n.mu.Lock()
 	if n.v.Identity() != v.Identity() {

@@ -67,11 +67,14 @@ type FS struct {
 	errLimit errorLimiter
 }
 
-// replaced notes that a node moved from version old to current.
-func (f *FS) replaced(old, current object.Version) {
-	if old.Key != "" && old.Identity() != current.Identity() {
-		f.discard(old)
+// replaced notes that a node moved from version old to current, and says
+// whether that was a change.
+func (f *FS) replaced(old, current object.Version) bool {
+	if old.Key == "" || old.Identity() == current.Identity() {
+		return false
 	}
+	f.discard(old)
+	return true
 }
 
 func (f *FS) discard(v object.Version) {
@@ -141,15 +144,29 @@ func (f *FS) fillFileAttr(a *fuse.Attr, v object.Version) {
 type warnOnce struct {
 	mu   sync.Mutex
 	seen map[string]bool
+	full bool // maxWarned reached, and said so
 	log  *slog.Logger
 }
 
+// maxWarned bounds what warnOnce remembers: a bucket of a million Latin-1
+// names must not grow the daemon's memory or its log by a line per key.
+const maxWarned = 10000
+
 func (w *warnOnce) warn(key, msg string, args ...any) {
 	w.mu.Lock()
-	seen := w.seen[msg+"\x00"+key]
-	w.seen[msg+"\x00"+key] = true
+	k := msg + "\x00" + key
+	seen := w.seen[k]
+	full := !seen && len(w.seen) >= maxWarned
+	if !seen && !full {
+		w.seen[k] = true
+	}
+	first := full && !w.full
+	w.full = w.full || full
 	w.mu.Unlock()
-	if !seen {
+	switch {
+	case first:
+		w.log.Warn("too many keys to warn about; further warnings of this kind are suppressed", "limit", maxWarned)
+	case !seen && !full:
 		w.log.Warn(msg, append([]any{"key", key}, args...)...)
 	}
 }

@@ -1,8 +1,10 @@
 package fs
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -335,5 +337,25 @@ func TestListingNeverGoesBackInTime(t *testing.T) {
 	time.Sleep(250 * time.Millisecond)
 	if b, err := os.ReadFile(path); err != nil || string(b) != "BBBBBBB" {
 		t.Fatalf("after an older listing: %q, %v", b, err)
+	}
+}
+
+// Warnings about keys are remembered up to a bound, then suppressed with
+// one line: a bucket full of odd names must not grow memory or the log
+// without end.
+func TestWarnOnceIsBounded(t *testing.T) {
+	var buf bytes.Buffer
+	w := &warnOnce{seen: map[string]bool{}, log: slog.New(slog.NewTextHandler(&buf, nil))}
+	for i := range maxWarned + 50 {
+		w.warn(fmt.Sprintf("key-%d", i), "odd key")
+		w.warn(fmt.Sprintf("key-%d", i), "odd key") // a repeat is never logged
+	}
+	if len(w.seen) != maxWarned {
+		t.Fatalf("remembers %d keys, want %d", len(w.seen), maxWarned)
+	}
+	lines := strings.Count(buf.String(), "\n")
+	suppressed := strings.Count(buf.String(), "further warnings of this kind are suppressed")
+	if lines != maxWarned+1 || suppressed != 1 {
+		t.Fatalf("%d log lines (%d about suppression), want %d and 1", lines, suppressed, maxWarned+1)
 	}
 }
