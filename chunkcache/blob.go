@@ -116,7 +116,7 @@ func (c *Cache) chunkPath(ctx context.Context, v object.Version, idx int64, id s
 				// A worker needs the chunks on disk; there is no room.
 				return "", fmt.Errorf("pin %s chunk %d: %w", v.Key, idx, errNoSpace)
 			}
-			if err := c.fetch(ctx, v, idx, id, false); err != nil {
+			if err := c.fetch(ctx, v, c.chunkSpan(v, idx), false); err != nil {
 				return "", err
 			}
 			continue

@@ -129,6 +129,9 @@ type Cache struct {
 	// limit is the bound eviction keeps: --cache-size, lowered when the
 	// file system fills up before the cache does.
 	limit int64
+	// pieceSize is the size of the pieces random readers fetch (see
+	// piece.go); 0 for none.
+	pieceSize int64
 }
 
 // Open takes the directory (creating it), locks it against a second daemon,
@@ -162,6 +165,8 @@ func Open(o Options, f Fetcher) (*Cache, error) {
 		awaited:  map[string]int{},
 		flights:  map[string]*flight{},
 		limit:    o.MaxBytes,
+
+		pieceSize: pieceSizeFor(o.ChunkSize),
 	}
 	c.raChunks = min(o.ReadAhead/o.ChunkSize, o.MaxBytes/o.ChunkSize/2)
 	if c.raChunks > 0 {
@@ -284,6 +289,12 @@ func (c *Cache) Bytes() int64 {
 // ReadAt reads len(p) bytes of v at off, fetching missing chunks. Like
 // io.ReaderAt it returns io.EOF when it stops short at the end of the object.
 func (c *Cache) ReadAt(ctx context.Context, v object.Version, p []byte, off int64) (int, error) {
+	return c.readAt(ctx, v, p, off, false)
+}
+
+// readAt is ReadAt for a reader whose access is random (see Reader): a miss
+// then fetches only the pieces the read touches.
+func (c *Cache) readAt(ctx context.Context, v object.Version, p []byte, off int64, random bool) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("read %s: negative offset", v.Key)
 	}
@@ -296,7 +307,7 @@ func (c *Cache) ReadAt(ctx context.Context, v object.Version, p []byte, off int6
 		idx := off / c.opt.ChunkSize
 		within := off - idx*c.opt.ChunkSize
 		want := min(end-off, c.opt.ChunkSize-within)
-		m, err := c.readChunk(ctx, v, idx, p[n:n+int(want)], within)
+		m, err := c.readChunk(ctx, v, idx, p[n:n+int(want)], within, random)
 		n += m
 		off += int64(m)
 		if err != nil {
@@ -309,11 +320,24 @@ func (c *Cache) ReadAt(ctx context.Context, v object.Version, p []byte, off int6
 	return n, nil
 }
 
-// readChunk fills p from chunk idx at offset within. A chunk evicted between
-// lookup and open is simply fetched again. A missing chunk is served from its
-// download as soon as the bytes wanted have arrived.
-func (c *Cache) readChunk(ctx context.Context, v object.Version, idx int64, p []byte, within int64) (int, error) {
-	id := c.chunkID(v, idx)
+// readChunk fills p from chunk idx at offset within: from the chunk if it is
+// cached; else from pieces of it if they hold the range; else, for a random
+// reader, by fetching the pieces the range touches; else by fetching the
+// chunk.
+func (c *Cache) readChunk(ctx context.Context, v object.Version, idx int64, p []byte, within int64, random bool) (int, error) {
+	whole := c.chunkSpan(v, idx)
+	if c.pieceSize > 0 && !c.cached(whole.id) && (random || c.piecesCached(v, idx, within, int64(len(p)))) {
+		return c.readPieces(ctx, v, idx, p, within)
+	}
+	return c.readSpan(ctx, v, whole, p, within)
+}
+
+// readSpan fills p from entry s at offset within, fetching it if missing. An
+// entry evicted between lookup and open is simply fetched again. A missing
+// entry is served from its download as soon as the bytes wanted have
+// arrived.
+func (c *Cache) readSpan(ctx context.Context, v object.Version, s span, p []byte, within int64) (int, error) {
+	id := s.id
 	missed := false
 	for attempt := 0; attempt < 4; attempt++ {
 		f, err := c.openChunk(id)
@@ -325,13 +349,13 @@ func (c *Cache) readChunk(ctx context.Context, v object.Version, idx int64, p []
 			}
 			missed = true
 			if c.bypassing() {
-				return c.readThrough(ctx, v, p, idx*c.opt.ChunkSize+within)
+				return c.readThrough(ctx, v, p, s.off+within)
 			}
-			fl, err := c.join(v, idx, id, false)
+			fl, err := c.join(v, s, false)
 			if err != nil {
 				return 0, err
 			}
-			ok, err := fl.readAt(ctx, p, within, c.chunkLen(v, idx))
+			ok, err := fl.readAt(ctx, p, within, s.n)
 			if err != nil {
 				return 0, err
 			}
@@ -344,7 +368,7 @@ func (c *Cache) readChunk(ctx context.Context, v object.Version, idx int64, p []
 				return 0, ctx.Err()
 			}
 			if errors.Is(fl.err, errNoSpace) {
-				return c.readThrough(ctx, v, p, idx*c.opt.ChunkSize+within)
+				return c.readThrough(ctx, v, p, s.off+within)
 			}
 			if fl.err != nil {
 				return 0, fl.err
@@ -365,7 +389,7 @@ func (c *Cache) readChunk(ctx context.Context, v object.Version, idx int64, p []
 		}
 		c.drop(id, fmt.Sprintf("short read at %d: %v", within, err))
 	}
-	return 0, fmt.Errorf("read %s chunk %d: chunk evicted or invalid repeatedly", v.Key, idx)
+	return 0, fmt.Errorf("read %s at %d: cache entry evicted or invalid repeatedly", v.Key, s.off+within)
 }
 
 // ErrNotCached: no such chunk or blob in the cache (never made, or evicted).
@@ -422,9 +446,12 @@ func (c *Cache) markVerified(id string) {
 // waiting for or a worker has pinned stay until the LRU evicts them.
 func (c *Cache) Discard(v object.Version) {
 	n := (v.Size + c.opt.ChunkSize - 1) / c.opt.ChunkSize
-	ids := make([]string, n)
-	for idx := range ids {
-		ids[idx] = c.chunkID(v, int64(idx))
+	var ids []string
+	for idx := range n {
+		ids = append(ids, c.chunkID(v, idx))
+		for piece := int64(0); c.pieceSize > 0 && piece*c.pieceSize < c.chunkLen(v, idx); piece++ {
+			ids = append(ids, c.pieceID(v, idx, piece))
+		}
 	}
 	var victims []entry
 	c.mu.Lock()

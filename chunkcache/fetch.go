@@ -102,11 +102,23 @@ func (w progressWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// join returns the running download of chunk idx of v, starting one if there
-// is none. The download runs on the cache's own context: a caller that gives
-// up (its FUSE request was interrupted) stops waiting but does not cancel the
+// span is what one cache entry holds: bytes [off, off+n) of an object
+// version, under the entry's id. A whole chunk, or a piece of one.
+type span struct {
+	id     string
+	off, n int64
+}
+
+func (c *Cache) chunkSpan(v object.Version, idx int64) span {
+	return span{c.chunkID(v, idx), idx * c.opt.ChunkSize, c.chunkLen(v, idx)}
+}
+
+// join returns the running download of s, starting one if there is none.
+// The download runs on the cache's own context: a caller that gives up (its
+// FUSE request was interrupted) stops waiting but does not cancel the
 // download others wait for.
-func (c *Cache) join(v object.Version, idx int64, id string, readahead bool) (*flight, error) {
+func (c *Cache) join(v object.Version, s span, readahead bool) (*flight, error) {
+	id := s.id
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -125,7 +137,7 @@ func (c *Cache) join(v object.Version, idx int64, id string, readahead bool) (*f
 	c.mu.Unlock()
 	go func() {
 		defer c.wg.Done()
-		err := c.download(f, v, idx, id, readahead)
+		err := c.download(f, v, s, readahead)
 		// The chunk is admitted (or the download failed) before the flight
 		// goes: a caller finds one or the other, never neither.
 		c.mu.Lock()
@@ -137,9 +149,9 @@ func (c *Cache) join(v object.Version, idx int64, id string, readahead bool) (*f
 	return f, nil
 }
 
-// fetch makes sure chunk idx of v is on disk, waiting for the whole download.
-func (c *Cache) fetch(ctx context.Context, v object.Version, idx int64, id string, readahead bool) error {
-	f, err := c.join(v, idx, id, readahead)
+// fetch makes sure s of v is on disk, waiting for the whole download.
+func (c *Cache) fetch(ctx context.Context, v object.Version, s span, readahead bool) error {
+	f, err := c.join(v, s, readahead)
 	if err != nil {
 		return err
 	}
@@ -151,36 +163,34 @@ func (c *Cache) fetch(ctx context.Context, v object.Version, idx int64, id strin
 	}
 }
 
-func (c *Cache) download(f *flight, v object.Version, idx int64, id string, readahead bool) error {
-	// Another caller may have finished this chunk between our miss and
+func (c *Cache) download(f *flight, v object.Version, s span, readahead bool) error {
+	// Another caller may have finished this entry between our miss and
 	// starting the flight.
-	if c.cached(id) {
+	if c.cached(s.id) {
 		return nil
 	}
 	if readahead {
 		c.stats.readaheads.Add(1)
 	}
-	off := idx * c.opt.ChunkSize
-	n := c.chunkLen(v, idx)
 	for attempt := 1; ; attempt++ {
-		err := c.fetchOnce(f, v, off, n, id)
+		err := c.fetchOnce(f, v, s.off, s.n, s.id)
 		if err == nil {
 			return nil
 		}
 		if isNoSpace(err) {
 			c.noteNoSpace(err)
-			return fmt.Errorf("fetch %s chunk %d: %w: %w", v.Key, idx, errNoSpace, err)
+			return fmt.Errorf("fetch %s at %d: %w: %w", v.Key, s.off, errNoSpace, err)
 		}
-		c.log.Warn("chunk fetch failed", "key", v.Key, "chunk", idx, "attempt", attempt, "err", err)
+		c.log.Warn("chunk fetch failed", "key", v.Key, "offset", s.off, "length", s.n, "attempt", attempt, "err", err)
 		if attempt == fetchAttempts || !transient(err) || c.ctx.Err() != nil {
-			return fmt.Errorf("fetch %s chunk %d: %w", v.Key, idx, err)
+			return fmt.Errorf("fetch %s at %d: %w", v.Key, s.off, err)
 		}
 		// The fetcher retried within the attempt already; this covers a
 		// burst of failures longer than its own retries. The GET slot is
 		// free meanwhile, for fetches that may succeed.
 		select {
 		case <-c.ctx.Done():
-			return fmt.Errorf("fetch %s chunk %d: %w", v.Key, idx, err)
+			return fmt.Errorf("fetch %s at %d: %w", v.Key, s.off, err)
 		case <-time.After(time.Duration(attempt) * 250 * time.Millisecond):
 		}
 	}

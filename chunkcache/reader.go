@@ -22,8 +22,17 @@ type Reader struct {
 	// not disable readahead for the scan that follows.)
 	frontier int64
 	streak   int   // consecutive reads near the frontier
+	run      int64 // bytes read near the frontier since the last jump
+	jumps    int   // jumps since the last long run
 	ahead    int64 // highest chunk index already handed to readahead
 }
+
+// randomAfter is how many jumps, with no long sequential run between them,
+// make a reader random. Two, so that a PDF reader's tail read and its jump
+// back to the header are read as chunks if it then scans on, and as pieces
+// if it keeps jumping. A run is long from a quarter chunk on: the kernel
+// splits one read(2) into several requests, which must not count as a scan.
+const randomAfter = 2
 
 // seqSlack is how far from the frontier a read may start and still count as
 // sequential: enough for the kernel's reordered async reads (its readahead
@@ -38,9 +47,10 @@ func (c *Cache) NewReader(v object.Version) *Reader {
 // Version is the object version this reader is pinned to.
 func (r *Reader) Version() object.Version { return r.v }
 
-// ReadAt reads like Cache.ReadAt and may schedule readahead.
+// ReadAt reads like Cache.ReadAt and may schedule readahead; a random
+// reader's misses fetch pieces instead of chunks.
 func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	from, thru := r.observe(off, int64(len(p)))
+	from, thru, random := r.observe(off, int64(len(p)))
 	scheduled := from - 1
 	for idx := from; idx <= thru && r.c.prefetch(r.v, idx); idx++ {
 		scheduled = idx
@@ -50,27 +60,33 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		r.ahead = max(r.ahead, scheduled)
 		r.mu.Unlock()
 	}
-	return r.c.ReadAt(ctx, r.v, p, off)
+	return r.c.readAt(ctx, r.v, p, off, random)
 }
 
 // observe updates the access pattern and returns the chunk indexes to fetch
-// ahead (from > thru when none).
-func (r *Reader) observe(off, n int64) (from, thru int64) {
+// ahead (from > thru when none), and whether the reader reads at random.
+func (r *Reader) observe(off, n int64) (from, thru int64, random bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if slack := r.c.seqSlack(); off >= r.frontier-slack && off <= r.frontier+slack {
 		r.streak++
+		if r.run += n; r.run >= r.c.opt.ChunkSize/4 {
+			r.jumps = 0
+		}
 	} else {
 		r.streak = 0
+		r.run = n
+		r.jumps++
 	}
 	r.frontier = off + n
+	random = r.jumps >= randomAfter
 	if r.c.raChunks == 0 || r.streak < 2 {
-		return 1, 0
+		return 1, 0, random
 	}
 	cs := r.c.opt.ChunkSize
 	last := (r.v.Size - 1) / cs
 	cur := min(off+n, r.v.Size-1) / cs
-	return max(cur+1, r.ahead+1), min(cur+r.c.raChunks, last)
+	return max(cur+1, r.ahead+1), min(cur+r.c.raChunks, last), false
 }
 
 // Close releases the reader. Readahead it started finishes on its own: the
@@ -104,7 +120,7 @@ func (c *Cache) prefetch(v object.Version, idx int64) bool {
 		defer c.wg.Done()
 		defer c.readahead.Release(size)
 		// Errors are logged by download; the reader retries in the foreground.
-		_ = c.fetch(c.ctx, v, idx, id, true)
+		_ = c.fetch(c.ctx, v, span{id, idx * c.opt.ChunkSize, size}, true)
 	}()
 	return true
 }

@@ -1,0 +1,106 @@
+package chunkcache
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"s3docs/internal/object"
+)
+
+// A reader that keeps jumping fetches only the pieces its reads touch; the
+// pieces serve any reader of that range afterwards, survive a restart, and
+// go with their version.
+func TestRandomReaderFetchesPieces(t *testing.T) {
+	ps := pieceSizeFor(testChunk)
+	if ps == 0 || testChunk%ps != 0 {
+		t.Fatalf("piece size %d for chunks of %d", ps, testChunk)
+	}
+	f := newFakeFetcher()
+	data := randomBytes(31, 4*testChunk+99)
+	v := f.add("obj", data)
+	dir := t.TempDir()
+	c := openCache(t, dir, f, 100*testChunk, 0)
+	r := c.NewReader(v)
+	read := func(r interface {
+		ReadAt(context.Context, []byte, int64) (int, error)
+	}, off, n int64) {
+		t.Helper()
+		p := make([]byte, n)
+		if _, err := r.ReadAt(context.Background(), p, off); err != nil || !bytes.Equal(p, data[off:off+n]) {
+			t.Fatalf("read %d+%d: %v (bytes equal: %v)", off, n, err, bytes.Equal(p, data[off:off+n]))
+		}
+		waitDownloads(t, c)
+	}
+
+	// The first jump still fetches its chunk: it may begin a scan.
+	read(r, 3*testChunk+100, 10)
+	if f.callsFor("obj", 3*testChunk) != 1 {
+		t.Fatal("first read did not fetch its chunk")
+	}
+	// The second makes the reader random: only the piece touched.
+	read(r, testChunk+2*ps+100, 10)
+	if got := f.callsFor("obj", testChunk+2*ps); got != 1 {
+		t.Fatalf("piece fetched %d times, want 1", got)
+	}
+	if got := f.callsFor("obj", testChunk); got != 0 {
+		t.Fatalf("random read fetched its whole chunk (%d GETs)", got)
+	}
+	// A read across two pieces fetches both.
+	read(r, 2*testChunk+ps-5, 10)
+	if f.callsFor("obj", 2*testChunk) != 1 || f.callsFor("obj", 2*testChunk+ps) != 1 {
+		t.Fatal("a read across two pieces did not fetch exactly those two")
+	}
+	total := f.total.Load()
+	if want := int64(4); total != want {
+		t.Fatalf("%d GETs, want %d", total, want)
+	}
+	if got, want := c.Bytes(), testChunk+3*ps; got != want {
+		t.Fatalf("cache holds %d bytes, want a chunk and three pieces (%d)", got, want)
+	}
+
+	// Any reader of a range the pieces hold is served from them.
+	read(plainReader{c, v}, testChunk+2*ps, ps)
+	if f.total.Load() != total {
+		t.Fatal("a range held by pieces was fetched again")
+	}
+	// A range they do not cover, for a reader that is not random, is a
+	// whole chunk.
+	read(plainReader{c, v}, testChunk, testChunk)
+	if f.callsFor("obj", testChunk) != 1 {
+		t.Fatal("a sequential read of a chunk did not fetch the chunk")
+	}
+
+	// Restart: the pieces are reused, checksums checked on first read.
+	c.Close()
+	c2 := openCache(t, dir, f, 100*testChunk, 0)
+	before := f.total.Load()
+	p := make([]byte, 10)
+	if _, err := c2.ReadAt(context.Background(), v, p, 2*testChunk+ps-5); err != nil || !bytes.Equal(p, data[2*testChunk+ps-5:2*testChunk+ps+5]) {
+		t.Fatalf("read from pieces after a restart: %v", err)
+	}
+	if f.total.Load() != before {
+		t.Fatal("pieces were not reused after a restart")
+	}
+
+	// Discard drops pieces with the chunks.
+	c2.Discard(v)
+	if got := c2.Bytes(); got != 0 {
+		t.Fatalf("%d bytes left after Discard", got)
+	}
+	if des, _ := os.ReadDir(filepath.Join(dir, "chunks")); len(des) != 0 {
+		t.Fatalf("%d files left after Discard", len(des))
+	}
+}
+
+// plainReader reads through Cache.ReadAt, with no access pattern.
+type plainReader struct {
+	c *Cache
+	v object.Version
+}
+
+func (r plainReader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	return r.c.ReadAt(ctx, r.v, p, off)
+}
