@@ -602,30 +602,12 @@ func docHandmadePDF() []byte {
 		/* 19 */ docStream("", "1000 0 d0 BT /F3 800 Tf 0 0 Td (a) Tj ET"),
 		/* 20 */ "<< /Type /Font /Subtype /Type1 /BaseFont /Times-Roman /Encoding /WinAnsiEncoding >>",
 	}
-	return docBuildPDF(objs)
+	return pdfgen.Objects(objs)
 }
 
 // docStream returns a stream object with the given extra dictionary entries.
 func docStream(dict, data string) string {
 	return fmt.Sprintf("<< %s /Length %d >>\nstream\n%s\nendstream", dict, len(data), data)
-}
-
-// docBuildPDF writes objects 1..len(objs) with a cross-reference table.
-func docBuildPDF(objs []string) []byte {
-	var b bytes.Buffer
-	b.WriteString("%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-	offsets := make([]int, len(objs))
-	for i, body := range objs {
-		offsets[i] = b.Len()
-		fmt.Fprintf(&b, "%d 0 obj\n%s\nendobj\n", i+1, body)
-	}
-	xref := b.Len()
-	fmt.Fprintf(&b, "xref\n0 %d\n0000000000 65535 f\r\n", len(objs)+1)
-	for _, off := range offsets {
-		fmt.Fprintf(&b, "%010d 00000 n\r\n", off)
-	}
-	fmt.Fprintf(&b, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n", len(objs)+1, xref)
-	return b.Bytes()
 }
 
 func TestScanNames(t *testing.T) {
@@ -685,7 +667,7 @@ func FuzzOpenExtract(f *testing.F) {
 	f.Add(pdfgen.Bytes(pdfgen.Options{Pages: 2}))
 	f.Add(pdfgen.Bytes(pdfgen.Options{Pages: 5, Generation: 3, SharedResources: true, Inherit: true, Fanout: 2, Links: true,
 		Revise: func(i int) (string, bool) { return "new", i == 2 }}))
-	f.Add(docBuildPDF([]string{
+	f.Add(pdfgen.Objects([]string{
 		"<< /Type /Catalog /Pages 2 0 R >>",
 		"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
 		"<< /Type /Page /Parent 2 0 R /Contents 4 0 R /Resources << >> >>",

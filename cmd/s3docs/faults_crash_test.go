@@ -22,15 +22,7 @@ func TestKill9DuringReadsThenRestart(t *testing.T) {
 	w := newWorld(t)
 	const objects = 6
 	size := 5*testChunkSize + 12345 // 6 chunks, the last short
-	sums := map[string]string{}
-	slices := map[chunkSig]chunkRef{}
-	for i := range objects {
-		key := fmt.Sprintf("crash/obj-%d.pdf", i)
-		data := testenv.RandomBytes(int64(400+i), size)
-		sourceChunks(slices, key, data)
-		w.s3.Put(t, testBucket, key, data)
-		sums[key] = sha256Hex(data)
-	}
+	sums, slices := putObjects(t, w, "crash", objects, size, 400)
 	// 8 MiB/s per GET: about a second per chunk, so the kill finds some
 	// chunks complete and others half-way into tmp/.
 	w.proxy.SetFault(func(r *http.Request) testenv.Fault {

@@ -22,15 +22,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	w := newWorld(t)
 	const objects = 4
 	size := 6*testChunkSize - 999
-	sums := map[string]string{}
-	slices := map[chunkSig]chunkRef{}
-	for i := range objects {
-		key := fmt.Sprintf("load/obj-%d.pdf", i)
-		data := testenv.RandomBytes(int64(700+i), size)
-		sourceChunks(slices, key, data)
-		w.s3.Put(t, testBucket, key, data)
-		sums[key] = sha256Hex(data)
-	}
+	sums, slices := putObjects(t, w, "load", objects, size, 700)
 	w.proxy.SetFault(func(r *http.Request) testenv.Fault {
 		if testenv.IsObjectGET(r) {
 			return testenv.Fault{Rate: 1 * mib}

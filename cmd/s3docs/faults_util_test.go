@@ -44,6 +44,22 @@ type chunkSig struct {
 	crc  uint32
 }
 
+// putObjects puts n objects of size random bytes under prefix (seeded from
+// seed) and returns their sha256 by key and their chunk slices.
+func putObjects(t *testing.T, w *world, prefix string, n, size int, seed int64) (map[string]string, map[chunkSig]chunkRef) {
+	t.Helper()
+	sums := map[string]string{}
+	slices := map[chunkSig]chunkRef{}
+	for i := range n {
+		key := fmt.Sprintf("%s/obj-%d.pdf", prefix, i)
+		data := testenv.RandomBytes(seed+int64(i), size)
+		sourceChunks(slices, key, data)
+		w.s3.Put(t, testBucket, key, data)
+		sums[key] = sha256Hex(data)
+	}
+	return sums, slices
+}
+
 // sourceChunks maps the signature of every chunk-sized slice of data to the
 // slice, so that each file of the cache can be matched to its source.
 func sourceChunks(into map[chunkSig]chunkRef, key string, data []byte) {
