@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"os"
 
 	"s3docs/internal/object"
 )
@@ -59,32 +58,6 @@ func (c *Cache) piecesCached(v object.Version, idx, within, n int64) bool {
 		}
 	}
 	return true
-}
-
-// openRange opens the cached entry that holds all of bytes [off, off+n) of
-// v, the chunk or else one piece, if there is one; at is where the range
-// starts in its file.
-func (c *Cache) openRange(v object.Version, off, n int64) (f *os.File, at int64, m int, ok bool) {
-	idx := off / c.opt.ChunkSize
-	within := off - idx*c.opt.ChunkSize
-	if within+n > c.chunkLen(v, idx) {
-		return nil, 0, 0, false // across chunks
-	}
-	spans := []span{c.chunkSpan(v, idx)}
-	if c.pieceSize > 0 {
-		if first, last := c.piecesIn(within, n); first == last {
-			spans = append(spans, c.pieceSpan(v, idx, first))
-		}
-	}
-	for _, s := range spans {
-		f, err := c.openChunk(s.id)
-		if err != nil {
-			continue
-		}
-		c.stats.hits.Add(1)
-		return f, off - s.off, int(n), true
-	}
-	return nil, 0, 0, false
 }
 
 // readPieces fills p from chunk idx at within, piece by piece.

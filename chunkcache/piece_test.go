@@ -3,7 +3,6 @@ package chunkcache
 import (
 	"bytes"
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -104,50 +103,4 @@ type plainReader struct {
 
 func (r plainReader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	return r.c.ReadAt(ctx, r.v, p, off)
-}
-
-// ReadOrFile hands over the cache file when one entry holds the whole range
-// (so FUSE can splice it) and reads like ReadAt otherwise.
-func TestReadOrFile(t *testing.T) {
-	f := newFakeFetcher()
-	data := randomBytes(32, 2*testChunk+10)
-	v := f.add("obj", data)
-	c := openCache(t, t.TempDir(), f, 100*testChunk, 0)
-	r := c.NewReader(v)
-	p := make([]byte, 100)
-	// Uncached: read into p.
-	file, _, n, err := r.ReadOrFile(context.Background(), p, 5)
-	if err != nil || file != nil || n != 100 || !bytes.Equal(p, data[5:105]) {
-		t.Fatalf("uncached: file %v, n %d, err %v", file, n, err)
-	}
-	waitDownloads(t, c)
-	// Cached: the chunk file, at the range's offset in it.
-	file, at, n, err := r.ReadOrFile(context.Background(), p, testChunk+7)
-	if err == nil && file == nil {
-		waitDownloads(t, c) // that read fetched chunk 1; ask again
-		file, at, n, err = r.ReadOrFile(context.Background(), p, testChunk+7)
-	}
-	if err != nil || file == nil || at != 7 || n != 100 {
-		t.Fatalf("cached: file %v, at %d, n %d, err %v", file, at, n, err)
-	}
-	got := make([]byte, n)
-	if _, err := file.ReadAt(got, at); err != nil || !bytes.Equal(got, data[testChunk+7:testChunk+107]) {
-		t.Fatalf("the file's bytes differ: %v", err)
-	}
-	file.Close()
-	// Across two chunks: read into p, even though both are cached.
-	file, _, n, err = r.ReadOrFile(context.Background(), p, testChunk-50)
-	if err != nil || file != nil || n != 100 || !bytes.Equal(p, data[testChunk-50:testChunk+50]) {
-		t.Fatalf("across chunks: file %v, n %d, err %v", file, n, err)
-	}
-	// At the end: the length is cut to the object's.
-	file, at, n, err = r.ReadOrFile(context.Background(), p, 2*testChunk+4)
-	if file == nil && n == 6 && (err == nil || err == io.EOF) {
-		waitDownloads(t, c)
-		file, at, n, err = r.ReadOrFile(context.Background(), p, 2*testChunk+4)
-	}
-	if err != nil || file == nil || at != 4 || n != 6 {
-		t.Fatalf("tail: file %v, at %d, n %d, err %v", file, at, n, err)
-	}
-	file.Close()
 }

@@ -2,7 +2,6 @@ package chunkcache
 
 import (
 	"context"
-	"os"
 	"sync"
 
 	"s3docs/internal/object"
@@ -51,30 +50,7 @@ func (r *Reader) Version() object.Version { return r.v }
 // ReadAt reads like Cache.ReadAt and may schedule readahead; a random
 // reader's misses fetch pieces instead of chunks.
 func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	random := r.schedule(off, int64(len(p)))
-	return r.c.readAt(ctx, r.v, p, off, random)
-}
-
-// ReadOrFile is ReadAt for a caller that can send file data on without
-// copying it (FUSE splices it to the kernel). When one cached entry holds
-// all of the range, it reads nothing and returns that entry's open file,
-// where the range starts in it, and its length; the caller closes the file.
-// Otherwise it reads into p like ReadAt and returns a nil file.
-func (r *Reader) ReadOrFile(ctx context.Context, p []byte, off int64) (f *os.File, at int64, n int, err error) {
-	random := r.schedule(off, int64(len(p)))
-	if off >= 0 && off < r.v.Size {
-		if f, at, n, ok := r.c.openRange(r.v, off, min(int64(len(p)), r.v.Size-off)); ok {
-			return f, at, n, nil
-		}
-	}
-	n, err = r.c.readAt(ctx, r.v, p, off, random)
-	return nil, 0, n, err
-}
-
-// schedule observes a read, starts the readahead it calls for, and says
-// whether the reader reads at random.
-func (r *Reader) schedule(off, n int64) (random bool) {
-	from, thru, random := r.observe(off, n)
+	from, thru, random := r.observe(off, int64(len(p)))
 	scheduled := from - 1
 	for idx := from; idx <= thru && r.c.prefetch(r.v, idx); idx++ {
 		scheduled = idx
@@ -84,7 +60,7 @@ func (r *Reader) schedule(off, n int64) (random bool) {
 		r.ahead = max(r.ahead, scheduled)
 		r.mu.Unlock()
 	}
-	return random
+	return r.c.readAt(ctx, r.v, p, off, random)
 }
 
 // observe updates the access pattern and returns the chunk indexes to fetch

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path"
 	"sync"
 	"syscall"
@@ -251,17 +250,7 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 		return nil, h.node.fsys.errno(err, "read", h.v.Key)
 	}
 	start := time.Now()
-	var n int
-	var err error
-	if fr, ok := h.r.(fileRangeReader); ok {
-		var f *os.File
-		var at int64
-		if f, at, n, err = fr.ReadOrFile(ctx, dest, off); f != nil {
-			return &fileResult{f: f, off: at, size: n}, 0
-		}
-	} else {
-		n, err = h.r.ReadAt(ctx, dest, off)
-	}
+	n, err := h.r.ReadAt(ctx, dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		if errors.Is(err, object.ErrChanged) || errors.Is(err, object.ErrNotFound) {
 			// Changed or deleted under an open handle: this handle's
@@ -273,41 +262,6 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	}
 	return fuse.ReadResultData(dest[:n]), 0
 }
-
-// fileRangeReader is a Reader that can hand over the cache file holding a
-// range instead of reading it (the chunk cache's).
-type fileRangeReader interface {
-	ReadOrFile(ctx context.Context, p []byte, off int64) (f *os.File, at int64, n int, err error)
-}
-
-// fileResult answers a read with bytes of an open cache file: go-fuse
-// splices them from the file to the kernel, so they never pass through our
-// memory (it falls back to Bytes when it cannot splice). go-fuse calls Done
-// once the reply is sent, which is when the file may close.
-type fileResult struct {
-	f    *os.File
-	off  int64
-	size int
-}
-
-var _ fuse.ReadResult = (*fileResult)(nil)
-
-// Seekable is what go-fuse looks for to splice.
-func (r *fileResult) Seekable() (fd uintptr, off int64, sz int) {
-	return r.f.Fd(), r.off, r.size
-}
-
-func (r *fileResult) Bytes(buf []byte) ([]byte, fuse.Status) {
-	n, _ := r.f.ReadAt(buf[:min(len(buf), r.size)], r.off)
-	if n < min(len(buf), r.size) {
-		return nil, fuse.EIO // the cache file is shorter than its name says
-	}
-	return buf[:n], fuse.OK
-}
-
-func (r *fileResult) Size() int { return r.size }
-
-func (r *fileResult) Done() { r.f.Close() }
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
 	h.r.Close()
