@@ -2,15 +2,12 @@ package main
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"sort"
 	"sync"
 	"testing"
 	"time"
-
-	"s3docs/internal/testenv"
 )
 
 // kill -9 of the daemon while eight readers stream six objects: the readers
@@ -25,12 +22,7 @@ func TestKill9DuringReadsThenRestart(t *testing.T) {
 	sums, slices := putObjects(t, w, "crash", objects, size, 400)
 	// 8 MiB/s per GET: about a second per chunk, so the kill finds some
 	// chunks complete and others half-way into tmp/.
-	w.proxy.SetFault(func(r *http.Request) testenv.Fault {
-		if testenv.IsObjectGET(r) {
-			return testenv.Fault{Rate: 8 * mib}
-		}
-		return testenv.Fault{}
-	})
+	throttleGETs(w, 8*mib)
 	cacheDir := t.TempDir()
 	d := w.mount(t, mountOpts{cacheDir: cacheDir})
 	mp := d.mountpoint

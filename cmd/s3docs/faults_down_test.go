@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"sync"
 	"testing"
@@ -48,12 +47,7 @@ func TestServerDownMidRead(t *testing.T) {
 	// 4 MiB/s per GET: the 64 MiB file is still streaming (its first
 	// chunk read, the next ones on their way, the rest to come) when the
 	// server goes down.
-	w.proxy.SetFault(func(r *http.Request) testenv.Fault {
-		if testenv.IsObjectGET(r) {
-			return testenv.Fault{Rate: 4 * mib}
-		}
-		return testenv.Fault{}
-	})
+	throttleGETs(w, 4*mib)
 	stream := make(chan readResult, 1)
 	streamStart := time.Now()
 	go func() { stream <- timedSum(d.path("stream.pdf"), downReadBound) }()

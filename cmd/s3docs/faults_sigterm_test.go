@@ -2,14 +2,11 @@ package main
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
-
-	"s3docs/internal/testenv"
 )
 
 // SIGTERM while six readers stream four objects (the server sends 1 MiB/s
@@ -23,12 +20,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	const objects = 4
 	size := 6*testChunkSize - 999
 	sums, slices := putObjects(t, w, "load", objects, size, 700)
-	w.proxy.SetFault(func(r *http.Request) testenv.Fault {
-		if testenv.IsObjectGET(r) {
-			return testenv.Fault{Rate: 1 * mib}
-		}
-		return testenv.Fault{}
-	})
+	throttleGETs(w, 1*mib)
 	cacheDir := t.TempDir()
 	d := w.mount(t, mountOpts{cacheDir: cacheDir})
 

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"hash/crc32"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,6 +43,17 @@ func (r chunkRef) rangeHeader(size int) string {
 type chunkSig struct {
 	size int
 	crc  uint32
+}
+
+// throttleGETs makes the proxy send every object GET's body at about rate
+// bytes per second, so that a test finds reads in flight.
+func throttleGETs(w *world, rate int64) {
+	w.proxy.SetFault(func(r *http.Request) testenv.Fault {
+		if testenv.IsObjectGET(r) {
+			return testenv.Fault{Rate: rate}
+		}
+		return testenv.Fault{}
+	})
 }
 
 // putObjects puts n objects of size random bytes under prefix (seeded from
