@@ -159,8 +159,8 @@ func Open(o Options, f Fetcher) (*Cache, error) {
 		opt:      o,
 		fetcher:  f,
 		log:      o.Logger,
-		chunkDir: filepath.Join(o.Dir, "chunks"),
-		tmpDir:   filepath.Join(o.Dir, "tmp"),
+		chunkDir: chunksDir(o.Dir),
+		tmpDir:   tmpDir(o.Dir),
 		gets:     semaphore.NewWeighted(int64(o.MaxConcurrentGets)),
 		awaited:  map[string]int{},
 		flights:  map[string]*flight{},
@@ -172,7 +172,7 @@ func Open(o Options, f Fetcher) (*Cache, error) {
 	if c.raChunks > 0 {
 		c.readahead = semaphore.NewWeighted(c.raChunks * o.ChunkSize)
 	}
-	if err := ensurePrivateDir(o.Dir); err != nil {
+	if err := ensurePrivateDir(o.Dir, o.Logger); err != nil {
 		return nil, err
 	}
 	for _, d := range []string{c.chunkDir, c.tmpDir} {
@@ -180,7 +180,7 @@ func Open(o Options, f Fetcher) (*Cache, error) {
 			return nil, fmt.Errorf("chunkcache: %w", err)
 		}
 	}
-	lock, err := os.OpenFile(filepath.Join(o.Dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	lock, err := os.OpenFile(LockPath(o.Dir), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("chunkcache: %w", err)
 	}

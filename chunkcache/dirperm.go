@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"syscall"
 )
@@ -13,7 +14,14 @@ import (
 // bucket's documents in clear: a group- or world-readable cache would hand
 // them to users the mount itself keeps out (the mount is private unless
 // --allow-other), and a directory someone else owns could be swapped under us.
-func ensurePrivateDir(dir string) error {
+//
+// An existing directory of ours that is wider than 0700 but empty is what a
+// plain `mkdir` under umask 022 just made for us: it holds nothing anyone
+// could have read, so it is tightened to 0700 (and logged) instead of
+// refused. A non-empty one is refused: s3docs never changes the mode of a
+// directory that holds other things (the system's temporary directory,
+// /var/cache, a home directory).
+func ensurePrivateDir(dir string, log *slog.Logger) error {
 	err := os.Mkdir(dir, 0o700)
 	if errors.Is(err, fs.ErrNotExist) {
 		err = os.MkdirAll(dir, 0o700)
@@ -35,9 +43,51 @@ func ensurePrivateDir(dir string) error {
 		return fmt.Errorf("chunkcache: cache directory %s belongs to uid %d, not to this process (uid %d): refusing it",
 			dir, st.Uid, os.Geteuid())
 	}
-	if perm := info.Mode().Perm(); perm&0o077 != 0 {
+	perm := info.Mode().Perm()
+	if perm&0o077 == 0 {
+		return nil
+	}
+	names, err := dirNames(dir)
+	if err != nil {
+		return fmt.Errorf("chunkcache: %w", err)
+	}
+	if len(names) == 0 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("chunkcache: cache directory %s has mode %04o and cannot be made private: %w", dir, perm, err)
+		}
+		log.Info("cache directory was empty and open to others: made it private", "dir", dir, "mode_was", fmt.Sprintf("%04o", perm), "mode", "0700")
+		return nil
+	}
+	if onlyOurLayout(names) {
+		// Our own cache, widened by hand: tightening it is the operator's
+		// call (someone may have been let in on purpose), and the fix is
+		// safe to suggest because nothing else lives there.
 		return fmt.Errorf("chunkcache: cache directory %s has mode %04o: it must be private to its owner (chmod 700 %s)",
 			dir, perm, dir)
 	}
-	return nil
+	return fmt.Errorf("chunkcache: cache directory %s has mode %04o and holds other files: give s3docs a directory of its own (a new path, which it creates private)",
+		dir, perm)
+}
+
+// dirNames lists the names in dir.
+func dirNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
+
+// onlyOurLayout says whether names are all entries s3docs itself makes at
+// the top of a cache directory.
+func onlyOurLayout(names []string) bool {
+	for _, n := range names {
+		switch n {
+		case chunksDirName, tmpDirName, lockFileName:
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -197,16 +197,51 @@ func TestCacheDirMustBePrivate(t *testing.T) {
 		t.Fatalf("new cache directory: %v, mode %v; want 0700", err, info.Mode().Perm())
 	}
 
-	wide := filepath.Join(base, "wide")
-	if err := os.Mkdir(wide, 0o700); err != nil {
+	// An empty directory of ours that others may enter is what `mkdir`
+	// under umask 022 makes: it is tightened, with one log line.
+	wideEmpty := filepath.Join(base, "wide-empty")
+	mkdirMode(t, wideEmpty, 0o755)
+	var logged testenv.LockedBuffer
+	c, err := Open(Options{Dir: wideEmpty, MaxBytes: 10 * testChunk, ChunkSize: testChunk,
+		Logger: slog.New(slog.NewTextHandler(&logged, nil))}, f)
+	if err != nil {
+		t.Fatalf("empty 0755 directory: %v; want it made private and used", err)
+	}
+	c.Close()
+	if info, err := os.Stat(wideEmpty); err != nil || info.Mode().Perm() != 0o700 {
+		t.Fatalf("empty 0755 directory after Open: %v, mode %v; want 0700", err, info.Mode().Perm())
+	}
+	if n := strings.Count(logged.String(), "made it private"); n != 1 {
+		t.Fatalf("log says %d times that the directory was made private, want once:\n%s", n, logged.String())
+	}
+
+	// A wide directory that holds other things is refused and left as it
+	// is: the fix is not ours to make (it may be /tmp or a home directory).
+	wideFull := filepath.Join(base, "wide-full")
+	mkdirMode(t, wideFull, 0o755)
+	if err := os.WriteFile(filepath.Join(wideFull, "notes.txt"), []byte("mine"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	os.Chmod(wide, 0o755)
-	if err := open(wide); err == nil || !strings.Contains(err.Error(), "mode 0755") || !strings.Contains(err.Error(), "chmod 700") {
-		t.Fatalf("0755 directory: %v; want a refusal saying the mode and the fix", err)
+	err = open(wideFull)
+	if err == nil || !strings.Contains(err.Error(), "mode 0755") || !strings.Contains(err.Error(), "holds other files") ||
+		strings.Contains(err.Error(), "chmod") {
+		t.Fatalf("non-empty 0755 directory: %v; want a refusal naming the mode, and no chmod advice", err)
 	}
-	if des, _ := os.ReadDir(wide); len(des) != 0 {
+	if des, _ := os.ReadDir(wideFull); len(des) != 1 {
 		t.Fatalf("refused directory was written to: %d entries", len(des))
+	}
+	if info, _ := os.Stat(wideFull); info.Mode().Perm() != 0o755 {
+		t.Fatalf("refused directory's mode changed to %v", info.Mode().Perm())
+	}
+
+	// Our own cache widened by hand: refused, and chmod is the advice.
+	ours := filepath.Join(base, "ours")
+	if err := open(ours); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(ours, 0o750)
+	if err := open(ours); err == nil || !strings.Contains(err.Error(), "mode 0750") || !strings.Contains(err.Error(), "chmod 700 "+ours) {
+		t.Fatalf("widened cache directory: %v; want a refusal with the chmod fix", err)
 	}
 
 	notDir := filepath.Join(base, "file")
@@ -344,5 +379,16 @@ func TestBoundLoweredWhenOwnChunksFillTheDisk(t *testing.T) {
 	}
 	if !c.cached(c.chunkID(v, 15)) {
 		t.Fatal("last chunk not cached after the backoff")
+	}
+}
+
+// mkdirMode makes dir with exactly mode, whatever the umask.
+func mkdirMode(t *testing.T, dir string, mode os.FileMode) {
+	t.Helper()
+	if err := os.Mkdir(dir, mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, mode); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -36,10 +36,6 @@ var ErrInUse = errors.New("in use by a running s3docs daemon")
 // nor chunks/ of a cache: an operator's typo must not empty someone's files.
 var ErrNotCacheDir = errors.New("not an s3docs cache directory (no lock file, no chunks/)")
 
-// LockPath is the file that a running daemon keeps locked (flock LOCK_EX).
-// It must name the same file as Open does.
-func LockPath(dir string) string { return filepath.Join(dir, "lock") }
-
 // ReadStatus counts the files of the cache directory dir. It takes no lock
 // that could stop a daemon from starting, beyond a non-blocking probe.
 func ReadStatus(dir string) (Status, error) {
@@ -81,8 +77,8 @@ func Clear(dir string) (Status, error) {
 	if err := st.scan(dir); err != nil {
 		return Status{}, err
 	}
-	for _, sub := range []string{"chunks", "tmp"} {
-		if err := emptyDir(filepath.Join(dir, sub)); err != nil {
+	for _, sub := range []string{chunksDir(dir), tmpDir(dir)} {
+		if err := emptyDir(sub); err != nil {
 			return st, fmt.Errorf("chunkcache: %w", err)
 		}
 	}
@@ -101,7 +97,7 @@ func checkCacheDir(dir string) error {
 		return fmt.Errorf("cache directory %s is not a directory", dir)
 	}
 	_, lockErr := os.Lstat(LockPath(dir))
-	_, chunksErr := os.Lstat(filepath.Join(dir, "chunks"))
+	_, chunksErr := os.Lstat(chunksDir(dir))
 	if lockErr != nil && chunksErr != nil {
 		return fmt.Errorf("%s is %w", dir, ErrNotCacheDir)
 	}
@@ -139,7 +135,7 @@ func lockedByOther(dir string) (bool, error) {
 
 // scan judges chunk files as Open's rebuild does: by name and size only.
 func (st *Status) scan(dir string) error {
-	des, err := readDirIfExists(filepath.Join(dir, "chunks"))
+	des, err := readDirIfExists(chunksDir(dir))
 	if err != nil {
 		return err
 	}
@@ -160,7 +156,7 @@ func (st *Status) scan(dir string) error {
 		st.Entries++
 		st.Bytes += size
 	}
-	tmps, err := readDirIfExists(filepath.Join(dir, "tmp"))
+	tmps, err := readDirIfExists(tmpDir(dir))
 	if err != nil {
 		return err
 	}

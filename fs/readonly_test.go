@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -267,7 +266,7 @@ func TestMoveIntoTheMountFails(t *testing.T) {
 	if err := unix.Rename(src, dst); !errors.Is(err, unix.EXDEV) {
 		t.Fatalf("rename into the mount: %v, want EXDEV", err)
 	}
-	out, err := exec.Command("mv", src, dst).CombinedOutput()
+	out, err := testenv.Command(testenv.Tool(t, "mv"), src, dst).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "Read-only file system") {
 		t.Fatalf("mv into the mount: %v: %s", err, out)
 	}
@@ -278,7 +277,7 @@ func TestMoveIntoTheMountFails(t *testing.T) {
 		t.Fatalf("the target exists: %v", err)
 	}
 	// And out of it: the copy is made, the unlink in the mount refused.
-	out, err = exec.Command("mv", filepath.Join(mp, "top.pdf"), filepath.Join(t.TempDir(), "top.pdf")).CombinedOutput()
+	out, err = testenv.Command(testenv.Tool(t, "mv"), filepath.Join(mp, "top.pdf"), filepath.Join(t.TempDir(), "top.pdf")).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "Read-only file system") {
 		t.Fatalf("mv out of the mount: %v: %s", err, out)
 	}

@@ -93,10 +93,7 @@ for s in s3docs s3fs rclone; do want "$s" && systems+=("$s"); done
 [[ $mode != parts ]] || want s3docs || die "parts measures s3docs only: --only must include it"
 
 [[ $(id -u) -eq 0 ]] || die "bench.sh drops the page cache and mounts: run it as root"
-ensure_deps
-ensure_apt fio jq
-want s3fs && ensure_apt s3fs
-want rclone && ensure_apt rclone
+ensure_bench_deps
 [[ -w /proc/sys/vm/drop_caches ]] || die "cannot write /proc/sys/vm/drop_caches"
 
 started=$(date +%s)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Demo: serves sample PDFs from a local S3 server (versitygw) through s3docs.
 #
-# Usage: scripts/demo.sh [MOUNTPOINT]     (default: mnt/s3docs in the repo)
+# Usage: scripts/demo.sh [--check] [MOUNTPOINT]   (default: mnt/s3docs in the repo)
 #
 # Builds s3docs into .demo/bin, writes the sample PDFs (internal/tools/mkpdfs)
 # into .demo/samples, starts versitygw on a free loopback port with its data
@@ -11,9 +11,31 @@
 # daemon (which unmounts), then versitygw, and exits 0. Safe to re-run: it
 # cleans up after an earlier run that was killed (its processes, its mount).
 # Logs: .demo/s3docs.log, .demo/versitygw.log.
+#
+# --check runs the same demo without waiting and checks what it shows: the
+# sha256 of a PDF read through the mount equals the uploaded file's, and a
+# part under .parts/ is a PDF of the pages its name says (pdfinfo, and the
+# text of its first page equals pdftotext of that page of the source). Then
+# it unmounts, stops everything and exits 0, or exits 1 naming what failed.
+# .ci/run runs it under umask 022, as a newcomer's first command.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CHECK=false
+if [[ ${1:-} == --check ]]; then
+	CHECK=true
+	shift
+fi
+case ${1:-} in
+-h | --help)
+	sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+	exit 0
+	;;
+-*)
+	echo "demo.sh: unknown option $1 (usage: scripts/demo.sh [--check] [MOUNTPOINT])" >&2
+	exit 2
+	;;
+esac
 # A MOUNTPOINT argument is relative to the caller's directory.
 MNT=${1:-$ROOT/mnt/s3docs}
 if [[ $MNT != /* ]]; then
@@ -122,8 +144,10 @@ log "writing sample PDFs"
 go run ./internal/tools/mkpdfs -out "$DEMO/samples"
 
 # A fresh bucket each run; the cache is kept, as a restarted daemon keeps it.
+# The daemon makes the cache directory itself, private (0700), whatever the
+# umask.
 rm -rf "$DEMO/s3root"
-mkdir -p "$DEMO/s3root" "$DEMO/cache" "$MNT"
+mkdir -p "$DEMO/s3root" "$MNT"
 
 PORT=$(free_port)
 URL=http://127.0.0.1:$PORT
@@ -186,6 +210,7 @@ for ((i = 0; ; i++)); do
 done
 
 brief=cases/2024/brief.pdf
+part=pages-0051-0100.pdf
 echo
 log "ls -lR $MNT"
 ls -lR "$MNT"
@@ -198,10 +223,27 @@ pdfinfo "$MNT/$brief"
 echo
 log "ls $MNT/.parts/$brief/   (page ranges as PDFs, made on demand)"
 ls "$MNT/.parts/$brief/"
-log "pdfinfo $MNT/.parts/$brief/pages-0051-0100.pdf | grep Pages"
-pdfinfo "$MNT/.parts/$brief/pages-0051-0100.pdf" | grep Pages
+log "pdfinfo $MNT/.parts/$brief/$part | grep Pages"
+pdfinfo "$MNT/.parts/$brief/$part" | grep Pages
 log "getfattr -n user.s3docs.pages $MNT/$brief"
 getfattr --absolute-names -n user.s3docs.pages "$MNT/$brief"
+
+if $CHECK; then
+	echo
+	log "checking what the demo showed"
+	want=$(sha256sum <"$DEMO/samples/$brief" | cut -d' ' -f1)
+	got=$(sha256sum <"$MNT/$brief" | cut -d' ' -f1)
+	[[ $got == "$want" ]] || die "sha256 of $MNT/$brief is $got, the uploaded file's is $want"
+	log "  sha256 of $brief through the mount equals the uploaded file's"
+	pages=$(pdfinfo "$MNT/.parts/$brief/$part" | awk '$1 == "Pages:" { print $2 }')
+	[[ $pages == 50 ]] || die "$part has ${pages:-no} pages, want 50"
+	want=$(pdftotext -f 51 -l 51 "$DEMO/samples/$brief" -)
+	got=$(pdftotext -f 1 -l 1 "$MNT/.parts/$brief/$part" -)
+	[[ -n $want && $got == "$want" ]] || die "page 1 of $part does not hold the text of page 51 of $brief"
+	log "  $part has 50 pages, the first one with page 51's text"
+	log "demo check passed"
+	exit 0 # the EXIT trap unmounts, stops the daemon and the server
+fi
 
 cat <<EOF
 

@@ -8,8 +8,10 @@
 #	log MSG...          print "==> MSG" on stderr
 #	die MSG...          log an error and exit 1
 #	ensure_apt PKG...   install the Debian packages that are missing
+#	packages_for USE    print the packages of DEBIAN_PACKAGES used by USE
 #	ensure_versitygw    go install the pinned versitygw unless already there
-#	ensure_deps         everything the integration tests and the demo need
+#	ensure_deps         everything the tests and the demo need
+#	ensure_bench_deps   what scripts/bench.sh needs on top
 #	free_port           print a free TCP port on 127.0.0.1
 #
 # Everything here must work as root on a fresh Debian machine with Go at
@@ -17,6 +19,34 @@
 
 # The versitygw release the tests and the demo run against.
 VERSITYGW_VERSION=v1.8.0
+
+# DEBIAN_PACKAGES is the one list of the Debian packages that the tests, the
+# demo and the benchmark call: package, who uses it ("test": scripts/test.sh
+# and scripts/demo.sh; "bench": scripts/bench.sh only), and the programs of
+# it that are called ("-" for a package of data or libraries). Tests find a
+# program through testenv.Tool, which reads this table to name the package
+# when the program is missing; a program a test calls that is not in the
+# table fails that test. Essential packages (coreutils, util-linux, mount) are
+# listed too, so that a minimal image is covered as well.
+DEBIAN_PACKAGES='
+fuse3          test   fusermount3
+qpdf           test   qpdf
+poppler-utils  test   pdfinfo pdftotext
+poppler-data   test   -
+mupdf-tools    test   mutool
+attr           test   getfattr setfattr
+curl           test   curl
+systemd        test   systemd-analyze
+util-linux     test   setpriv unshare nsenter setsid mountpoint
+mount          test   mount umount
+coreutils      test   cat ls mv sha256sum dd timeout
+gcc            test   gcc
+libc6-dev      test   -
+fio            bench  fio
+jq             bench  jq
+s3fs           bench  s3fs
+rclone         bench  rclone
+'
 
 # Go is at /usr/local/go on a fresh machine but not necessarily on PATH.
 if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
@@ -115,12 +145,29 @@ ensure_versitygw() {
 	[[ -x $bin ]] || die "versitygw not found at $bin after go install"
 }
 
-# ensure_deps makes sure everything the integration tests and the demo use is
-# there: FUSE, the PDF tools, xattr tools, curl, versitygw and /dev/fuse.
+# packages_for USE prints, one per line, the packages of DEBIAN_PACKAGES
+# whose user column is USE.
+packages_for() {
+	awk -v use="$1" 'NF >= 2 && $2 == use { print $1 }' <<<"$DEBIAN_PACKAGES"
+}
+
+# ensure_deps makes sure everything the tests and the demo use is there: the
+# "test" packages of DEBIAN_PACKAGES, versitygw and /dev/fuse.
 ensure_deps() {
-	ensure_apt fuse3 qpdf poppler-utils attr curl systemd
+	local -a pkgs
+	mapfile -t pkgs < <(packages_for test)
+	ensure_apt "${pkgs[@]}"
 	ensure_versitygw
 	[[ -c /dev/fuse ]] || die "/dev/fuse is missing: FUSE is not available here (a container needs --device /dev/fuse)"
+}
+
+# ensure_bench_deps installs what scripts/bench.sh needs beyond ensure_deps:
+# the load tools and the peers it measures s3docs against.
+ensure_bench_deps() {
+	ensure_deps
+	local -a pkgs
+	mapfile -t pkgs < <(packages_for bench)
+	ensure_apt "${pkgs[@]}"
 }
 
 # free_port prints a TCP port on 127.0.0.1 that nothing listens on. The port

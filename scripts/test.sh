@@ -32,8 +32,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
-ensure_deps
-ensure_apt gcc libc6-dev # go test -race needs cgo
+ensure_deps              # includes gcc and libc6-dev: go test -race needs cgo
 export CGO_ENABLED=1
 
 # Split the arguments into package patterns and go test flags.

@@ -16,21 +16,8 @@ import (
 	"testing"
 
 	"s3docs/internal/pdfgen"
+	"s3docs/internal/testenv"
 )
-
-// docNeedTool returns the path of an external program. A missing one fails the
-// test under CI=true (CI must not skip silently) and skips it elsewhere.
-func docNeedTool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not found (CI=true): install qpdf and poppler-utils", name)
-		}
-		t.Skipf("%s not found; install qpdf and poppler-utils", name)
-	}
-	return p
-}
 
 // docTool runs an external program and returns its standard output. It fails
 // the test on a non-zero exit and on anything qpdf writes to standard error:
@@ -40,7 +27,7 @@ func docNeedTool(t testing.TB, name string) string {
 // and only for parts: sources may carry the oddities a test is about.
 func docTool(t testing.TB, name string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(docNeedTool(t, name), args...)
+	cmd := testenv.Command(testenv.Tool(t, name), args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -49,7 +36,18 @@ func docTool(t testing.TB, name string, args ...string) string {
 	if name == "qpdf" && stderr.Len() > 0 {
 		t.Fatalf("%s %s: warnings:\n%s", name, strings.Join(args, " "), stderr.String())
 	}
+	popplerDataPresent(t, stderr.String())
 	return stdout.String()
+}
+
+// popplerDataPresent fails the test when poppler says it lacks the CMaps of
+// Debian's poppler-data: its text of CJK documents is then wrong, and the
+// fault is the machine's, so the message says what to install.
+func popplerDataPresent(t testing.TB, stderr string) {
+	t.Helper()
+	if strings.Contains(stderr, "Missing language pack") {
+		t.Fatalf("poppler lacks its language data (install the Debian package poppler-data; scripts/test.sh does):\n%s", stderr)
+	}
 }
 
 // docPopplerClean fails the test if poppler reports a syntax error or
@@ -58,12 +56,13 @@ func docTool(t testing.TB, name string, args ...string) string {
 // concern the reader's environment, not the file.
 func docPopplerClean(t testing.TB, path string) {
 	t.Helper()
-	cmd := exec.Command(docNeedTool(t, "pdftotext"), path, os.DevNull)
+	cmd := testenv.Command(testenv.Tool(t, "pdftotext"), path, os.DevNull)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("pdftotext %s: %v\n%s", path, err, stderr.String())
 	}
+	popplerDataPresent(t, stderr.String())
 	if strings.Contains(stderr.String(), "Syntax ") {
 		t.Errorf("pdftotext %s:\n%s", filepath.Base(path), stderr.String())
 	}

@@ -424,7 +424,7 @@ func TestMountDetach(t *testing.T) {
 		t.Errorf("content through the detached mount differs")
 	}
 
-	if out, err := exec.Command("umount", mp).CombinedOutput(); err != nil {
+	if out, err := testenv.Command(testenv.Tool(t, "umount"), mp).CombinedOutput(); err != nil {
 		t.Fatalf("umount: %v: %s", err, out)
 	}
 	if !processGone(pid, 15*time.Second) {

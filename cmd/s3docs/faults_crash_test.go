@@ -3,11 +3,12 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"sort"
 	"sync"
 	"testing"
 	"time"
+
+	"s3docs/internal/testenv"
 )
 
 // kill -9 of the daemon while eight readers stream six objects: the readers
@@ -79,7 +80,7 @@ func TestKill9DuringReadsThenRestart(t *testing.T) {
 
 	// The dead mount is freed the way an operator would, and the mount
 	// point is an empty directory again.
-	if out, err := exec.Command("fusermount3", "-u", mp).CombinedOutput(); err != nil {
+	if out, err := testenv.Command(testenv.Tool(t, "fusermount3"), "-u", mp).CombinedOutput(); err != nil {
 		t.Fatalf("fusermount3 -u %s: %v: %s", mp, err, out)
 	}
 	if mounted, _ := isMountPoint(mp); mounted {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -29,11 +28,11 @@ const (
 func TestCacheDiskFull(t *testing.T) {
 	w := newWorld(t)
 	fsDir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=48m,mode=0700", "tmpfs", fsDir).CombinedOutput(); err != nil {
+	if out, err := testenv.Command(testenv.Tool(t, "mount"), "-t", "tmpfs", "-o", "size=48m,mode=0700", "tmpfs", fsDir).CombinedOutput(); err != nil {
 		t.Fatalf("mount tmpfs: %v: %s", err, out)
 	}
 	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-l", fsDir).CombinedOutput(); err != nil {
+		if out, err := testenv.Command(testenv.Tool(t, "umount"), "-l", fsDir).CombinedOutput(); err != nil {
 			t.Errorf("umount tmpfs: %v: %s", err, out)
 		}
 	})

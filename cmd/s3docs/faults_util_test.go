@@ -5,7 +5,6 @@ import (
 	"hash/crc32"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -186,7 +185,7 @@ type readResult struct {
 // would) and says how long it took and how it ended. A read that outlives
 // limit is killed and reported as hung.
 func timedSum(path string, limit time.Duration) readResult {
-	cmd := exec.Command("sha256sum", path)
+	cmd := testenv.Command("sha256sum", path)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()

@@ -174,20 +174,26 @@ type helperNS struct {
 
 func newHelperNS(t *testing.T) *helperNS {
 	t.Helper()
+	return newHelperNSWith(t, helperScript(t))
+}
+
+// newHelperNSWith is newHelperNS with the helper at script (an installed
+// copy, say).
+func newHelperNSWith(t *testing.T, script string) *helperNS {
+	t.Helper()
 	for _, tool := range []string{"unshare", "nsenter", "mount", "umount"} {
-		_, err := exec.LookPath(tool)
-		testenv.Require(t, err == nil, tool+" in $PATH")
+		testenv.Tool(t, tool)
 	}
 	sbin, err := filepath.EvalSymlinks("/sbin")
 	if err != nil {
 		t.Fatal(err)
 	}
 	layer := t.TempDir()
-	script, err := os.ReadFile(helperScript(t))
+	scriptText, err := os.ReadFile(script)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(layer, "mount.fuse.s3docs"), script, 0o755); err != nil {
+	if err := os.WriteFile(filepath.Join(layer, "mount.fuse.s3docs"), scriptText, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	// mount(8) records userspace options (_netdev, users) in

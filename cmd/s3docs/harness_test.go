@@ -301,7 +301,7 @@ func sha256Hex(b []byte) string {
 // catToNull reads a file in a subprocess.
 func catToNull(t *testing.T, path string) error {
 	t.Helper()
-	out, err := exec.Command("cat", path).CombinedOutput()
+	out, err := testenv.Command(testenv.Tool(t, "cat"), path).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("cat %s: %v: %s", path, err, bytes.TrimSpace(out))
 	}

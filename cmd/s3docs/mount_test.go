@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -115,7 +114,7 @@ func TestListing(t *testing.T) {
 
 	// ls -l needs no HEAD per entry: sizes come from the listing.
 	w.proxy.Reset()
-	out, err := exec.Command("ls", "-l", d.path("many")).Output()
+	out, err := testenv.Command(testenv.Tool(t, "ls"), "-l", d.path("many")).Output()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -552,7 +551,7 @@ func TestSIGTERMWithAReadInFlight(t *testing.T) {
 		}
 		return testenv.Fault{}
 	})
-	reader := exec.Command("cat", d.path("slow.pdf"))
+	reader := testenv.Command(testenv.Tool(t, "cat"), d.path("slow.pdf"))
 	if err := reader.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -60,8 +60,7 @@ func asUser(t *testing.T, groups string, args ...string) (string, error) {
 
 func requireSetpriv(t *testing.T) {
 	t.Helper()
-	_, err := exec.LookPath("setpriv")
-	testenv.Require(t, err == nil, "setpriv (util-linux) in $PATH")
+	testenv.Tool(t, "setpriv")
 }
 
 // accessTree puts a PDF and a text file into the bucket.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,8 +13,7 @@ import (
 // so this is as far as the unit can be tested; the notify protocol it relies
 // on is tested in TestSystemdNotify.
 func TestSystemdUnitVerifies(t *testing.T) {
-	_, err := exec.LookPath("systemd-analyze")
-	testenv.Require(t, err == nil, "systemd-analyze (Debian systemd)")
+	testenv.Tool(t, "systemd-analyze")
 	unit, err := os.ReadFile("../../scripts/s3docs.service")
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +30,7 @@ func TestSystemdUnitVerifies(t *testing.T) {
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("systemd-analyze", "verify", path).CombinedOutput()
+	out, err := testenv.Command(testenv.Tool(t, "systemd-analyze"), "verify", path).CombinedOutput()
 	if err != nil || len(strings.TrimSpace(string(out))) != 0 {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}

@@ -6,32 +6,19 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
 	"testing"
-)
 
-// needTool returns the path of an external program. A missing one fails the
-// test under CI=true (CI must not skip silently) and skips it elsewhere.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not found (CI=true): install qpdf and poppler-utils (scripts/lib.sh ensure_deps)", name)
-		}
-		t.Skipf("%s not found; install qpdf and poppler-utils", name)
-	}
-	return p
-}
+	"s3docs/internal/testenv"
+)
 
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(needTool(t, name), args...)
+	cmd := testenv.Command(testenv.Tool(t, name), args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -705,3 +705,34 @@ func BenchmarkWriteRandomFile(b *testing.B) {
 		WriteRandomFile(b, p, 1, 64<<20)
 	}
 }
+
+// The package table in scripts/lib.sh parses, names the packages of the
+// programs the tests call, and malformed tables are refused rather than read
+// as empty.
+func TestDebianPackageTable(t *testing.T) {
+	tab, err := debianPackages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for prog, pkg := range map[string]string{
+		"pdftotext": "poppler-utils", "qpdf": "qpdf", "fusermount3": "fuse3",
+		"getfattr": "attr", "systemd-analyze": "systemd", "mutool": "mupdf-tools",
+	} {
+		if tab.programs[prog] != pkg {
+			t.Errorf("%s: package %q, want %q", prog, tab.programs[prog], pkg)
+		}
+	}
+	if !tab.listed["poppler-data"] {
+		t.Error("poppler-data (pdftotext's CJK data) is not listed")
+	}
+	for _, bad := range []string{
+		"no table here",
+		"\nDEBIAN_PACKAGES='\nqpdf test qpdf\n",
+		"\nDEBIAN_PACKAGES='\nqpdf\n'",
+		"\nDEBIAN_PACKAGES='\n'",
+	} {
+		if _, err := parsePackageTable(bad); err == nil {
+			t.Errorf("parsePackageTable(%q) accepted it", bad)
+		}
+	}
+}
