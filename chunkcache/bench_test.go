@@ -25,7 +25,7 @@ func openBenchCache(b *testing.B, f Fetcher, chunk, maxBytes, readAhead int64) *
 	b.Helper()
 	c, err := Open(Options{
 		Dir: b.TempDir(), MaxBytes: maxBytes, ChunkSize: chunk, Namespace: "bench",
-		MaxConcurrentGets: 16, ReadAhead: readAhead, FetchTimeout: time.Minute,
+		MaxConcurrentGets: 16, ReadAhead: readAhead, ReadTimeout: time.Minute,
 	}, f)
 	if err != nil {
 		b.Fatal(err)

@@ -109,7 +109,7 @@ func (c *Cache) Pin(ctx context.Context, v object.Version) (paths []string, rele
 
 // chunkPath fetches chunk idx if needed, verifies it, and returns its path.
 func (c *Cache) chunkPath(ctx context.Context, v object.Version, idx int64, id string) (string, error) {
-	for attempt := 0; attempt < 4; attempt++ {
+	for range reopenAttempts {
 		f, err := c.openChunk(id)
 		if errors.Is(err, ErrNotCached) {
 			if c.bypassing() {

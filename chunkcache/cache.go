@@ -46,9 +46,11 @@ type Options struct {
 	// it. It is further capped at half the cache so readahead cannot evict
 	// what is about to be read.
 	ReadAhead int64
-	// FetchTimeout bounds one chunk fetch, retries included. The fetch runs
-	// detached from the reader's context, so this is what stops a stuck one.
-	FetchTimeout time.Duration
+	// ReadTimeout is the one deadline of a read: the download of a chunk,
+	// every attempt and resume included, ends by then, and a reader waits
+	// at most readGrace longer (see retry.go). Downloads run detached from
+	// the reader's context, so this is what stops a stuck one.
+	ReadTimeout time.Duration
 	// NoSpaceBackoff is how long reads bypass the cache once its file
 	// system was found full, before a fetch tries to store a chunk again:
 	// long enough not to waste a GET per read on a disk that stays full,
@@ -132,6 +134,8 @@ type Cache struct {
 	// pieceSize is the size of the pieces random readers fetch (see
 	// piece.go); 0 for none.
 	pieceSize int64
+	// failed are chunks whose download failed moments ago (retry.go).
+	failed map[string]failure
 }
 
 // Open takes the directory (creating it), locks it against a second daemon,
@@ -146,8 +150,8 @@ func Open(o Options, f Fetcher) (*Cache, error) {
 	if o.MaxConcurrentGets <= 0 {
 		o.MaxConcurrentGets = 16
 	}
-	if o.FetchTimeout <= 0 {
-		o.FetchTimeout = 2 * time.Minute
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = DefaultReadTimeout
 	}
 	if o.NoSpaceBackoff <= 0 {
 		o.NoSpaceBackoff = 10 * time.Second
@@ -164,6 +168,7 @@ func Open(o Options, f Fetcher) (*Cache, error) {
 		gets:     semaphore.NewWeighted(int64(o.MaxConcurrentGets)),
 		awaited:  map[string]int{},
 		flights:  map[string]*flight{},
+		failed:   map[string]failure{},
 		limit:    o.MaxBytes,
 
 		pieceSize: pieceSizeFor(o.ChunkSize),
@@ -295,6 +300,17 @@ func (c *Cache) ReadAt(ctx context.Context, v object.Version, p []byte, off int6
 // readAt is ReadAt for a reader whose access is random (see Reader): a miss
 // then fetches only the pieces the read touches.
 func (c *Cache) readAt(ctx context.Context, v object.Version, p []byte, off int64, random bool) (int, error) {
+	parent := ctx
+	ctx, cancel := c.readDeadline(ctx)
+	defer cancel()
+	n, err := c.readChunks(ctx, v, p, off, random)
+	if err != nil && !errors.Is(err, io.EOF) && ctx.Err() != nil && parent.Err() == nil {
+		err = fmt.Errorf("read %s at %d: no answer within %v: %w", v.Key, off, c.opt.ReadTimeout+readGrace, err)
+	}
+	return n, err
+}
+
+func (c *Cache) readChunks(ctx context.Context, v object.Version, p []byte, off int64, random bool) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("read %s: negative offset", v.Key)
 	}
@@ -339,7 +355,7 @@ func (c *Cache) readChunk(ctx context.Context, v object.Version, idx int64, p []
 func (c *Cache) readSpan(ctx context.Context, v object.Version, s span, p []byte, within int64) (int, error) {
 	id := s.id
 	missed := false
-	for attempt := 0; attempt < 4; attempt++ {
+	for range reopenAttempts {
 		f, err := c.openChunk(id)
 		if errors.Is(err, ErrNotCached) {
 			if !missed {

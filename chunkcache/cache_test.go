@@ -131,7 +131,7 @@ func openCache(t *testing.T, dir string, f Fetcher, maxBytes, readAhead int64) *
 	t.Helper()
 	c, err := Open(Options{
 		Dir: dir, MaxBytes: maxBytes, ChunkSize: testChunk, Namespace: "test",
-		MaxConcurrentGets: 4, ReadAhead: readAhead, FetchTimeout: 10 * time.Second,
+		MaxConcurrentGets: 4, ReadAhead: readAhead, ReadTimeout: 10 * time.Second,
 	}, f)
 	if err != nil {
 		t.Fatal(err)
@@ -471,8 +471,27 @@ func TestTruncatedBodyNeverCached(t *testing.T) {
 	}
 	f.cutShort.Store(false)
 	p := make([]byte, 10)
+	// The range failed moments ago: it fails at once, without a GET.
+	before := f.total.Load()
+	if _, err := c.ReadAt(context.Background(), v, p, 0); err == nil {
+		t.Fatal("a range that just failed was fetched again at once")
+	}
+	if n := f.total.Load() - before; n != 0 {
+		t.Fatalf("a range that just failed made %d GETs", n)
+	}
+	forgetFailures(c)
 	if _, err := c.ReadAt(context.Background(), v, p, 0); err != nil || !bytes.Equal(p, data[:10]) {
 		t.Fatalf("read after recovery: %v", err)
+	}
+}
+
+// forgetFailures stands for failedRangeMemory passing.
+func forgetFailures(c *Cache) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, f := range c.failed {
+		f.until = time.Now().Add(-time.Nanosecond)
+		c.failed[k] = f
 	}
 }
 
@@ -489,11 +508,86 @@ func TestFetchErrorPropagates(t *testing.T) {
 	// tries again.
 	v2 := f.add("obj2", randomBytes(10, 100))
 	f.failures.Store(fetchAttempts)
-	if _, err := c.ReadAt(context.Background(), v2, make([]byte, 10), 0); err == nil {
+	_, err := c.ReadAt(context.Background(), v2, make([]byte, 10), 0)
+	if err == nil {
 		t.Fatal("want error")
 	}
+	// Asked again at once (the kernel retrying a failed readahead), the
+	// range fails with the same error, and no GET.
+	before := f.total.Load()
+	_, again := c.ReadAt(context.Background(), v2, make([]byte, 10), 50)
+	if again == nil || again.Error() != err.Error() {
+		t.Fatalf("read again at once: %v, want %v", again, err)
+	}
+	if n := f.total.Load() - before; n != 0 {
+		t.Fatalf("read again at once made %d GETs", n)
+	}
+	// Another object is not affected.
+	v3 := f.add("obj3", randomBytes(11, 100))
+	if _, err := c.ReadAt(context.Background(), v3, make([]byte, 10), 0); err != nil {
+		t.Fatalf("another object after a failure: %v", err)
+	}
+	forgetFailures(c)
 	if _, err := c.ReadAt(context.Background(), v2, make([]byte, 10), 0); err != nil {
 		t.Fatalf("read after the failures: %v", err)
+	}
+}
+
+// silentFetcher accepts every request and never answers: a server that
+// takes the connection and says nothing.
+type silentFetcher struct{ calls atomic.Int64 }
+
+func (s *silentFetcher) GetRange(ctx context.Context, v object.Version, off, n int64) (io.ReadCloser, error) {
+	s.calls.Add(1)
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// One deadline for a read, retries included: against a store that never
+// answers, a read fails once ReadTimeout is over (not after one timeout per
+// attempt), and so does every waiter of the same download. The kernel's
+// retry of the range then fails at once.
+func TestReadTimeoutBoundsEveryAttempt(t *testing.T) {
+	f := &silentFetcher{}
+	const timeout = 400 * time.Millisecond
+	c, err := Open(Options{Dir: t.TempDir(), MaxBytes: 100 * testChunk, ChunkSize: testChunk,
+		MaxConcurrentGets: 4, ReadTimeout: timeout}, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	v := object.Version{Key: "silent", ETag: `"s"`, Size: 3 * testChunk}
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range errs {
+		wg.Go(func() {
+			_, errs[i] = c.ReadAt(context.Background(), v, make([]byte, 100), int64(i*1000))
+		})
+	}
+	wg.Wait()
+	took := time.Since(start)
+	for i, err := range errs {
+		if err == nil {
+			t.Fatalf("reader %d: no error from a store that never answers", i)
+		}
+	}
+	if took < timeout {
+		t.Fatalf("failed after %v, before the %v deadline", took, timeout)
+	}
+	// Generous: the deadline and the reader's grace, plus scheduling noise.
+	if limit := timeout + readGrace + time.Second; took > limit {
+		t.Fatalf("failed after %v, want at most %v (one deadline for every attempt)", took, limit)
+	}
+	if n := f.calls.Load(); n != 1 {
+		t.Fatalf("%d GETs: the three readers shared one download, whose one attempt used up the deadline", n)
+	}
+	start = time.Now()
+	if _, err := c.ReadAt(context.Background(), v, make([]byte, 4096), 0); err == nil || time.Since(start) > timeout/2 {
+		t.Fatalf("range read again after its failure: %v after %v, want a failure at once", err, time.Since(start))
+	}
+	if n := f.calls.Load(); n != 1 {
+		t.Fatalf("the failed range was fetched again at once (%d GETs)", n)
 	}
 }
 

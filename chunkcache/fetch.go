@@ -116,9 +116,11 @@ func (c *Cache) chunkSpan(v object.Version, idx int64) span {
 // join returns the running download of s, starting one if there is none.
 // The download runs on the cache's own context: a caller that gives up (its
 // FUSE request was interrupted) stops waiting but does not cancel the
-// download others wait for.
+// download others wait for. A chunk whose download failed moments ago is
+// not tried again: join returns that failure (see failedRangeMemory).
 func (c *Cache) join(v object.Version, s span, readahead bool) (*flight, error) {
 	id := s.id
+	chunk := c.chunkID(v, s.off/c.opt.ChunkSize)
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -131,6 +133,11 @@ func (c *Cache) join(v object.Version, s span, readahead bool) (*flight, error) 
 		}
 		return f, nil
 	}
+	if err := c.recentFailureLocked(chunk, time.Now()); err != nil {
+		c.mu.Unlock()
+		c.log.Debug("range failed moments ago: failing at once", "key", v.Key, "offset", s.off, "err", err)
+		return nil, err
+	}
 	f := &flight{done: make(chan struct{}), advanced: make(chan struct{})}
 	c.flights[id] = f
 	c.wg.Add(1)
@@ -138,6 +145,7 @@ func (c *Cache) join(v object.Version, s span, readahead bool) (*flight, error) 
 	go func() {
 		defer c.wg.Done()
 		err := c.download(f, v, s, readahead)
+		c.noteFailure(chunk, err)
 		// The chunk is admitted (or the download failed) before the flight
 		// goes: a caller finds one or the other, never neither.
 		c.mu.Lock()
@@ -163,6 +171,9 @@ func (c *Cache) fetch(ctx context.Context, v object.Version, s span, readahead b
 	}
 }
 
+// download fetches s under one deadline, ReadTimeout, for all its attempts
+// (see retry.go). Attempts are logged at debug level only: the read that
+// fails says so, once, where errors become errno values.
 func (c *Cache) download(f *flight, v object.Version, s span, readahead bool) error {
 	// Another caller may have finished this entry between our miss and
 	// starting the flight.
@@ -172,8 +183,10 @@ func (c *Cache) download(f *flight, v object.Version, s span, readahead bool) er
 	if readahead {
 		c.stats.readaheads.Add(1)
 	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.opt.ReadTimeout)
+	defer cancel()
 	for attempt := 1; ; attempt++ {
-		err := c.fetchOnce(f, v, s.off, s.n, s.id)
+		err := c.fetchOnce(ctx, f, v, s.off, s.n, s.id)
 		if err == nil {
 			return nil
 		}
@@ -181,25 +194,31 @@ func (c *Cache) download(f *flight, v object.Version, s span, readahead bool) er
 			c.noteNoSpace(err)
 			return fmt.Errorf("fetch %s at %d: %w: %w", v.Key, s.off, errNoSpace, err)
 		}
-		c.log.Warn("chunk fetch failed", "key", v.Key, "offset", s.off, "length", s.n, "attempt", attempt, "err", err)
+		c.log.Debug("chunk fetch attempt failed", "key", v.Key, "offset", s.off, "length", s.n, "attempt", attempt, "err", err)
+		if ctx.Err() != nil && c.ctx.Err() == nil {
+			return fmt.Errorf("fetch %s at %d: no complete answer within %v (%d attempts): %w",
+				v.Key, s.off, c.opt.ReadTimeout, attempt, err)
+		}
 		if attempt == fetchAttempts || !transient(err) || c.ctx.Err() != nil {
 			return fmt.Errorf("fetch %s at %d: %w", v.Key, s.off, err)
 		}
 		// The fetcher retried within the attempt already; this covers a
 		// burst of failures longer than its own retries. The GET slot is
 		// free meanwhile, for fetches that may succeed.
+		t := time.NewTimer(time.Duration(attempt) * fetchBackoff)
 		select {
-		case <-c.ctx.Done():
-			return fmt.Errorf("fetch %s at %d: %w", v.Key, s.off, err)
-		case <-time.After(time.Duration(attempt) * 250 * time.Millisecond):
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("fetch %s at %d: no complete answer within %v (%d attempts): %w",
+				v.Key, s.off, c.opt.ReadTimeout, attempt, err)
+		case <-t.C:
 		}
 	}
 }
 
-// fetchOnce is one attempt: a GET slot, the fetch timeout, one store.
-func (c *Cache) fetchOnce(f *flight, v object.Version, off, n int64, id string) error {
-	ctx, cancel := context.WithTimeout(c.ctx, c.opt.FetchTimeout)
-	defer cancel()
+// fetchOnce is one attempt: a GET slot and one store, within the
+// download's deadline.
+func (c *Cache) fetchOnce(ctx context.Context, f *flight, v object.Version, off, n int64, id string) error {
 	if err := c.gets.Acquire(ctx, 1); err != nil {
 		return err
 	}
@@ -218,16 +237,6 @@ func (c *Cache) fetchOnce(f *flight, v object.Version, off, n int64, id string) 
 	c.stats.getBytes.Add(e.size)
 	c.admit(id, e)
 	return nil
-}
-
-// fetchAttempts is how many times a chunk fetch is tried before a read fails.
-const fetchAttempts = 3
-
-// transient: worth another attempt. A changed or deleted object is not, nor
-// a refusal of our credentials.
-func transient(err error) bool {
-	return !errors.Is(err, object.ErrChanged) && !errors.Is(err, object.ErrNotFound) &&
-		!errors.Is(err, object.ErrDenied)
 }
 
 func isNoSpace(err error) bool {

@@ -114,7 +114,7 @@ func TestFullDiskServesUncached(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(lockedWriter{&logs, logMu}, nil))
 	c, err := Open(Options{
 		Dir: dir, MaxBytes: 100 * testChunk, ChunkSize: testChunk, Namespace: "test",
-		MaxConcurrentGets: 4, FetchTimeout: 10 * time.Second, Logger: logger,
+		MaxConcurrentGets: 4, ReadTimeout: 10 * time.Second, Logger: logger,
 		NoSpaceBackoff: time.Second,
 	}, f)
 	if err != nil {
@@ -338,7 +338,7 @@ func TestBoundLoweredWhenOwnChunksFillTheDisk(t *testing.T) {
 	logMu <- struct{}{}
 	c, err := Open(Options{
 		Dir: dir, MaxBytes: 100 * testChunk, ChunkSize: testChunk, Namespace: "test",
-		MaxConcurrentGets: 1, FetchTimeout: 10 * time.Second, NoSpaceBackoff: 200 * time.Millisecond,
+		MaxConcurrentGets: 1, ReadTimeout: 10 * time.Second, NoSpaceBackoff: 200 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(lockedWriter{&logs, logMu}, nil)),
 	}, f)
 	if err != nil {

@@ -38,6 +38,9 @@ type Config struct {
 	MetadataTTL       time.Duration // 0 disables metadata caching
 	MaxConcurrentGets int
 	ReadAhead         int64 // bytes; 0 disables read-ahead
+	// ReadTimeout bounds one read of an uncached range, every retry
+	// included (chunkcache.Options.ReadTimeout).
+	ReadTimeout time.Duration
 
 	PartPages        int           // pages per listed part under .parts/
 	SplitMemoryLimit int64         // bytes a PDF-splitting worker may use
@@ -219,6 +222,19 @@ func specs() []spec {
 			help: "how far ahead of a sequential reader to fetch; 0 disables read-ahead",
 			set:  func(c *Config, v string) error { return setSize(&c.ReadAhead, v, 0, -1) },
 			get:  func(c *Config) string { return FormatSize(c.ReadAhead) },
+		},
+		{
+			name: "read-timeout", fstab: "read_timeout", kind: kindDuration, def: "2m",
+			help: "time one read may wait for S3, every retry included, before it fails with EIO",
+			set: func(c *Config, v string) error {
+				d, err := time.ParseDuration(v)
+				if err != nil || d < time.Second {
+					return fmt.Errorf("invalid duration %q (use e.g. 30s, 2m; at least 1s)", v)
+				}
+				c.ReadTimeout = d
+				return nil
+			},
+			get: func(c *Config) string { return c.ReadTimeout.String() },
 		},
 		{
 			name: "part-pages", fstab: "part_pages", kind: kindInt, arg: "N", def: "50",

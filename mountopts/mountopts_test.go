@@ -43,6 +43,7 @@ func defaultConfig() Config {
 		MetadataTTL:       60 * time.Second,
 		MaxConcurrentGets: 16,
 		ReadAhead:         64 << 20,
+		ReadTimeout:       2 * time.Minute,
 		PartPages:         50,
 		SplitMemoryLimit:  2 << 30,
 		SplitTimeout:      2 * time.Minute,

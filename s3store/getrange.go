@@ -148,7 +148,9 @@ func (r *rangeReader) resume() error {
 		return fmt.Errorf("get %s at byte %d: giving up after %d attempts: %w", r.v.Key, r.next, r.resumes+1, r.lastFail)
 	}
 	r.resumes++
-	r.s.log.Warn("resuming cut-short GET", "key", r.v.Key, "at", r.next, "attempt", r.resumes+1, "err", r.lastFail)
+	// Debug: a resume that works is routine on a flaky network, and one
+	// that fails ends in the read's error, which is logged once.
+	r.s.log.Debug("resuming cut-short GET", "key", r.v.Key, "at", r.next, "attempt", r.resumes+1, "err", r.lastFail)
 	delay := time.Duration(50<<r.resumes) * time.Millisecond
 	t := time.NewTimer(delay)
 	defer t.Stop()

@@ -35,10 +35,11 @@ type Options struct {
 	// MaxConns bounds connections to the endpoint; it should be at least the
 	// number of concurrent GETs so that none waits for a connection.
 	MaxConns int
-	// MaxAttempts per request, including the first. Defaults to 5.
+	// MaxAttempts per request, including the first, and GETs per range
+	// (the first and its resumes). Defaults to sdkMaxAttempts.
 	MaxAttempts int
 	// StallTimeout is how long a response body may send nothing before the
-	// GET is abandoned and resumed. Defaults to 20s.
+	// GET is abandoned and resumed. Defaults to defaultStallTimeout.
 	StallTimeout time.Duration
 	Logger       *slog.Logger
 }
@@ -54,17 +55,38 @@ type Store struct {
 	log         *slog.Logger
 }
 
+// The store's retry policy (chunkcache/retry.go puts it beside the other
+// layers'). None of it is a deadline: every request runs under its caller's
+// context, which is what bounds a read in time.
+const (
+	// sdkMaxAttempts is how many times the client sends one request
+	// (5xx, throttling, network errors and the timeouts below), and how
+	// many GETs one range may take when its body breaks off.
+	sdkMaxAttempts = 5
+	// sdkMaxBackoff caps the client's backoff between attempts.
+	sdkMaxBackoff = 2 * time.Second
+	// dialTimeout bounds connecting to the endpoint.
+	dialTimeout = 5 * time.Second
+	// responseHeaderTimeout bounds the wait for a response's headers: a
+	// server that accepts the connection and never answers costs one
+	// attempt of this long.
+	responseHeaderTimeout = 30 * time.Second
+	// defaultStallTimeout: a body silent this long is abandoned and the
+	// rest of the range asked for again.
+	defaultStallTimeout = 20 * time.Second
+)
+
 // New builds a client from the SDK's default credential chain. It does not
 // contact the server; Check does.
 func New(ctx context.Context, o Options) (*Store, error) {
 	if o.MaxAttempts <= 0 {
-		o.MaxAttempts = 5
+		o.MaxAttempts = sdkMaxAttempts
 	}
 	if o.MaxConns <= 0 {
 		o.MaxConns = 16
 	}
 	if o.StallTimeout <= 0 {
-		o.StallTimeout = 20 * time.Second
+		o.StallTimeout = defaultStallTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -72,11 +94,11 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	// The SDK only accepts its own BuildableClient when AWS_CA_BUNDLE is set,
 	// so the transport is tuned through it rather than replaced.
 	httpClient := awshttp.NewBuildableClient().
-		WithDialerOptions(func(d *net.Dialer) { d.Timeout = 5 * time.Second }).
+		WithDialerOptions(func(d *net.Dialer) { d.Timeout = dialTimeout }).
 		WithTransportOptions(func(t *http.Transport) {
 			t.MaxIdleConns = o.MaxConns * 2
 			t.MaxIdleConnsPerHost = o.MaxConns * 2
-			t.ResponseHeaderTimeout = 30 * time.Second
+			t.ResponseHeaderTimeout = responseHeaderTimeout
 			// Ranged PDF bytes do not compress; asking for gzip only costs CPU.
 			t.DisableCompression = true
 		})
@@ -85,7 +107,7 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		config.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(so *retry.StandardOptions) {
 				so.MaxAttempts = o.MaxAttempts
-				so.MaxBackoff = 2 * time.Second
+				so.MaxBackoff = sdkMaxBackoff
 				// The default token bucket gives up after a burst of failures,
 				// which turns a short server hiccup into read errors.
 				so.RateLimiter = ratelimit.None

@@ -162,6 +162,7 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		Namespace:         store.Endpoint() + "|" + cfg.Bucket + "|" + cfg.Prefix,
 		MaxConcurrentGets: cfg.MaxConcurrentGets,
 		ReadAhead:         cfg.ReadAhead,
+		ReadTimeout:       cfg.ReadTimeout,
 		Logger:            log,
 		OnFetch:           m.observeFetch,
 	}, store)
