@@ -9,7 +9,6 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -38,13 +37,18 @@ func (c *Cache) OpenBlob(id string) (*os.File, error) {
 // TempFile creates a file in the cache's temporary directory, for AdmitBlob.
 // Leftovers are removed at the next start.
 func (c *Cache) TempFile() (*os.File, error) {
-	return os.CreateTemp(c.tmpDir, "blob.*")
+	return c.dir.Load().createTemp(blobTmpPrefix)
 }
 
 // AdmitBlob moves a finished file made with TempFile into the cache as blob
 // id, and returns its size.
 func (c *Cache) AdmitBlob(id, tmpPath string) (int64, error) {
-	f, err := os.Open(tmpPath)
+	d := c.dir.Load()
+	name, ok := d.isTempOf(tmpPath)
+	if !ok {
+		return 0, fmt.Errorf("chunkcache: %s is no temporary file of the cache in %s", tmpPath, d.path)
+	}
+	f, err := d.openTemp(name)
 	if err != nil {
 		return 0, err
 	}
@@ -52,15 +56,16 @@ func (c *Cache) AdmitBlob(id, tmpPath string) (int64, error) {
 	n, err := io.Copy(h, f)
 	f.Close()
 	if err != nil {
+		d.removeTemp(name)
 		return 0, err
 	}
 	if n == 0 {
-		os.Remove(tmpPath)
+		d.removeTemp(name)
 		return 0, errors.New("chunkcache: refusing an empty blob")
 	}
 	e := entry{name: fileName(id, n, h.Sum32()), size: n, crc: h.Sum32(), verified: true, touched: time.Now()}
-	if err := os.Rename(tmpPath, filepath.Join(c.chunkDir, e.name)); err != nil {
-		os.Remove(tmpPath)
+	if err := d.commit(name, e.name); err != nil {
+		d.removeTemp(name)
 		return 0, err
 	}
 	c.admit(id, e)

@@ -13,11 +13,9 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
@@ -102,9 +100,6 @@ type Cache struct {
 	opt       Options
 	fetcher   Fetcher
 	log       *slog.Logger
-	chunkDir  string
-	tmpDir    string
-	lockFile  *os.File
 	raChunks  int64 // readahead distance in chunks
 	gets      *semaphore.Weighted
 	readahead *semaphore.Weighted
@@ -136,6 +131,20 @@ type Cache struct {
 	pieceSize int64
 	// failed are chunks whose download failed moments ago (retry.go).
 	failed map[string]failure
+
+	// dir is the cache directory held open and locked; it changes only
+	// when the directory was deleted under the daemon (see recover.go).
+	dir   atomic.Pointer[cacheDir]
+	dirMu sync.Mutex // serializes recoverDir
+	// retired are descriptors of directories found deleted, closed by
+	// Close: a reader may still be using them.
+	retired []*os.File
+	// lost: the cache directory is gone and could not be made again;
+	// reads are served uncached until it can.
+	lost atomic.Bool
+	// movedLogged: the path was found to name another directory than the
+	// one held, and that was logged.
+	movedLogged bool
 }
 
 // Open takes the directory (creating it), locks it against a second daemon,
@@ -163,8 +172,6 @@ func Open(o Options, f Fetcher) (*Cache, error) {
 		opt:      o,
 		fetcher:  f,
 		log:      o.Logger,
-		chunkDir: chunksDir(o.Dir),
-		tmpDir:   tmpDir(o.Dir),
 		gets:     semaphore.NewWeighted(int64(o.MaxConcurrentGets)),
 		awaited:  map[string]int{},
 		flights:  map[string]*flight{},
@@ -177,46 +184,59 @@ func Open(o Options, f Fetcher) (*Cache, error) {
 	if c.raChunks > 0 {
 		c.readahead = semaphore.NewWeighted(c.raChunks * o.ChunkSize)
 	}
-	if err := ensurePrivateDir(o.Dir, o.Logger); err != nil {
-		return nil, err
-	}
-	for _, d := range []string{c.chunkDir, c.tmpDir} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("chunkcache: %w", err)
-		}
-	}
-	lock, err := os.OpenFile(LockPath(o.Dir), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("chunkcache: %w", err)
-	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("chunkcache: cache directory %s is in use by another s3docs process", o.Dir)
-	}
-	c.lockFile = lock
 	// The LRU is bounded in bytes by us, not in entries by the library.
 	c.lru, _ = simplelru.NewLRU[string, entry](math.MaxInt, nil)
-	if err := c.rebuild(); err != nil {
-		lock.Close()
+	d, err := takeDir(o.Dir, o.Logger)
+	if err != nil {
+		return nil, err
+	}
+	c.dir.Store(d)
+	if err := c.rebuild(d); err != nil {
+		d.close()
 		return nil, err
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.watchDir()
+	}()
 	return c, nil
 }
 
-// rebuild indexes chunks/ from names and sizes alone (no reads), so a large
-// cache starts in seconds, and clears tmp/ of interrupted fetches.
-func (c *Cache) rebuild() error {
-	tmps, err := os.ReadDir(c.tmpDir)
+// takeDir makes dir private (or checks that it is), locks it, and checks
+// that it holds nothing but s3docs's own files: a directory that holds
+// anything else is refused, never cleaned.
+func takeDir(dir string, log *slog.Logger) (*cacheDir, error) {
+	if err := ensurePrivateDir(dir, log); err != nil {
+		return nil, err
+	}
+	d, err := lockDir(dir)
 	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// rebuild indexes chunks/ of d from names and sizes alone (no reads), so a
+// large cache starts in seconds, and deletes leftovers: temporary files of
+// interrupted fetches and entries of the wrong size. It refuses (deleting
+// nothing) a directory that holds files s3docs did not make.
+func (c *Cache) rebuild(d *cacheDir) error {
+	l, err := scanLayout(d.path)
+	if err != nil {
+		return err
+	}
+	if err := l.foreignErr(d.path); err != nil {
 		return fmt.Errorf("chunkcache: %w", err)
 	}
-	for _, t := range tmps {
-		os.RemoveAll(filepath.Join(c.tmpDir, t.Name()))
+	for _, t := range l.tmps {
+		d.removeTemp(t.name)
 	}
-	des, err := os.ReadDir(c.chunkDir)
-	if err != nil {
-		return fmt.Errorf("chunkcache: %w", err)
+	removed := 0
+	for _, e := range l.invalid {
+		d.remove(e.name)
+		removed++
 	}
 	type found struct {
 		id    string
@@ -224,34 +244,35 @@ func (c *Cache) rebuild() error {
 		mtime time.Time
 	}
 	var keep []found
-	removed := 0
-	for _, de := range des {
-		path := filepath.Join(c.chunkDir, de.Name())
-		id, size, crc, ok := parseName(de.Name())
-		info, err := de.Info()
-		if !ok || err != nil || !info.Mode().IsRegular() || info.Size() != size {
-			os.RemoveAll(path)
-			removed++
-			continue
-		}
-		keep = append(keep, found{id, entry{name: de.Name(), size: size, crc: crc, touched: info.ModTime()}, info.ModTime()})
+	for _, fe := range l.entries {
+		id, size, crc, _ := parseName(fe.name)
+		keep = append(keep, found{id, entry{name: fe.name, size: size, crc: crc, touched: fe.info.ModTime()}, fe.info.ModTime()})
 	}
 	// Oldest first, so the most recently used end up most recent in the LRU.
 	sort.Slice(keep, func(i, j int) bool { return keep[i].mtime.Before(keep[j].mtime) })
+	c.mu.Lock()
+	c.lru.Purge()
+	c.total = 0
+	var dups []entry
 	for _, f := range keep {
 		if old, ok := c.lru.Peek(f.id); ok {
 			// Two files for one id: keep the newer.
 			c.total -= old.size
-			os.Remove(filepath.Join(c.chunkDir, old.name))
+			dups = append(dups, old)
 			removed++
 		}
 		c.lru.Add(f.id, f.e)
 		c.total += f.e.size
 	}
 	victims := c.evictLocked()
+	chunks, total := c.lru.Len(), c.total
+	c.mu.Unlock()
+	for _, e := range dups {
+		d.remove(e.name)
+	}
 	c.unlink(victims)
-	c.log.Info("chunk cache ready", "dir", c.opt.Dir, "chunks", c.lru.Len(), "bytes", c.total,
-		"removed_invalid", removed, "evicted", len(victims))
+	c.log.Info("chunk cache ready", "dir", d.path, "chunks", chunks, "bytes", total,
+		"removed_invalid", removed, "removed_tmp", len(l.tmps), "evicted", len(victims))
 	return nil
 }
 
@@ -262,7 +283,13 @@ func (c *Cache) Close() error {
 	c.mu.Unlock()
 	c.cancel()
 	c.wg.Wait()
-	return c.lockFile.Close()
+	c.dirMu.Lock()
+	defer c.dirMu.Unlock()
+	for _, f := range c.retired {
+		f.Close()
+	}
+	c.dir.Load().close()
+	return nil
 }
 
 // Stats returns a snapshot of the counters.
@@ -383,7 +410,7 @@ func (c *Cache) readSpan(ctx context.Context, v object.Version, s span, p []byte
 			case <-ctx.Done():
 				return 0, ctx.Err()
 			}
-			if errors.Is(fl.err, errNoSpace) {
+			if uncachedFailure(fl.err) {
 				return c.readThrough(ctx, v, p, s.off+within)
 			}
 			if fl.err != nil {
@@ -425,10 +452,11 @@ func (c *Cache) openChunk(id string) (*os.File, error) {
 	if !ok {
 		return nil, ErrNotCached
 	}
+	d := c.dir.Load()
 	if touch {
-		os.Chtimes(filepath.Join(c.chunkDir, e.name), now, now)
+		d.touch(e.name, now)
 	}
-	f, err := os.Open(filepath.Join(c.chunkDir, e.name))
+	f, err := d.open(e.name)
 	if errors.Is(err, os.ErrNotExist) {
 		c.forget(id, e)
 		return nil, ErrNotCached
@@ -498,7 +526,7 @@ func (c *Cache) drop(id, why string) {
 	if ok {
 		c.stats.badChunks.Add(1)
 		c.log.Warn("dropping invalid cached chunk", "file", e.name, "reason", why)
-		os.Remove(filepath.Join(c.chunkDir, e.name))
+		c.dir.Load().remove(e.name)
 	}
 }
 
@@ -530,7 +558,7 @@ func (c *Cache) admit(id string, e entry) {
 	victims := c.evictLocked()
 	c.mu.Unlock()
 	for _, old := range replaced {
-		os.Remove(filepath.Join(c.chunkDir, old.name))
+		c.dir.Load().remove(old.name)
 	}
 	c.unlink(victims)
 }
@@ -567,8 +595,9 @@ func (c *Cache) await(id string, delta int) {
 
 // unlink runs outside the lock: readers holding a victim open keep reading it.
 func (c *Cache) unlink(victims []entry) {
+	d := c.dir.Load()
 	for _, e := range victims {
-		os.Remove(filepath.Join(c.chunkDir, e.name))
+		d.remove(e.name)
 	}
 	c.stats.evictions.Add(int64(len(victims)))
 }

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -342,8 +343,9 @@ func TestRestartCleansTempAndInvalid(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write(filepath.Join(dir, "tmp", "abc.123"), []byte("partial"))
-	write(filepath.Join(dir, "chunks", "garbage"), []byte("x"))
+	partial := tmpName(fmt.Sprintf("%040x", 7), 123)
+	write(filepath.Join(dir, "tmp", partial), []byte("partial"))
+	write(filepath.Join(dir, "tmp", tmpName(blobTmpPrefix, 9)), []byte("part of a part"))
 	short := fileName(fmt.Sprintf("%040x", 1), 1000, 0)
 	write(filepath.Join(dir, "chunks", short), []byte("only a few bytes"))
 	rotten := filepath.Join(dir, "chunks", chunks[1].Name())
@@ -353,7 +355,7 @@ func TestRestartCleansTempAndInvalid(t *testing.T) {
 
 	before := f.total.Load()
 	c2 := openCache(t, dir, f, 100*testChunk, 0)
-	for _, gone := range []string{filepath.Join(dir, "tmp", "abc.123"), filepath.Join(dir, "chunks", "garbage"), filepath.Join(dir, "chunks", short)} {
+	for _, gone := range []string{filepath.Join(dir, "tmp", partial), filepath.Join(dir, "tmp", tmpName(blobTmpPrefix, 9)), filepath.Join(dir, "chunks", short)} {
 		if _, err := os.Stat(gone); !os.IsNotExist(err) {
 			t.Errorf("%s survived the restart", gone)
 		}
@@ -371,6 +373,71 @@ func TestRestartCleansTempAndInvalid(t *testing.T) {
 	if c2.Stats().BadChunks != 1 {
 		t.Fatalf("bad chunks = %d, want 1", c2.Stats().BadChunks)
 	}
+}
+
+// A directory holding anything s3docs did not make is refused, and nothing
+// in it is deleted or changed: files in tmp/ or chunks/ that are not named
+// as s3docs names them, subdirectories, files beside the layout (a home
+// directory given as --cache-dir).
+func TestForeignFilesRefusedNeverDeleted(t *testing.T) {
+	f := newFakeFetcher()
+	v := f.add("obj", randomBytes(5, testChunk+1))
+	for _, foreign := range []string{"notes.txt", "chunks/garbage", "tmp/abc.123", "tmp/sub/deep.txt", "chunks/sub/",
+		"chunks/" + fileName(fmt.Sprintf("%040x", 3), 5, 0) + "/", ".bashrc"} {
+		t.Run(strings.ReplaceAll(foreign, "/", "_"), func(t *testing.T) {
+			dir := t.TempDir()
+			c := openCache(t, dir, f, 100*testChunk, 0)
+			if _, err := c.ReadAt(context.Background(), v, make([]byte, v.Size), 0); err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+			// A leftover of ours beside the foreign file: it must stay too.
+			leftover := filepath.Join(dir, "tmp", tmpName(blobTmpPrefix, 1))
+			os.WriteFile(leftover, []byte("x"), 0o600)
+			path := filepath.Join(dir, foreign)
+			if strings.HasSuffix(foreign, "/") {
+				os.MkdirAll(path, 0o700)
+			} else {
+				os.MkdirAll(filepath.Dir(path), 0o700)
+				os.WriteFile(path, []byte("mine"), 0o600)
+			}
+			before := snapshot(t, dir)
+			_, err := Open(Options{Dir: dir, MaxBytes: 100 * testChunk, ChunkSize: testChunk}, f)
+			want := strings.TrimSuffix(foreign, "/")
+			if foreign == "tmp/sub/deep.txt" {
+				want = "tmp/sub" // a directory is named, not what it holds
+			}
+			if !errors.Is(err, ErrForeignFiles) || !strings.Contains(err.Error(), want) {
+				t.Fatalf("Open of a cache holding %s: %v; want ErrForeignFiles naming it", foreign, err)
+			}
+			if after := snapshot(t, dir); after != before {
+				t.Fatalf("a refused directory was changed:\nbefore %s\nafter  %s", before, after)
+			}
+			if _, err := Clear(dir); !errors.Is(err, ErrForeignFiles) {
+				t.Fatalf("Clear of a cache holding %s: %v; want ErrForeignFiles", foreign, err)
+			}
+			if after := snapshot(t, dir); after != before {
+				t.Fatalf("a refused Clear changed the directory:\nbefore %s\nafter  %s", before, after)
+			}
+		})
+	}
+}
+
+// snapshot lists every path under dir with its size.
+func snapshot(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s:%d ", strings.TrimPrefix(path, dir), info.Size())
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }
 
 func TestSingleflight(t *testing.T) {

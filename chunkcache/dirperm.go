@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"syscall"
 )
 
@@ -30,18 +31,25 @@ func ensurePrivateDir(dir string, log *slog.Logger) error {
 		return fmt.Errorf("chunkcache: %w", err)
 	}
 	// Stat, not Lstat: a symlink to the real cache directory is fine; the
-	// directory it names is what must be private.
+	// directory it names is what must be private, and what messages name.
 	info, err := os.Stat(dir)
 	if err != nil {
 		return fmt.Errorf("chunkcache: %w", err)
 	}
+	named := dir
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		if abs, err := filepath.Abs(dir); err == nil && filepath.Clean(abs) != real {
+			named = fmt.Sprintf("%s (a symlink to %s)", dir, real)
+		}
+		dir = real
+	}
 	if !info.IsDir() {
-		return fmt.Errorf("chunkcache: cache directory %s is not a directory", dir)
+		return fmt.Errorf("chunkcache: cache directory %s is not a directory", named)
 	}
 	st, ok := info.Sys().(*syscall.Stat_t)
 	if ok && int(st.Uid) != os.Geteuid() {
 		return fmt.Errorf("chunkcache: cache directory %s belongs to uid %d, not to this process (uid %d): refusing it",
-			dir, st.Uid, os.Geteuid())
+			named, st.Uid, os.Geteuid())
 	}
 	perm := info.Mode().Perm()
 	if perm&0o077 == 0 {
@@ -53,20 +61,21 @@ func ensurePrivateDir(dir string, log *slog.Logger) error {
 	}
 	if len(names) == 0 {
 		if err := os.Chmod(dir, 0o700); err != nil {
-			return fmt.Errorf("chunkcache: cache directory %s has mode %04o and cannot be made private: %w", dir, perm, err)
+			return fmt.Errorf("chunkcache: cache directory %s has mode %04o and cannot be made private: %w", named, perm, err)
 		}
 		log.Info("cache directory was empty and open to others: made it private", "dir", dir, "mode_was", fmt.Sprintf("%04o", perm), "mode", "0700")
 		return nil
 	}
-	if onlyOurLayout(names) {
-		// Our own cache, widened by hand: tightening it is the operator's
-		// call (someone may have been let in on purpose), and the fix is
-		// safe to suggest because nothing else lives there.
+	if l, err := scanLayout(dir); err == nil && l.nforeign == 0 {
+		// Our own cache and nothing else, widened by hand: tightening it
+		// is the operator's call (someone may have been let in on
+		// purpose), and the fix is safe to suggest because nothing else
+		// lives there. It names the real directory, not a symlink to it.
 		return fmt.Errorf("chunkcache: cache directory %s has mode %04o: it must be private to its owner (chmod 700 %s)",
-			dir, perm, dir)
+			named, perm, dir)
 	}
 	return fmt.Errorf("chunkcache: cache directory %s has mode %04o and holds other files: give s3docs a directory of its own (a new path, which it creates private)",
-		dir, perm)
+		named, perm)
 }
 
 // dirNames lists the names in dir.
@@ -77,17 +86,4 @@ func dirNames(dir string) ([]string, error) {
 	}
 	defer f.Close()
 	return f.Readdirnames(-1)
-}
-
-// onlyOurLayout says whether names are all entries s3docs itself makes at
-// the top of a cache directory.
-func onlyOurLayout(names []string) bool {
-	for _, n := range names {
-		switch n {
-		case chunksDirName, tmpDirName, lockFileName:
-		default:
-			return false
-		}
-	}
-	return true
 }

@@ -194,6 +194,12 @@ func (c *Cache) download(f *flight, v object.Version, s span, readahead bool) er
 			c.noteNoSpace(err)
 			return fmt.Errorf("fetch %s at %d: %w: %w", v.Key, s.off, errNoSpace, err)
 		}
+		if lost, retry := c.dirLost(err); lost {
+			if retry && attempt < fetchAttempts {
+				continue
+			}
+			return fmt.Errorf("fetch %s at %d: %w: %w", v.Key, s.off, errDirLost, err)
+		}
 		c.log.Debug("chunk fetch attempt failed", "key", v.Key, "offset", s.off, "length", s.n, "attempt", attempt, "err", err)
 		if ctx.Err() != nil && c.ctx.Err() == nil {
 			return fmt.Errorf("fetch %s at %d: no complete answer within %v (%d attempts): %w",
@@ -252,17 +258,19 @@ func (c *Cache) store(ctx context.Context, f *flight, v object.Version, off, n i
 		return entry{}, err
 	}
 	defer body.Close()
-	tmp, err := os.CreateTemp(c.tmpDir, id+".*")
+	d := c.dir.Load()
+	tmp, err := d.createTemp(id)
 	if err != nil {
 		return entry{}, err
 	}
+	tmpName := filepath.Base(tmp.Name())
 	f.setFile(tmp)
 	committed := false
 	defer func() {
 		f.setFile(nil)
 		tmp.Close()
 		if !committed {
-			os.Remove(tmp.Name())
+			d.removeTemp(tmpName)
 		}
 	}()
 	h := crc32.New(castagnoli)
@@ -276,7 +284,7 @@ func (c *Cache) store(ctx context.Context, f *flight, v object.Version, off, n i
 		return entry{}, fmt.Errorf("got %d bytes for a range of %d: %w", got, n, io.ErrUnexpectedEOF)
 	}
 	e := entry{name: fileName(id, n, h.Sum32()), size: n, crc: h.Sum32(), verified: true, touched: time.Now()}
-	if err := os.Rename(tmp.Name(), filepath.Join(c.chunkDir, e.name)); err != nil {
+	if err := d.commit(tmpName, e.name); err != nil {
 		return entry{}, err
 	}
 	committed = true
@@ -315,10 +323,21 @@ func (c *Cache) noteNoSpace(err error) {
 	}
 }
 
+// bypassing: reads go straight to the store, uncached, because the cache's
+// disk is full or its directory is gone.
 func (c *Cache) bypassing() bool {
+	if c.lost.Load() {
+		return true
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return time.Now().Before(c.noSpaceUntil)
+}
+
+// uncachedFailure: a download failed for want of a place to store it, not
+// for its range: readers are served straight from the store.
+func uncachedFailure(err error) bool {
+	return errors.Is(err, errNoSpace) || errors.Is(err, errDirLost)
 }
 
 // readThrough reads p at off straight from the store, without caching: the

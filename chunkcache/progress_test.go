@@ -113,7 +113,7 @@ func TestFullDiskServesUncached(t *testing.T) {
 	logMu <- struct{}{}
 	logger := slog.New(slog.NewTextHandler(lockedWriter{&logs, logMu}, nil))
 	c, err := Open(Options{
-		Dir: dir, MaxBytes: 100 * testChunk, ChunkSize: testChunk, Namespace: "test",
+		Dir: filepath.Join(dir, "cache"), MaxBytes: 100 * testChunk, ChunkSize: testChunk, Namespace: "test",
 		MaxConcurrentGets: 4, ReadTimeout: 10 * time.Second, Logger: logger,
 		NoSpaceBackoff: time.Second,
 	}, f)

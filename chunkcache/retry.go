@@ -91,7 +91,7 @@ func (c *Cache) recentFailureLocked(key string, now time.Time) error {
 func (c *Cache) noteFailure(key string, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err == nil || errors.Is(err, errClosed) || errors.Is(err, errNoSpace) || c.ctx.Err() != nil {
+	if err == nil || errors.Is(err, errClosed) || uncachedFailure(err) || c.ctx.Err() != nil {
 		delete(c.failed, key)
 		return
 	}

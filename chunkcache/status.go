@@ -17,24 +17,26 @@ type Status struct {
 	// names are hashes, so chunks and blobs cannot be told apart here.
 	Entries int
 	Bytes   int64
-	// Invalid counts files in chunks/ that the next start will delete (a
-	// malformed name, or a size other than the name says).
+	// Invalid counts entries that the next start will delete: named as
+	// s3docs names them, but of another size than the name says.
 	Invalid      int
 	InvalidBytes int64
 	// TempFiles are fetches in flight (while in use) or leftovers of an
 	// interrupted one (removed at the next start).
 	TempFiles int
 	TempBytes int64
+	// Foreign counts files and directories s3docs did not make; a daemon
+	// refuses such a directory, and Clear leaves it alone. ForeignExample
+	// names one, relative to the directory.
+	Foreign        int
+	ForeignExample string
 	// InUse: a daemon holds the directory's lock.
 	InUse bool
 }
 
-// ErrInUse is returned by Clear while a daemon holds the cache directory.
-var ErrInUse = errors.New("in use by a running s3docs daemon")
-
-// ErrNotCacheDir is returned for a directory that has neither the lock file
-// nor chunks/ of a cache: an operator's typo must not empty someone's files.
-var ErrNotCacheDir = errors.New("not an s3docs cache directory (no lock file, no chunks/)")
+// ErrNotCacheDir is returned for a directory that has none of a cache's
+// layout: an operator's typo must not empty someone's files.
+var ErrNotCacheDir = errors.New("not an s3docs cache directory (no chunks/ or tmp/)")
 
 // ReadStatus counts the files of the cache directory dir. It takes no lock
 // that could stop a daemon from starting, beyond a non-blocking probe.
@@ -48,41 +50,77 @@ func ReadStatus(dir string) (Status, error) {
 		return Status{}, err
 	}
 	st.InUse = inUse
-	if err := st.scan(dir); err != nil {
+	l, err := scanLayout(dir)
+	if err != nil {
 		return Status{}, err
 	}
+	st.count(l)
 	return st, nil
 }
 
-// Clear removes every file in chunks/ and tmp/ of dir, keeping the
-// directories, and returns what was there. It refuses with ErrInUse while a
-// daemon holds the lock, and holds the lock itself meanwhile, so that no
-// daemon can start on a half-emptied directory.
+// Clear removes every file of s3docs's in chunks/ and tmp/ of dir, keeping
+// the directories, and returns what was there. It refuses with ErrInUse
+// while a daemon holds the lock, and with ErrForeignFiles (removing
+// nothing) when the directory holds files that are not s3docs's; it holds
+// the lock itself meanwhile, so that no daemon can start on a half-emptied
+// directory.
 func Clear(dir string) (Status, error) {
 	if err := checkCacheDir(dir); err != nil {
 		return Status{}, err
 	}
-	lock, err := os.OpenFile(LockPath(dir), os.O_CREATE|os.O_RDWR, 0o600)
+	lock, err := os.Open(dir)
 	if err != nil {
 		return Status{}, fmt.Errorf("chunkcache: %w", err)
 	}
 	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := flockNB(lock, syscall.LOCK_EX); err != nil {
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return Status{}, fmt.Errorf("cache directory %s is %w", dir, ErrInUse)
 		}
-		return Status{}, fmt.Errorf("chunkcache: lock %s: %w", LockPath(dir), err)
+		return Status{}, fmt.Errorf("chunkcache: lock %s: %w", dir, err)
 	}
-	var st Status
-	if err := st.scan(dir); err != nil {
+	if legacyLockHeld(dir) {
+		return Status{}, fmt.Errorf("cache directory %s is %w", dir, ErrInUse)
+	}
+	l, err := scanLayout(dir)
+	if err != nil {
 		return Status{}, err
 	}
-	for _, sub := range []string{chunksDir(dir), tmpDir(dir)} {
-		if err := emptyDir(sub); err != nil {
+	var st Status
+	st.count(l)
+	if err := l.foreignErr(dir); err != nil {
+		return st, err
+	}
+	for _, e := range append(l.entries, l.invalid...) {
+		if err := os.Remove(filepath.Join(chunksDir(dir), e.name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return st, fmt.Errorf("chunkcache: %w", err)
+		}
+	}
+	for _, e := range l.tmps {
+		if err := os.Remove(filepath.Join(tmpDir(dir), e.name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return st, fmt.Errorf("chunkcache: %w", err)
 		}
 	}
 	return st, nil
+}
+
+func (st *Status) count(l layout) {
+	for _, e := range l.entries {
+		st.Entries++
+		st.Bytes += e.info.Size()
+	}
+	for _, e := range l.invalid {
+		st.Invalid++
+		st.InvalidBytes += e.info.Size()
+	}
+	for _, e := range l.tmps {
+		st.TempFiles++
+		st.TempBytes += e.info.Size()
+	}
+	st.Foreign = l.nforeign
+	if len(l.foreign) > 0 {
+		st.ForeignExample = l.foreign[0]
+	}
 }
 
 func checkCacheDir(dir string) error {
@@ -96,12 +134,12 @@ func checkCacheDir(dir string) error {
 	if !info.IsDir() {
 		return fmt.Errorf("cache directory %s is not a directory", dir)
 	}
-	_, lockErr := os.Lstat(LockPath(dir))
-	_, chunksErr := os.Lstat(chunksDir(dir))
-	if lockErr != nil && chunksErr != nil {
-		return fmt.Errorf("%s is %w", dir, ErrNotCacheDir)
+	for _, name := range []string{chunksDirName, tmpDirName, legacyLockName} {
+		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
+			return nil
+		}
 	}
-	return nil
+	return fmt.Errorf("%s is %w", dir, ErrNotCacheDir)
 }
 
 // missingDirError reads as one plain sentence yet still matches
@@ -111,91 +149,21 @@ type missingDirError string
 func (e missingDirError) Error() string { return "cache directory " + string(e) + " does not exist" }
 func (e missingDirError) Unwrap() error { return fs.ErrNotExist }
 
-// lockedByOther probes the daemon's lock without creating the file (status
-// is read-only) and without blocking. The shared lock is dropped at once: it
-// would make a daemon starting at this very moment refuse the directory.
+// lockedByOther probes the daemon's lock without blocking. The shared lock
+// is dropped at once: it would make a daemon starting at this very moment
+// refuse the directory.
 func lockedByOther(dir string) (bool, error) {
-	f, err := os.Open(LockPath(dir))
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil // a daemon creates it before anything else
-	}
+	f, err := os.Open(dir)
 	if err != nil {
 		return false, fmt.Errorf("chunkcache: %w", err)
 	}
 	defer f.Close()
-	err = syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
+	err = flockNB(f, syscall.LOCK_SH)
 	if errors.Is(err, syscall.EWOULDBLOCK) {
 		return true, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("chunkcache: lock %s: %w", LockPath(dir), err)
+		return false, fmt.Errorf("chunkcache: lock %s: %w", dir, err)
 	}
-	return false, nil
-}
-
-// scan judges chunk files as Open's rebuild does: by name and size only.
-func (st *Status) scan(dir string) error {
-	des, err := readDirIfExists(chunksDir(dir))
-	if err != nil {
-		return err
-	}
-	for _, de := range des {
-		info, err := de.Info()
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // evicted by a running daemon since the listing
-		}
-		if err != nil {
-			return fmt.Errorf("chunkcache: %w", err)
-		}
-		_, size, _, ok := parseName(de.Name())
-		if !ok || !info.Mode().IsRegular() || info.Size() != size {
-			st.Invalid++
-			st.InvalidBytes += info.Size()
-			continue
-		}
-		st.Entries++
-		st.Bytes += size
-	}
-	tmps, err := readDirIfExists(tmpDir(dir))
-	if err != nil {
-		return err
-	}
-	for _, de := range tmps {
-		info, err := de.Info()
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // a fetch finished and renamed it
-		}
-		if err != nil {
-			return fmt.Errorf("chunkcache: %w", err)
-		}
-		st.TempFiles++
-		st.TempBytes += info.Size()
-	}
-	return nil
-}
-
-// readDirIfExists treats a missing subdirectory as empty: a daemon makes
-// them at start, so a cache dir that never saw one may lack them.
-func readDirIfExists(dir string) ([]os.DirEntry, error) {
-	des, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("chunkcache: %w", err)
-	}
-	return des, nil
-}
-
-func emptyDir(dir string) error {
-	des, err := readDirIfExists(dir)
-	if err != nil {
-		return err
-	}
-	for _, de := range des {
-		if err := os.RemoveAll(filepath.Join(dir, de.Name())); err != nil {
-			return err
-		}
-	}
-	return nil
+	return legacyLockHeld(dir), nil
 }

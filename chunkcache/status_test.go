@@ -3,6 +3,7 @@ package chunkcache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -47,13 +48,16 @@ func TestReadStatus(t *testing.T) {
 
 	c.Close()
 	// Leftovers that the next start deletes are counted apart.
+	os.WriteFile(filepath.Join(dir, "chunks", fileName(fmt.Sprintf("%040x", 1), 10, 0)), []byte("xyz"), 0o600)
+	os.WriteFile(filepath.Join(dir, "tmp", tmpName(blobTmpPrefix, 123)), []byte("partial"), 0o600)
+	// And files that are not s3docs's are counted, never as its own.
 	os.WriteFile(filepath.Join(dir, "chunks", "not-a-chunk"), []byte("xyz"), 0o600)
-	os.WriteFile(filepath.Join(dir, "tmp", "chunk.123"), []byte("partial"), 0o600)
 	st, err = ReadStatus(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = Status{Entries: 6, Bytes: a.Size + b.Size + 7, Invalid: 1, InvalidBytes: 3, TempFiles: 1, TempBytes: 7}
+	want = Status{Entries: 6, Bytes: a.Size + b.Size + 7, Invalid: 1, InvalidBytes: 3, TempFiles: 1, TempBytes: 7,
+		Foreign: 1, ForeignExample: "chunks/not-a-chunk"}
 	if st != want {
 		t.Fatalf("status after Close: %+v, want %+v", st, want)
 	}
@@ -90,7 +94,7 @@ func TestClear(t *testing.T) {
 	}
 
 	c.Close()
-	os.WriteFile(filepath.Join(dir, "tmp", "chunk.1"), []byte("partial"), 0o600)
+	os.WriteFile(filepath.Join(dir, "tmp", tmpName(fmt.Sprintf("%040x", 2), 1)), []byte("partial"), 0o600)
 	removed, err := Clear(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -127,13 +131,19 @@ func TestClearRefusesOtherDirs(t *testing.T) {
 	keep := filepath.Join(dir, "tmp", "precious")
 	os.MkdirAll(filepath.Dir(keep), 0o700)
 	os.WriteFile(keep, []byte("x"), 0o600)
-	if _, err := Clear(dir); !errors.Is(err, ErrNotCacheDir) {
+	if _, err := Clear(dir); !errors.Is(err, ErrForeignFiles) {
 		t.Fatalf("Clear of a directory that is no cache: %v", err)
 	}
 	if _, err := os.Stat(keep); err != nil {
 		t.Fatal("Clear removed a file of a directory that is no cache")
 	}
-	if _, err := os.Stat(LockPath(dir)); err == nil {
-		t.Fatal("Clear left a lock file in a directory that is no cache")
+	empty := t.TempDir()
+	if _, err := Clear(empty); !errors.Is(err, ErrNotCacheDir) {
+		t.Fatalf("Clear of an empty directory: %v", err)
+	}
+	for _, d := range []string{dir, empty} {
+		if _, err := os.Stat(filepath.Join(d, "lock")); err == nil {
+			t.Fatal("Clear left a lock file in a directory that is no cache")
+		}
 	}
 }

@@ -32,6 +32,8 @@ daemon's command line.
 
 clear removes every cached file. It refuses while a daemon uses the
 directory (unmount first) and keeps any daemon from starting on it meanwhile.
+It deletes only files whose names are s3docs's own, and refuses (deleting
+nothing) a directory that holds anything else.
 
 Flags:
   --cache-dir DIR   the daemon's --cache-dir (default: the daemon's default,
@@ -109,6 +111,10 @@ func cacheStatus(dir string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "temporary: %d files, %s (fetches in flight, or leftovers removed at the next start)\n",
 		st.TempFiles, iecBytes(st.TempBytes))
 	fmt.Fprintf(stdout, "invalid:   %d files, %s (removed at the next start)\n", st.Invalid, iecBytes(st.InvalidBytes))
+	if st.Foreign > 0 {
+		fmt.Fprintf(stdout, "foreign:   %d files or directories not made by s3docs, such as %s: a daemon refuses this directory and clear leaves it alone\n",
+			st.Foreign, st.ForeignExample)
+	}
 	bound := "bound:     set by --cache-size of the daemon"
 	switch pid, found := lockHolder(chunkcache.LockPath(dir)); {
 	case !st.InUse:
@@ -143,11 +149,11 @@ func cacheClear(dir string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// cacheErrCode: a wrong or busy directory is the operator's to fix (2); an
+// cacheErrCode: a wrong, busy or shared directory is the operator's to fix (2); an
 // I/O or permission failure on a right one is a failure (1).
 func cacheErrCode(err error) int {
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, chunkcache.ErrNotCacheDir) ||
-		errors.Is(err, chunkcache.ErrInUse) || errors.Is(err, syscall.ENOTDIR) {
+		errors.Is(err, chunkcache.ErrInUse) || errors.Is(err, chunkcache.ErrForeignFiles) || errors.Is(err, syscall.ENOTDIR) {
 		return exitUsage
 	}
 	return exitFailure

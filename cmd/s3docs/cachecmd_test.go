@@ -107,7 +107,8 @@ func TestCacheCommandLocally(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	os.WriteFile(filepath.Join(dir, "chunks", "junk"), []byte("12345"), 0o600)
+	// An entry of ours of the wrong size (deleted at the next start).
+	os.WriteFile(filepath.Join(dir, "chunks", fmt.Sprintf("%040x-9-00000000", 1)), []byte("12345"), 0o600)
 
 	code, out, errOut := runInProcess("cache", "status", "--cache-dir", dir)
 	if code != 0 {
@@ -123,6 +124,22 @@ func TestCacheCommandLocally(t *testing.T) {
 		t.Fatalf("clear while open: exit code %d, stderr %q", code, errOut)
 	}
 	c.Close()
+	// A file that is not s3docs's: status says so, clear refuses and
+	// deletes nothing.
+	junk := filepath.Join(dir, "chunks", "junk")
+	os.WriteFile(junk, []byte("12345"), 0o600)
+	code, out, errOut = runInProcess("cache", "status", "--cache-dir", dir)
+	if code != 0 {
+		t.Fatalf("status: exit code %d: %s", code, errOut)
+	}
+	wantLines(t, out, `foreign: +1 files or directories not made by s3docs, such as chunks/junk: .*`)
+	args := []string{"cache", "clear", "--cache-dir", dir}
+	code, out, errOut = runInProcess(args...)
+	checkCLIResult(t, args, code, out, errOut, 2, "holds files that are not s3docs's (chunks/junk)", "s3docs: cache clear: ")
+	if _, err := os.Stat(junk); err != nil {
+		t.Fatalf("clear deleted a file that is not s3docs's: %v", err)
+	}
+	os.Remove(junk)
 	if code, out, errOut := runInProcess("cache", "clear", "--cache-dir", dir); code != 0 ||
 		!strings.Contains(out, "removed 0 entries (0 B), 0 temporary and 1 invalid files") {
 		t.Fatalf("clear: exit code %d, stdout %q, stderr %q", code, out, errOut)
