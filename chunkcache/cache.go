@@ -169,14 +169,14 @@ func Open(o Options, f Fetcher) (*Cache, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Cache{
-		opt:      o,
-		fetcher:  f,
-		log:      o.Logger,
-		gets:     semaphore.NewWeighted(int64(o.MaxConcurrentGets)),
-		awaited:  map[string]int{},
-		flights:  map[string]*flight{},
-		failed:   map[string]failure{},
-		limit:    o.MaxBytes,
+		opt:     o,
+		fetcher: f,
+		log:     o.Logger,
+		gets:    semaphore.NewWeighted(int64(o.MaxConcurrentGets)),
+		awaited: map[string]int{},
+		flights: map[string]*flight{},
+		failed:  map[string]failure{},
+		limit:   o.MaxBytes,
 
 		pieceSize: pieceSizeFor(o.ChunkSize),
 	}
