@@ -308,8 +308,16 @@ func (c *Cache) Stats() Stats {
 	}
 }
 
-// MaxBytes is the bound of the cache.
+// MaxBytes is the configured bound of the cache (--cache-size).
 func (c *Cache) MaxBytes() int64 { return c.opt.MaxBytes }
+
+// Limit is the bound the cache keeps now: MaxBytes, or less while its file
+// system has no room for that much (see noteNoSpace and raiseBound).
+func (c *Cache) Limit() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.limit
+}
 
 // Bytes is the size of all chunks in the index.
 func (c *Cache) Bytes() int64 {

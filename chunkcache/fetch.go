@@ -295,7 +295,8 @@ func (c *Cache) store(ctx context.Context, f *flight, v object.Version, off, n i
 // so, at most once per backoff period. If the cache's own chunks are what
 // filled the disk (--cache-size larger than the room there is), its bound
 // comes down to what it holds less two chunks, and the oldest go: otherwise
-// it would stay full, and uncached, for good.
+// it would stay full, and uncached, for good. The bound goes back up as the
+// file system gets room again (see raiseBound).
 func (c *Cache) noteNoSpace(err error) {
 	now := time.Now()
 	backoff := c.opt.NoSpaceBackoff

@@ -392,3 +392,66 @@ func mkdirMode(t *testing.T, dir string, mode os.FileMode) {
 		t.Fatal(err)
 	}
 }
+
+// A disk full for a moment (another program's file, deleted since) lowers
+// the bound only while it lasts: once there is room again, the bound is
+// --cache-size again, and Limit says so.
+func TestBoundRaisedWhenSpaceReturns(t *testing.T) {
+	testenv.Require(t, os.Geteuid() == 0, "mounting a tmpfs needs root")
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=1m,mode=0700"); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	f := newFakeFetcher()
+	data := randomBytes(28, 12*testChunk)
+	v := f.add("obj", data)
+	const maxBytes = 10 * testChunk
+	c, err := Open(Options{
+		Dir: filepath.Join(dir, "cache"), MaxBytes: maxBytes, ChunkSize: testChunk, Namespace: "test",
+		MaxConcurrentGets: 1, ReadTimeout: 10 * time.Second, NoSpaceBackoff: 100 * time.Millisecond,
+	}, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	got := make([]byte, testChunk)
+	read := func(idx int) {
+		t.Helper()
+		off := int64(idx) * testChunk
+		if _, err := c.ReadAt(context.Background(), v, got, off); err != nil || !bytes.Equal(got, data[off:off+testChunk]) {
+			t.Fatalf("chunk %d: %v", idx, err)
+		}
+		waitDownloads(t, c)
+	}
+	for idx := range 6 {
+		read(idx)
+	}
+	// Another program takes all the room there is left.
+	filler := filepath.Join(dir, "filler")
+	fill, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := fill.Write(make([]byte, 4096)); err != nil {
+			break
+		}
+	}
+	fill.Close()
+	for idx := 6; idx < 12; idx++ {
+		read(idx)
+		time.Sleep(150 * time.Millisecond) // past the backoff: the next fetch meets the full disk
+	}
+	if limit := c.Limit(); limit >= maxBytes {
+		t.Fatalf("bound %d after a full disk: want it lowered below %d", limit, maxBytes)
+	}
+	os.Remove(filler)
+	c.raiseBound()
+	if limit := c.Limit(); limit != maxBytes {
+		t.Fatalf("bound %d once the disk has room again, want %d", limit, maxBytes)
+	}
+	if c.MaxBytes() != maxBytes {
+		t.Fatalf("MaxBytes %d", c.MaxBytes())
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A cache directory deleted under a running daemon (rm -rf by an operator,
@@ -23,7 +25,8 @@ const dirCheckEvery = 2 * time.Second
 // directory is gone; the reader is then served uncached.
 var errDirLost = errors.New("cache directory gone")
 
-// watchDir checks the directory until Close.
+// watchDir checks the directory, and whether a bound lowered for a full
+// disk can go back up, until Close.
 func (c *Cache) watchDir() {
 	t := time.NewTicker(dirCheckEvery)
 	defer t.Stop()
@@ -34,6 +37,7 @@ func (c *Cache) watchDir() {
 		case <-t.C:
 		}
 		c.checkDir()
+		c.raiseBound()
 	}
 }
 
@@ -126,4 +130,33 @@ func (c *Cache) remakeDir(old *cacheDir) (*cacheDir, error) {
 	}
 	c.retired = append(c.retired, old.root, old.chunks, old.tmp)
 	return d, nil
+}
+
+// raiseBound gives back the bound that noteNoSpace lowered, as far as the
+// file system has room again: what the cache holds, plus the space
+// available, less two chunks of headroom, up to MaxBytes. A disk that was
+// full for a moment (another program's file, since deleted) must not shrink
+// the cache until a restart.
+func (c *Cache) raiseBound() {
+	c.mu.Lock()
+	limit, total := c.limit, c.total
+	c.mu.Unlock()
+	if limit >= c.opt.MaxBytes {
+		return
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(c.dir.Load().root.Fd()), &st); err != nil {
+		return
+	}
+	room := total + int64(st.Bavail)*int64(st.Bsize) - 2*c.opt.ChunkSize
+	c.mu.Lock()
+	raised := min(c.opt.MaxBytes, room)
+	if raised <= c.limit {
+		c.mu.Unlock()
+		return
+	}
+	c.limit = raised
+	c.mu.Unlock()
+	c.log.Info("cache bound raised: its file system has room again", "dir", c.opt.Dir,
+		"bound", raised, "configured", c.opt.MaxBytes)
 }

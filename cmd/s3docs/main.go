@@ -129,6 +129,11 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		fmt.Fprintf(stderr, "s3docs: %v\n", err)
 		return exitUsage
 	}
+	if err := checkCachePlacement(cfg.CacheDir, cfg.MountPoint); err != nil {
+		fmt.Fprintf(stderr, "s3docs: %v\n", err)
+		return exitUsage
+	}
+	warnSecretsInArgs(args, cfg, log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -344,14 +349,17 @@ func checkMountPoint(dir string) error {
 		}
 		var errno syscall.Errno
 		if errors.As(err, &errno) && errno == syscall.ENOTCONN {
-			return fmt.Errorf("mount point %s is a dead FUSE mount; run: fusermount3 -u %s", dir, dir)
+			return deadMountError(dir)
 		}
 		return fmt.Errorf("mount point: %w", err)
 	}
 	if !info.IsDir() {
 		return fmt.Errorf("mount point %s is not a directory", dir)
 	}
-	if mounted, err := isMountPoint(dir); err == nil && mounted {
+	if m, mounted, err := mountAt(dir); err == nil && mounted {
+		if isDeadFUSE(m) {
+			return deadMountError(dir)
+		}
 		return fmt.Errorf("mount point %s is already mounted", dir)
 	}
 	f, err := os.Open(dir)

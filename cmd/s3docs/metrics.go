@@ -98,8 +98,9 @@ func (m *metrics) watchCache(c *chunkcache.Cache) {
 			func() float64 { return float64(c.Stats().InFlight) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "s3docs_cache_bytes", Help: "Bytes in the cache."},
 			func() float64 { return float64(c.Bytes()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "s3docs_cache_max_bytes", Help: "The cache's bound (--cache-size)."},
-			func() float64 { return float64(c.MaxBytes()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "s3docs_cache_max_bytes",
+			Help: "The bound the cache keeps now: --cache-size, or less while its file system has no room for that much."},
+			func() float64 { return float64(c.Limit()) }),
 	)
 }
 
@@ -115,7 +116,9 @@ func (m *metrics) serve(ctx context.Context, addr string, withPprof bool, log *s
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	if withPprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		// No /debug/pprof/cmdline: the command line may hold a password
+		// (in --endpoint-url), and the logs' redaction would not apply.
+		mux.Handle("/debug/pprof/cmdline", http.NotFoundHandler())
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
@@ -135,5 +138,13 @@ func (m *metrics) serve(ctx context.Context, addr string, withPprof bool, log *s
 		srv.Shutdown(shutdown)
 	}()
 	log.Info("serving metrics", "addr", ln.Addr().String(), "pprof", withPprof)
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+		what := "metrics"
+		if withPprof {
+			what = "metrics and profiles (--pprof)"
+		}
+		log.Warn("serving "+what+" to the network, without authentication: anyone who can reach the address can read them; use 127.0.0.1:PORT unless that is meant",
+			"addr", ln.Addr().String())
+	}
 	return done, nil
 }

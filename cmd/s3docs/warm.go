@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -228,44 +227,6 @@ func parseInterspersed(fset *flag.FlagSet, args []string) ([]string, error) {
 		positional = append(positional, rest[0])
 		args = rest[1:]
 	}
-}
-
-// mountEntry is one line of /proc/self/mountinfo.
-type mountEntry struct {
-	dir    string
-	fsType string
-}
-
-func readMountTable() ([]mountEntry, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return parseMountTable(f)
-}
-
-// parseMountTable reads the format of proc(5): the mount point is field 5;
-// the file system type follows the "-" that ends the optional fields.
-func parseMountTable(r io.Reader) ([]mountEntry, error) {
-	var out []mountEntry
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		e := mountEntry{dir: unescapeMountinfo(fields[4])}
-		for i := 5; i < len(fields)-1; i++ {
-			if fields[i] == "-" {
-				e.fsType = fields[i+1]
-				break
-			}
-		}
-		out = append(out, e)
-	}
-	return out, sc.Err()
 }
 
 // mountOf is the mount that path (absolute, clean, symlinks resolved) is
