@@ -54,10 +54,12 @@ const (
 	// that it sees the download's own error rather than its own timeout.
 	readGrace = time.Second
 	// failedRangeMemory is how long a failed download fails reads of its
-	// chunk at once. Long enough for the kernel's immediate retry of a
-	// failed readahead, and for a reader that retries in a tight loop;
-	// short enough that a user who tries again finds a recovered server.
-	failedRangeMemory = 5 * time.Second
+	// chunk at once. The kernel asks again within milliseconds of the
+	// failure (its retry of the failed readahead, the other requests of
+	// the same read(2)), so a second covers it with room for a loaded
+	// machine; and a reader that tries again a little later (a user, a
+	// worker's retry once the server is back) reaches the store.
+	failedRangeMemory = time.Second
 	// maxFailedRanges bounds the memory of failed downloads.
 	maxFailedRanges = 4096
 

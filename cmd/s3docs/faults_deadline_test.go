@@ -17,7 +17,7 @@ import (
 // kernel's retry of the range fails at once: `cat` gets EIO within the
 // deadline and the reader's grace (1 s), plus a margin for a loaded
 // machine that is well below a second deadline. The failure is one log
-// line, and once the server answers again (and the failed range's 5 s
+// line, and once the server answers again (and the failed range's 1 s
 // memory is over) the file reads exactly.
 func TestReadDeadlineAgainstSilentServer(t *testing.T) {
 	w := newWorld(t)
@@ -69,10 +69,10 @@ func TestReadDeadlineAgainstSilentServer(t *testing.T) {
 		t.Errorf("the failed read logged %d warning or error lines, want 1", errLines)
 	}
 
-	// The server answers again: after the failed range's memory, the file
-	// reads exactly.
+	// The server answers again: after the failed range's memory (1 s),
+	// the file reads exactly.
 	w.proxy.SetFault(nil)
-	time.Sleep(5 * time.Second)
+	time.Sleep(2 * time.Second)
 	if r := timedSum(d.path(key), time.Minute); r.err != nil || r.sum != sum {
 		t.Fatalf("read once the server answers: %v (%s), sha256 %s, want %s", r.err, r.msg, r.sum, sum)
 	}
