@@ -34,15 +34,26 @@ func parsePartName(name string) (from, thru int, ok bool) {
 	return from, thru, ok1 && ok2
 }
 
+// maxPageDigits bounds a page number's digits once its zero padding is
+// gone: more than any page count, far from int's limit.
+const maxPageDigits = 12
+
 // parsePage takes only digits: strconv.Atoi would also take "+7" and "-0".
+// Any zero padding is accepted (the file name's own limit bounds it).
 func parsePage(s string) (int, bool) {
-	if s == "" || len(s) > 12 {
+	if s == "" {
 		return 0, false
 	}
 	for _, c := range s {
 		if c < '0' || c > '9' {
 			return 0, false
 		}
+	}
+	if s = strings.TrimLeft(s, "0"); s == "" {
+		return 0, true
+	}
+	if len(s) > maxPageDigits {
+		return 0, false
 	}
 	n, err := strconv.Atoi(s)
 	return n, err == nil

@@ -16,6 +16,9 @@ func TestPartNames(t *testing.T) {
 		{"pages-12-14.pdf", 12, 14, true},
 		{"pages-7-7.pdf", 7, 7, true},
 		{"pages-000000007-8.pdf", 7, 8, true},
+		{"pages-" + strings.Repeat("0", 30) + "7-" + strings.Repeat("0", 200) + "8.pdf", 7, 8, true}, // any padding
+		{"pages-0000000000000-0000000000001.pdf", 0, 1, true},
+		{"pages-1000000000000-1.pdf", 0, 0, false}, // 13 digits: no such page
 		{"pages-0-3.pdf", 0, 3, true}, // grammatical; the range check rejects it
 		{"pages-5-3.pdf", 5, 3, true}, // idem
 		{"pages-1-2.PDF", 0, 0, false},
