@@ -244,6 +244,26 @@ func TestCacheDirMustBePrivate(t *testing.T) {
 		t.Fatalf("widened cache directory: %v; want a refusal with the chmod fix", err)
 	}
 
+	// Through a symlink, the advice names the directory a chmod would
+	// change, not the link.
+	link := filepath.Join(base, "link")
+	if err := os.Symlink(ours, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := open(link); err == nil || !strings.Contains(err.Error(), link+" (a symlink to "+ours+")") ||
+		!strings.Contains(err.Error(), "chmod 700 "+ours+")") {
+		t.Fatalf("widened cache directory through a symlink: %v; want the link and its target named, chmod of the target", err)
+	}
+	// A symlink to a wide directory holding other things: no chmod advice.
+	etc := filepath.Join(base, "etc")
+	mkdirMode(t, etc, 0o755)
+	os.WriteFile(filepath.Join(etc, "passwd"), []byte("root:x:0:0"), 0o644)
+	etcLink := filepath.Join(base, "etc-link")
+	os.Symlink(etc, etcLink)
+	if err := open(etcLink); err == nil || strings.Contains(err.Error(), "chmod") || !strings.Contains(err.Error(), "holds other files") {
+		t.Fatalf("symlink to a shared directory: %v; want a refusal without chmod advice", err)
+	}
+
 	notDir := filepath.Join(base, "file")
 	os.WriteFile(notDir, nil, 0o600)
 	if err := open(notDir); err == nil || !strings.Contains(err.Error(), "not a directory") {
