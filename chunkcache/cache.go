@@ -186,15 +186,12 @@ func Open(o Options, f Fetcher) (*Cache, error) {
 	}
 	// The LRU is bounded in bytes by us, not in entries by the library.
 	c.lru, _ = simplelru.NewLRU[string, entry](math.MaxInt, nil)
-	d, err := takeDir(o.Dir, o.Logger)
+	d, l, err := takeDir(o.Dir, o.Logger)
 	if err != nil {
 		return nil, err
 	}
 	c.dir.Store(d)
-	if err := c.rebuild(d); err != nil {
-		d.close()
-		return nil, err
-	}
+	c.rebuild(d, l)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.wg.Add(1)
 	go func() {
@@ -207,29 +204,19 @@ func Open(o Options, f Fetcher) (*Cache, error) {
 // takeDir makes dir private (or checks that it is), locks it, and checks
 // that it holds nothing but s3docs's own files: a directory that holds
 // anything else is refused, never cleaned.
-func takeDir(dir string, log *slog.Logger) (*cacheDir, error) {
+func takeDir(dir string, log *slog.Logger) (*cacheDir, layout, error) {
 	if err := ensurePrivateDir(dir, log); err != nil {
-		return nil, err
+		return nil, layout{}, err
 	}
-	d, err := lockDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	return d, nil
+	return lockDir(dir)
 }
 
-// rebuild indexes chunks/ of d from names and sizes alone (no reads), so a
-// large cache starts in seconds, and deletes leftovers: temporary files of
-// interrupted fetches and entries of the wrong size. It refuses (deleting
-// nothing) a directory that holds files s3docs did not make.
-func (c *Cache) rebuild(d *cacheDir) error {
-	l, err := scanLayout(d.path)
-	if err != nil {
-		return err
-	}
-	if err := l.foreignErr(d.path); err != nil {
-		return fmt.Errorf("chunkcache: %w", err)
-	}
+// rebuild indexes the entries l found in d's chunks/ from names and sizes
+// alone (no reads), so a large cache starts in seconds, and deletes
+// leftovers: temporary files of interrupted fetches and entries of the
+// wrong size (all named as s3docs names them: lockDir refused anything
+// else). The index held before is dropped.
+func (c *Cache) rebuild(d *cacheDir, l layout) {
 	for _, t := range l.tmps {
 		d.removeTemp(t.name)
 	}
@@ -273,7 +260,6 @@ func (c *Cache) rebuild(d *cacheDir) error {
 	c.unlink(victims)
 	c.log.Info("chunk cache ready", "dir", d.path, "chunks", chunks, "bytes", total,
 		"removed_invalid", removed, "removed_tmp", len(l.tmps), "evicted", len(victims))
-	return nil
 }
 
 // Close stops background fetches and releases the directory lock.

@@ -423,6 +423,20 @@ func TestForeignFilesRefusedNeverDeleted(t *testing.T) {
 	}
 }
 
+// A home directory given as the cache directory: refused before anything
+// is made in it (no chunks/ or tmp/ appear).
+func TestHomeDirRefusedUntouched(t *testing.T) {
+	home := t.TempDir()
+	os.WriteFile(filepath.Join(home, ".bashrc"), []byte("x"), 0o600)
+	before := snapshot(t, home)
+	if _, err := Open(Options{Dir: home, MaxBytes: 10 * testChunk, ChunkSize: testChunk}, newFakeFetcher()); !errors.Is(err, ErrForeignFiles) {
+		t.Fatalf("Open of a home directory: %v, want ErrForeignFiles", err)
+	}
+	if after := snapshot(t, home); after != before {
+		t.Fatalf("a refused directory was changed:\nbefore %s\nafter  %s", before, after)
+	}
+}
+
 // snapshot lists every path under dir with its size.
 func snapshot(t *testing.T, dir string) string {
 	t.Helper()

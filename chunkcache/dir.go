@@ -29,23 +29,33 @@ type cacheDir struct {
 var ErrInUse = errors.New("in use by another s3docs process")
 
 // lockDir opens dir (which exists and has passed ensurePrivateDir), locks
-// it, and opens (making them if needed) its chunks/ and tmp/.
-func lockDir(dir string) (*cacheDir, error) {
+// it, checks that it holds nothing but s3docs's own files (before making
+// anything in it), and opens (making them if needed) its chunks/ and tmp/.
+// It returns what the directory held.
+func lockDir(dir string) (*cacheDir, layout, error) {
 	root, err := os.Open(dir)
 	if err != nil {
-		return nil, fmt.Errorf("chunkcache: %w", err)
+		return nil, layout{}, fmt.Errorf("chunkcache: %w", err)
 	}
 	if err := flockNB(root, syscall.LOCK_EX); err != nil {
 		root.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("chunkcache: cache directory %s is %w", dir, ErrInUse)
+			return nil, layout{}, fmt.Errorf("chunkcache: cache directory %s is %w", dir, ErrInUse)
 		}
-		return nil, fmt.Errorf("chunkcache: lock %s: %w", dir, err)
+		return nil, layout{}, fmt.Errorf("chunkcache: lock %s: %w", dir, err)
 	}
 	// A daemon of an earlier version locks a file in the directory.
 	if legacyLockHeld(dir) {
 		root.Close()
-		return nil, fmt.Errorf("chunkcache: cache directory %s is %w", dir, ErrInUse)
+		return nil, layout{}, fmt.Errorf("chunkcache: cache directory %s is %w", dir, ErrInUse)
+	}
+	l, err := scanLayout(dir)
+	if err == nil {
+		err = l.foreignErr(dir)
+	}
+	if err != nil {
+		root.Close()
+		return nil, layout{}, fmt.Errorf("chunkcache: %w", err)
 	}
 	d := &cacheDir{path: dir, root: root}
 	if d.chunks, err = d.openSub(chunksDirName); err == nil {
@@ -53,9 +63,9 @@ func lockDir(dir string) (*cacheDir, error) {
 	}
 	if err != nil {
 		d.close()
-		return nil, fmt.Errorf("chunkcache: %w", err)
+		return nil, layout{}, fmt.Errorf("chunkcache: %w", err)
 	}
-	return d, nil
+	return d, l, nil
 }
 
 // flockNB takes a lock of kind how on f without waiting.

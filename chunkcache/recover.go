@@ -87,7 +87,7 @@ func (c *Cache) recoverDir() bool {
 	if closed {
 		return false
 	}
-	d, err := c.remakeDir(old)
+	d, l, err := c.remakeDir(old)
 	if err != nil {
 		if !c.lost.Swap(true) {
 			c.log.Error("cache directory was deleted while in use and cannot be taken again: serving reads uncached until it can",
@@ -98,9 +98,7 @@ func (c *Cache) recoverDir() bool {
 	c.dir.Store(d)
 	// What the index held is gone with the old directory; what the new
 	// one holds (if it was made by hand from a copy, say) is indexed.
-	if err := c.rebuild(d); err != nil {
-		c.log.Error("cache directory taken again but not indexed", "dir", d.path, "err", err)
-	}
+	c.rebuild(d, l)
 	c.lost.Store(false)
 	c.log.Warn("cache directory was deleted while in use: made it again; what it held is fetched again when read",
 		"dir", d.path)
@@ -110,26 +108,33 @@ func (c *Cache) recoverDir() bool {
 // remakeDir opens the directory again: its missing chunks/ or tmp/ if only
 // those went, else the whole directory, created, checked and locked as at
 // start. The old descriptors stay open until Close (readers may hold them).
-func (c *Cache) remakeDir(old *cacheDir) (*cacheDir, error) {
+func (c *Cache) remakeDir(old *cacheDir) (*cacheDir, layout, error) {
 	if !old.rootGone() && !old.replaced() {
+		// Still ours and locked: only chunks/ or tmp/ went.
 		d := &cacheDir{path: old.path, root: old.root}
 		var err error
 		if d.chunks, err = d.openSub(chunksDirName); err != nil {
-			return nil, fmt.Errorf("chunkcache: %w", err)
+			return nil, layout{}, fmt.Errorf("chunkcache: %w", err)
 		}
 		if d.tmp, err = d.openSub(tmpDirName); err != nil {
 			d.chunks.Close()
-			return nil, fmt.Errorf("chunkcache: %w", err)
+			return nil, layout{}, fmt.Errorf("chunkcache: %w", err)
+		}
+		l, err := scanLayout(d.path)
+		if err != nil {
+			d.chunks.Close()
+			d.tmp.Close()
+			return nil, layout{}, err
 		}
 		c.retired = append(c.retired, old.chunks, old.tmp)
-		return d, nil
+		return d, l, nil
 	}
-	d, err := takeDir(old.path, c.log)
+	d, l, err := takeDir(old.path, c.log)
 	if err != nil {
-		return nil, err
+		return nil, layout{}, err
 	}
 	c.retired = append(c.retired, old.root, old.chunks, old.tmp)
-	return d, nil
+	return d, l, nil
 }
 
 // raiseBound gives back the bound that noteNoSpace lowered, as far as the

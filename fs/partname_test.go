@@ -19,8 +19,8 @@ func TestPartNames(t *testing.T) {
 		{"pages-" + strings.Repeat("0", 30) + "7-" + strings.Repeat("0", 200) + "8.pdf", 7, 8, true}, // any padding
 		{"pages-0000000000000-0000000000001.pdf", 0, 1, true},
 		{"pages-1000000000000-1.pdf", 0, 0, false}, // 13 digits: no such page
-		{"pages-0-3.pdf", 0, 3, true}, // grammatical; the range check rejects it
-		{"pages-5-3.pdf", 5, 3, true}, // idem
+		{"pages-0-3.pdf", 0, 3, true},              // grammatical; the range check rejects it
+		{"pages-5-3.pdf", 5, 3, true},              // idem
 		{"pages-1-2.PDF", 0, 0, false},
 		{"page-7.pdf", 0, 0, false},
 		{"pages-+1-2.pdf", 0, 0, false},
