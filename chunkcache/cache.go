@@ -136,9 +136,9 @@ type Cache struct {
 	// when the directory was deleted under the daemon (see recover.go).
 	dir   atomic.Pointer[cacheDir]
 	dirMu sync.Mutex // serializes recoverDir
-	// retired are descriptors of directories found deleted, closed by
-	// Close: a reader may still be using them.
-	retired []*os.File
+	// retired are directories found deleted, closed by Close: a reader
+	// may still be using them.
+	retired []*cacheDir
 	// lost: the cache directory is gone and could not be made again;
 	// reads are served uncached until it can.
 	lost atomic.Bool
@@ -271,8 +271,8 @@ func (c *Cache) Close() error {
 	c.wg.Wait()
 	c.dirMu.Lock()
 	defer c.dirMu.Unlock()
-	for _, f := range c.retired {
-		f.Close()
+	for _, d := range c.retired {
+		d.close()
 	}
 	c.dir.Load().close()
 	return nil

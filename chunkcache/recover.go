@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // A cache directory deleted under a running daemon (rm -rf by an operator,
@@ -111,29 +109,21 @@ func (c *Cache) recoverDir() bool {
 func (c *Cache) remakeDir(old *cacheDir) (*cacheDir, layout, error) {
 	if !old.rootGone() && !old.replaced() {
 		// Still ours and locked: only chunks/ or tmp/ went.
-		d := &cacheDir{path: old.path, root: old.root}
-		var err error
-		if d.chunks, err = d.openSub(chunksDirName); err != nil {
-			return nil, layout{}, fmt.Errorf("chunkcache: %w", err)
-		}
-		if d.tmp, err = d.openSub(tmpDirName); err != nil {
-			d.chunks.Close()
-			return nil, layout{}, fmt.Errorf("chunkcache: %w", err)
-		}
-		l, err := scanLayout(d.path)
+		d, err := old.renew()
 		if err != nil {
-			d.chunks.Close()
-			d.tmp.Close()
-			return nil, layout{}, err
+			return nil, layout{}, fmt.Errorf("chunkcache: %w", err)
 		}
-		c.retired = append(c.retired, old.chunks, old.tmp)
+		// What is left in the root is indexed afresh; a scan that fails
+		// leaves the index empty, which costs only fetches.
+		l, _ := scanLayout(d.path)
+		c.retired = append(c.retired, old)
 		return d, l, nil
 	}
 	d, l, err := takeDir(old.path, c.log)
 	if err != nil {
 		return nil, layout{}, err
 	}
-	c.retired = append(c.retired, old.root, old.chunks, old.tmp)
+	c.retired = append(c.retired, old)
 	return d, l, nil
 }
 
@@ -149,11 +139,11 @@ func (c *Cache) raiseBound() {
 	if limit >= c.opt.MaxBytes {
 		return
 	}
-	var st unix.Statfs_t
-	if err := unix.Fstatfs(int(c.dir.Load().root.Fd()), &st); err != nil {
+	avail, err := c.dir.Load().available()
+	if err != nil {
 		return
 	}
-	room := total + int64(st.Bavail)*int64(st.Bsize) - 2*c.opt.ChunkSize
+	room := total + avail - 2*c.opt.ChunkSize
 	c.mu.Lock()
 	raised := min(c.opt.MaxBytes, room)
 	if raised <= c.limit {

@@ -136,3 +136,35 @@ func TestDirTakenByAnotherCache(t *testing.T) {
 		t.Fatalf("taken back: %+v, %v; want in use, a's 2 chunks and b's 3", st, err)
 	}
 }
+
+// Requests the kernel still sends after Close (a daemon exiting past its
+// grace period) fail; they never use a descriptor Close released.
+func TestUseAfterClose(t *testing.T) {
+	f := newFakeFetcher()
+	v := f.add("a", randomBytes(44, testChunk))
+	c, err := Open(Options{Dir: t.TempDir(), MaxBytes: 100 * testChunk, ChunkSize: testChunk}, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ReadAt(context.Background(), v, make([]byte, v.Size), 0); err != nil {
+		t.Fatal(err)
+	}
+	waitDownloads(t, c)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 200 {
+			if f, err := c.OpenBlob(c.chunkID(v, 0)); err == nil {
+				f.Close()
+			}
+		}
+	}()
+	c.Close()
+	<-done
+	if _, err := c.ReadAt(context.Background(), v, make([]byte, v.Size), 0); err == nil {
+		t.Fatal("a read after Close succeeded")
+	}
+	if _, err := c.TempFile(); err == nil {
+		t.Fatal("a temporary file made after Close")
+	}
+}
