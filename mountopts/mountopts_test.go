@@ -44,7 +44,7 @@ func defaultConfig() Config {
 		MaxConcurrentGets: 16,
 		ReadAhead:         64 << 20,
 		PartPages:         50,
-		SplitMemoryLimit:  2 << 30,
+		SplitMemoryLimit:  192 << 20,
 		SplitTimeout:      2 * time.Minute,
 		SplitWorkers:      2,
 		SplitUID:          65534,
