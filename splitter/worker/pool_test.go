@@ -328,11 +328,7 @@ type testSource struct {
 
 func newTestSource(t *testing.T, id, header string, size int) *testSource {
 	t.Helper()
-	content := make([]byte, 0, size+64)
-	content = append(content, header+"\n"...)
-	for i := 0; len(content) < size; i++ {
-		content = fmt.Appendf(content, "filler %d of %s\n", i, id)
-	}
+	content := append([]byte(header+"\n"), bytes.Repeat([]byte("filler of "+id+"\n"), size/8)...)
 	s := &testSource{content: content[:max(size, len(header)+1)]}
 	s.Source = Source{ID: id, Size: int64(len(s.content)), Reader: s}
 	return s
