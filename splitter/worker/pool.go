@@ -472,6 +472,10 @@ func (w *poolWorker) session(pr *proc) ending {
 	if err != nil {
 		return ending{note: err.Error(), opening: true, source: pr.sourceErr}
 	}
+	if killed, _ := pr.killReason(); killed != "" {
+		// Its time ran out as it answered: the kill stands.
+		return ending{opening: true, source: pr.sourceErr}
+	}
 	switch typ {
 	case frameError:
 		said := pr.docError(payload)
@@ -532,8 +536,12 @@ func (w *poolWorker) serve(pr *proc, c *call) (ending, bool) {
 		return ending{call: c}, false
 	}
 	typ, payload, err := pr.exchange(ctx, c)
+	done()
 	if err != nil {
 		return ending{note: err.Error(), call: c, source: pr.sourceErr}, false
+	}
+	if killed, _ := pr.killReason(); killed != "" {
+		return ending{call: c, source: pr.sourceErr}, false
 	}
 	switch typ {
 	case frameDone:
