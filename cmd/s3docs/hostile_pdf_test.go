@@ -398,7 +398,14 @@ func TestSplitWorkerStallsAndCrashes(t *testing.T) {
 			t.Fatalf("%s: the part lookup hangs", tc.key)
 		}
 		took := time.Since(start)
-		lines := matchLines(d.stderr.String(), `msg="split worker (killed|failed)" id="?`+regexp.QuoteMeta(tc.key)+`@`)
+		// The daemon's output reaches the test through a pipe, a little
+		// after the lookup's answer.
+		end := `msg="split worker (killed|failed)" id="?` + regexp.QuoteMeta(tc.key) + `@`
+		var lines []string
+		for deadline := time.Now().Add(5 * time.Second); len(lines) == 0 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+			lines = matchLines(d.stderr.String(), end)
+		}
 		if len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
 			t.Fatalf("%s: worker end logged as %q, want one line with %s", tc.key, lines, tc.want)
 		}

@@ -457,12 +457,21 @@ func firstErr(errs ...error) error {
 func (w *poolWorker) session(pr *proc) ending {
 	p := w.p
 	began := time.Now()
+	// Starting (two executions of the binary, see confine) is no work on
+	// the document: it has a bound of its own, and the split timeout
+	// starts with the open.
+	_, started := pr.deadline(startTimeout, "starting")
+	err := pr.hello()
+	started()
+	if killed, _ := pr.killReason(); err != nil || killed != "" {
+		note := "started too slowly"
+		if err != nil {
+			note = err.Error()
+		}
+		return ending{note: note, opening: true, starting: true}
+	}
 	pr.sourceErr = nil
 	ctx, done := pr.deadline(p.o.Timeout, "opening the document")
-	if err := pr.hello(); err != nil {
-		done()
-		return ending{note: err.Error(), opening: true, starting: true}
-	}
 	if err := writeJSON(pr.stdin, frameOpen, openMsg{Size: w.src.Size}); err != nil {
 		done()
 		return ending{note: "", opening: true}
@@ -586,6 +595,9 @@ func (w *poolWorker) serve(pr *proc, c *call) (ending, bool) {
 	pr.kill(killedProtocol, fmt.Sprintf("frame %q in answer to an extract", typ))
 	return ending{call: c}, false
 }
+
+// startTimeout bounds a worker's start, up to its hello.
+const startTimeout = 30 * time.Second
 
 // maxPart bounds the part a worker may send for a source of size bytes:
 // parts hold a subset of the source's objects, written out again (objects

@@ -824,7 +824,7 @@ func TestPoolMemoryLimit(t *testing.T) {
 }
 
 func TestPoolTimeout(t *testing.T) {
-	// Not tighter: the Timeout covers starting a race-enabled worker too.
+	// The Timeout starts once the worker is up (see startTimeout).
 	tp := newTestPool(t, Options{Timeout: 3 * time.Second})
 	ctx := testCtx(t)
 	slowParse := newTestSource(t, "sp", "%FAKE pages=3 parse-sleep=30s", 1000)
