@@ -124,3 +124,30 @@ func TestMemoryOfABigPDFsPageCountAndPart(t *testing.T) {
 		checkWorker(t, d)
 	})
 }
+
+// A PDF bigger than the cache is split like any other: the worker reads it
+// through the cache by ranges, chunks come and go, nothing needs the whole
+// file on disk at once (issue 14, finding 10: it was EIO past half the
+// cache).
+func TestPartsOfAPDFBiggerThanTheCache(t *testing.T) {
+	requireTools(t, "pdfinfo")
+	w := newWorld(t)
+	f, err := os.Create(filepath.Join(w.s3.Root, testBucket, "big.pdf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, err := pdfgen.Write(f, pdfgen.Options{Pages: 100, Title: "big", PadBytes: 40 << 20})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := w.mount(t, mountOpts{direct: true, cacheSize: "16MiB", extra: []string{"--split-memory-limit", "1GiB"}})
+	if n := pdfPages(t, filepath.Join(d.path(".parts"), "big.pdf", "pages-0051-0100.pdf")); n != 50 {
+		t.Fatalf("part of %d pages", n)
+	}
+	if disk := cacheDiskBytes(t, d.cacheDir); disk > 16<<20 || disk >= size {
+		t.Errorf("the cache holds %d bytes; its bound is 16 MiB, the PDF %d", disk, size)
+	}
+}
