@@ -45,6 +45,10 @@ type Config struct {
 	PartPages        int           // pages per listed part under .parts/
 	SplitMemoryLimit int64         // bytes a PDF-splitting worker may use
 	SplitTimeout     time.Duration // per split request, parse included
+	SplitWorkers     int           // PDF-splitting worker processes at once
+	// SplitUID and SplitGID are the user a worker runs as when the daemon
+	// runs as root; 0:0 keeps root (without capabilities).
+	SplitUID, SplitGID uint32
 
 	AllowOther bool
 	UID, GID   uint32
@@ -250,7 +254,7 @@ func specs() []spec {
 			get: func(c *Config) string { return strconv.Itoa(c.PartPages) },
 		},
 		{
-			name: "split-memory-limit", fstab: "split_memory_limit", kind: kindSize, def: "2GiB",
+			name: "split-memory-limit", fstab: "split_memory_limit", kind: kindSize, def: "192MiB",
 			help: "memory a PDF-splitting worker process may use before it is killed",
 			set:  func(c *Config, v string) error { return setSize(&c.SplitMemoryLimit, v, 64<<20, -1) },
 			get:  func(c *Config) string { return FormatSize(c.SplitMemoryLimit) },
@@ -267,6 +271,33 @@ func specs() []spec {
 				return nil
 			},
 			get: func(c *Config) string { return c.SplitTimeout.String() },
+		},
+		{
+			name: "split-workers", fstab: "split_workers", kind: kindInt, arg: "N", def: "2",
+			help: "PDF-splitting worker processes at once (each under --split-memory-limit)",
+			set: func(c *Config, v string) error {
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 1 || n > 64 {
+					return fmt.Errorf("invalid number %q: want 1 to 64", v)
+				}
+				c.SplitWorkers = n
+				return nil
+			},
+			get: func(c *Config) string { return strconv.Itoa(c.SplitWorkers) },
+		},
+		{
+			name: "split-user", fstab: "split_user", kind: kindString, arg: "UID:GID", def: "65534:65534",
+			help: "numeric user and group PDF-splitting workers run as when the daemon runs as root (0:0 keeps root, without capabilities)",
+			set: func(c *Config, v string) error {
+				u, g, ok := strings.Cut(v, ":")
+				if !ok || setID(&c.SplitUID, u) != nil || setID(&c.SplitGID, g) != nil || c.SplitUID > 1<<31-1 || c.SplitGID > 1<<31-1 {
+					return fmt.Errorf("invalid user %q (want UID:GID, e.g. 65534:65534)", v)
+				}
+				return nil
+			},
+			get: func(c *Config) string {
+				return strconv.FormatUint(uint64(c.SplitUID), 10) + ":" + strconv.FormatUint(uint64(c.SplitGID), 10)
+			},
 		},
 		{
 			name: "allow-other", fstab: "allow_other", kind: kindBool, def: "false",

@@ -15,16 +15,33 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"s3docs/internal/object"
+	"s3docs/splitter/worker"
 )
 
-// Cache is what the service needs of the chunk cache: the source PDF as
-// pinned chunk files, and a place to keep what it derives from it.
+// Kinds of document errors, as the worker names them across the process
+// boundary (see worker.ServeOptions.Classify): the worker's wiring maps the
+// PDF package's sentinel errors to these.
+const (
+	KindNotPDF    = "notpdf"
+	KindEncrypted = "encrypted"
+	KindPageRange = "pagerange"
+)
+
+// Cache is what the service needs of the chunk cache: the source PDF's
+// bytes, read by ranges as the worker asks for them, and a place to keep
+// what it derives from it.
 type Cache interface {
-	Pin(ctx context.Context, v object.Version) (paths []string, release func(), err error)
+	ReadAt(ctx context.Context, v object.Version, p []byte, off int64) (int, error)
 	BlobID(v object.Version, what string) string
 	OpenBlob(id string) (*os.File, error)
 	TempFile() (*os.File, error)
 	AdmitBlob(id, tmpPath string) (int64, error)
+}
+
+// Workers is what the service needs of the worker pool (*worker.Pool).
+type Workers interface {
+	PageCount(ctx context.Context, src worker.Source) (int, error)
+	Extract(ctx context.Context, src worker.Source, from, thru int, w io.Writer) (int64, error)
 }
 
 // Service answers page counts and page-range parts of object versions,
@@ -32,7 +49,7 @@ type Cache interface {
 // parse failed is remembered, so a broken PDF is parsed once, not once per
 // lookup.
 type Service struct {
-	pool    *Pool
+	workers Workers
 	cache   Cache
 	log     *slog.Logger
 	observe func(op string, d time.Duration, err error)
@@ -46,17 +63,17 @@ type Service struct {
 // knowledge is simply dropped (a re-parse is the only cost).
 const maxRememberedFailures = 10000
 
-// NewService serves parts through pool, keeping results in cache. observe,
-// if not nil, is told of every page count and part the workers make ("pages"
-// or "part"), with its duration and outcome.
-func NewService(pool *Pool, cache Cache, log *slog.Logger, observe func(op string, d time.Duration, err error)) *Service {
+// NewService serves parts through workers, keeping results in cache.
+// observe, if not nil, is told of every page count and part the workers make
+// ("pages" or "part"), with its duration and outcome.
+func NewService(workers Workers, cache Cache, log *slog.Logger, observe func(op string, d time.Duration, err error)) *Service {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if observe == nil {
 		observe = func(string, time.Duration, error) {}
 	}
-	return &Service{pool: pool, cache: cache, log: log, observe: observe, failures: map[string]error{}}
+	return &Service{workers: workers, cache: cache, log: log, observe: observe, failures: map[string]error{}}
 }
 
 func versionKey(v object.Version) string { return v.Key + "\x00" + v.Identity() }
@@ -72,7 +89,7 @@ func (s *Service) PageCount(ctx context.Context, v object.Version) (int, error) 
 	}
 	res, err := s.shared(ctx, id, func(ctx context.Context) (any, error) {
 		start := time.Now()
-		n, err := s.pool.PageCount(ctx, s.source(v))
+		n, err := s.workers.PageCount(ctx, s.source(v))
 		s.observe("pages", time.Since(start), err)
 		if err != nil {
 			return nil, err
@@ -103,19 +120,9 @@ func (s *Service) Part(ctx context.Context, v object.Version, from, thru int) (*
 				f.Close()
 				return nil, nil
 			}
-			tmp, err := s.cache.TempFile()
-			if err != nil {
-				return nil, err
-			}
-			tmp.Close()
 			start := time.Now()
-			_, err = s.pool.Extract(ctx, s.source(v), from, thru, tmp.Name())
+			err := s.makePart(ctx, v, from, thru, id)
 			s.observe("part", time.Since(start), err)
-			if err != nil {
-				os.Remove(tmp.Name())
-				return nil, err
-			}
-			_, err = s.cache.AdmitBlob(id, tmp.Name())
 			return nil, err
 		}, v)
 		if err != nil {
@@ -125,14 +132,39 @@ func (s *Service) Part(ctx context.Context, v object.Version, from, thru int) (*
 	return nil, fmt.Errorf("part %d-%d of %s evicted as soon as it was made; is the cache too small?", from, thru, v.Key)
 }
 
+// makePart has a worker stream the part into a temporary file of the cache,
+// then admits it as blob id.
+func (s *Service) makePart(ctx context.Context, v object.Version, from, thru int, id string) error {
+	tmp, err := s.cache.TempFile()
+	if err != nil {
+		return err
+	}
+	_, err = s.workers.Extract(ctx, s.source(v), from, thru, tmp)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	_, err = s.cache.AdmitBlob(id, tmp.Name())
+	return err
+}
+
 // shared runs fn once for all concurrent callers asking for id, on a context
 // of its own (a caller giving up must not fail the others), and remembers
 // failures that come from the document rather than from getting its bytes.
+// A worker that died without saying why (killed from outside, say) gets one
+// more try before the document is blamed.
 func (s *Service) shared(ctx context.Context, id string, fn func(context.Context) (any, error), v object.Version) (any, error) {
 	ch := s.flights.DoChan(id, func() (any, error) {
 		// The pool enforces the split timeout; this context only has to
 		// outlive the callers.
 		res, err := fn(context.Background())
+		if err != nil && crashedUnexplained(err) {
+			s.log.Warn("split worker crashed; trying once more", "key", v.Key, "err", err)
+			res, err = fn(context.Background())
+		}
 		if err != nil && isDocumentFailure(err) {
 			err = s.remember(v, err)
 		}
@@ -146,42 +178,51 @@ func (s *Service) shared(ctx context.Context, id string, fn func(context.Context
 	}
 }
 
+// crashedUnexplained is a worker that died of something other than a
+// reported panic, its memory limit or its timeout: a signal from outside
+// (the kernel's OOM killer, an operator), a runtime crash.
+func crashedUnexplained(err error) bool {
+	var de *worker.DocError
+	return errors.Is(err, worker.ErrCrashed) && !errors.As(err, &de) && isDocumentFailure(err)
+}
+
 // isDocumentFailure tells a broken or hostile PDF (remember it) from a
-// failure that is not its fault: fetching its bytes, starting a worker, a
-// full disk, shutting down (try again next time).
+// failure that is not its fault: reading its bytes, starting a worker, a
+// full disk, a range the caller got wrong, shutting down (try again next
+// time).
 func isDocumentFailure(err error) bool {
-	var se *SourceError
-	if errors.As(err, &se) {
+	var se *worker.SourceError
+	var st *worker.StartError
+	if errors.As(err, &se) || errors.As(err, &st) {
 		return false
 	}
-	var de *workerDocError
-	return errors.As(err, &de) || errors.Is(err, ErrWorkerMemoryLimit) ||
-		errors.Is(err, ErrWorkerTimeout) || errors.Is(err, ErrWorkerCrashed)
+	var de *worker.DocError
+	if errors.As(err, &de) {
+		return de.Kind != KindPageRange
+	}
+	return errors.Is(err, worker.ErrMemoryLimit) || errors.Is(err, worker.ErrTimeout) ||
+		errors.Is(err, worker.ErrCrashed) || errors.Is(err, worker.ErrProtocol)
 }
 
-func (s *Service) source(v object.Version) Source {
-	return Source{
+func (s *Service) source(v object.Version) worker.Source {
+	return worker.Source{
 		// Unique per version, and readable in the pool's log lines.
-		ID:   v.Key + "@" + v.Identity(),
-		Size: v.Size,
-		Open: func(ctx context.Context) ([]string, func(), error) {
-			paths, release, err := s.cache.Pin(ctx, v)
-			if err != nil {
-				return nil, nil, &SourceError{Key: v.Key, Err: err}
-			}
-			return paths, release, nil
-		},
+		ID:     v.Key + "@" + v.Identity(),
+		Size:   v.Size,
+		Reader: versionReader{c: s.cache, v: v},
 	}
 }
 
-// SourceError is a failure to get the PDF's bytes, not a fault of the PDF.
-type SourceError struct {
-	Key string
-	Err error
+// versionReader reads one version through the cache: only the chunks the
+// worker asks for are fetched.
+type versionReader struct {
+	c Cache
+	v object.Version
 }
 
-func (e *SourceError) Error() string { return "read " + e.Key + ": " + e.Err.Error() }
-func (e *SourceError) Unwrap() error { return e.Err }
+func (r versionReader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	return r.c.ReadAt(ctx, r.v, p, off)
+}
 
 func (s *Service) failure(v object.Version) error {
 	s.mu.Lock()
@@ -201,7 +242,8 @@ func (s *Service) remember(v object.Version, err error) error {
 	s.log.Error("cannot split PDF; not trying this version again", "key", v.Key, "err", err)
 	// Not a PDF is "no such directory" to the file system; everything else
 	// is an I/O error.
-	if errors.Is(err, ErrNotPDF) {
+	var de *worker.DocError
+	if errors.As(err, &de) && de.Kind == KindNotPDF {
 		err = fmt.Errorf("%w: %w", object.ErrNotFound, err)
 	}
 	err = loggedError{err}

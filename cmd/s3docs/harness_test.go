@@ -26,7 +26,9 @@ import (
 const runMainEnv = "S3DOCS_TEST_RUN_MAIN"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(runMainEnv) == "1" {
+	// A split worker gets none of the daemon's environment, so it is known
+	// by its subcommand.
+	if os.Getenv(runMainEnv) == "1" || len(os.Args) > 1 && os.Args[1] == splitWorkerCommand {
 		stdout, stderr, closeLog := testLogOutputs(os.Args[1:])
 		code := run(os.Args[1:], stdout, stderr, os.Getenv)
 		closeLog()

@@ -338,19 +338,22 @@ func workerEnd(line string) string {
 	return line
 }
 
-// TestSplitWorkerStallsAndCrashes drives the real worker into the two ends
-// no PDF at hand reaches reliably: one that stops making progress (SIGSTOP,
-// as a parser stuck in a loop) and one that dies of an unrecoverable crash
+// TestSplitWorkerStallsAndCrashes drives the real worker into the ends no
+// PDF at hand reaches reliably: one that stops making progress (SIGSTOP, as
+// a parser stuck in a loop), one that dies of an unrecoverable crash
 // (SIGABRT, which makes a Go process dump its goroutines and exit 2, as an
-// unrecovered panic does), each while it holds a part request. pdfcpu's
-// panics are recovered inside the worker (see splitter.Open and Extract),
-// and no input tried made pdfcpu v0.15.0 panic or hang. Both must fail that
-// part with EIO within about the split timeout, be logged once, and leave
-// the daemon serving.
+// unrecovered panic does), and one killed from outside (SIGKILL, as the
+// kernel's OOM killer or an operator would), each while it holds a part
+// request. pdfcpu's panics are recovered inside the worker (see
+// splitter.Open and Extract), and no input tried made pdfcpu v0.15.0 panic
+// or hang. The stalled one must fail that part with EIO within about the
+// split timeout, be logged once and remembered; a crashed or killed worker
+// says nothing of its PDF, so the part is tried once more, in a new worker,
+// and served. The daemon keeps serving throughout.
 func TestSplitWorkerStallsAndCrashes(t *testing.T) {
 	w := newWorld(t)
 	good := pdfgen.Bytes(pdfgen.Options{Pages: 4, Title: "good"})
-	for _, key := range []string{"good.pdf", "stalls.pdf", "crashes.pdf"} {
+	for _, key := range []string{"good.pdf", "stalls.pdf", "crashes.pdf", "killed.pdf"} {
 		w.s3.Put(t, testBucket, key, good)
 	}
 	d := w.mount(t, mountOpts{extra: []string{"--split-memory-limit", "64MiB", "--split-timeout", "3s"}})
@@ -360,9 +363,11 @@ func TestSplitWorkerStallsAndCrashes(t *testing.T) {
 		key    string
 		signal syscall.Signal
 		want   string // in the worker's log line
+		served bool   // after one more try
 	}{
-		{"stalls.pdf", syscall.SIGSTOP, `reason="timed out"`},
-		{"crashes.pdf", syscall.SIGABRT, "exit status 2"},
+		{"stalls.pdf", syscall.SIGSTOP, `reason="timed out"`, false},
+		{"crashes.pdf", syscall.SIGABRT, "exit status 2", true},
+		{"killed.pdf", syscall.SIGKILL, "signal: killed", true},
 	} {
 		dir := filepath.Join(parts, tc.key)
 		// The parse succeeds; the worker then waits for part requests.
@@ -381,9 +386,9 @@ func TestSplitWorkerStallsAndCrashes(t *testing.T) {
 			_, err := os.Stat(filepath.Join(dir, "pages-2-3.pdf"))
 			result <- err
 		}()
-		if tc.signal == syscall.SIGABRT {
+		if tc.signal != syscall.SIGSTOP {
 			waitPipeBytes(t, pid)
-			syscall.Kill(pid, syscall.SIGABRT)
+			syscall.Kill(pid, tc.signal)
 			syscall.Kill(pid, syscall.SIGCONT)
 		}
 		var err error
@@ -393,6 +398,35 @@ func TestSplitWorkerStallsAndCrashes(t *testing.T) {
 			t.Fatalf("%s: the part lookup hangs", tc.key)
 		}
 		took := time.Since(start)
+		// The daemon's output reaches the test through a pipe, a little
+		// after the lookup's answer.
+		end := `msg="split worker (killed|failed)" id="?` + regexp.QuoteMeta(tc.key) + `@`
+		var lines []string
+		for deadline := time.Now().Add(5 * time.Second); len(lines) == 0 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+			lines = matchLines(d.stderr.String(), end)
+		}
+		if len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
+			t.Fatalf("%s: worker end logged as %q, want one line with %s", tc.key, lines, tc.want)
+		}
+		if tc.signal == syscall.SIGABRT && !strings.Contains(lines[0], "SIGABRT: abort") {
+			t.Errorf("%s: the crash's log line does not say what killed it: %s", tc.key, lines[0])
+		}
+		t.Logf("%s | %v | %v after %v | %s", tc.key, tc.signal, errnoName(err), took.Round(time.Millisecond), workerEnd(lines[0]))
+		if tc.served {
+			if err != nil {
+				t.Fatalf("%s: %v after one crashed worker, want the part made by the next", tc.key, err)
+			}
+			part := filepath.Join(t.TempDir(), "part.pdf")
+			run1(t, "sh", "-c", "cat \"$1\" > \"$2\"", "sh", filepath.Join(dir, "pages-2-3.pdf"), part)
+			if n := pdfPages(t, part); n != 2 {
+				t.Fatalf("%s: part of %d pages", tc.key, n)
+			}
+			if n := d.logCount("trying once more\" key="+tc.key+" ", 1); n != 1 {
+				t.Errorf("%s: %d retries logged, want 1", tc.key, n)
+			}
+			continue
+		}
 		if !errors.Is(err, syscall.EIO) {
 			t.Fatalf("%s: %v, want EIO", tc.key, err)
 		}
@@ -402,14 +436,6 @@ func TestSplitWorkerStallsAndCrashes(t *testing.T) {
 				t.Fatalf("%s: later lookup: %v, want EIO", tc.key, err)
 			}
 		}
-		lines := matchLines(d.stderr.String(), `msg="split worker (killed|failed)" id="?`+regexp.QuoteMeta(tc.key)+`@`)
-		if len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
-			t.Fatalf("%s: worker end logged as %q, want one line with %s", tc.key, lines, tc.want)
-		}
-		if tc.signal == syscall.SIGABRT && !strings.Contains(lines[0], "SIGABRT: abort") {
-			t.Errorf("%s: the crash's log line does not say what killed it: %s", tc.key, lines[0])
-		}
-		t.Logf("%s | %v | EIO after %v | %s", tc.key, tc.signal, took.Round(time.Millisecond), workerEnd(lines[0]))
 	}
 
 	// Everything else is served, exactly.
@@ -427,12 +453,12 @@ func TestSplitWorkerStallsAndCrashes(t *testing.T) {
 	if n := countMatches(log, `msg="split worker stderr" id="?crashes.pdf@`); n != 1 {
 		t.Errorf("%d lines of the crashed worker's stderr logged, want its headline only", n)
 	}
-	for _, key := range []string{"stalls.pdf", "crashes.pdf"} {
-		if n := strings.Count(log, "cannot split PDF; not trying this version again\" key="+key+" "); n != 1 {
-			t.Errorf("%s: logged %d times, want once", key, n)
+	for key, want := range map[string][2]int{"stalls.pdf": {1, 1}, "crashes.pdf": {0, 2}, "killed.pdf": {0, 2}} {
+		if n := strings.Count(log, "cannot split PDF; not trying this version again\" key="+key+" "); n != want[0] {
+			t.Errorf("%s: logged as broken %d times, want %d", key, n, want[0])
 		}
-		if n := countMatches(log, `msg="split worker started" id="?`+regexp.QuoteMeta(key)+`@`); n != 1 {
-			t.Errorf("%s: %d workers started", key, n)
+		if n := countMatches(log, `msg="split worker started" id="?`+regexp.QuoteMeta(key)+`@`); n != want[1] {
+			t.Errorf("%s: %d workers started, want %d", key, n, want[1])
 		}
 	}
 }

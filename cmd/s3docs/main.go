@@ -21,6 +21,7 @@ import (
 	"s3docs/mountopts"
 	"s3docs/s3store"
 	"s3docs/splitter"
+	"s3docs/splitter/worker"
 )
 
 func main() {
@@ -191,12 +192,20 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		fmt.Fprintf(stderr, "s3docs: cannot find own executable for split workers: %v\n", err)
 		return exitFailure
 	}
-	pool := splitter.NewPool(splitter.PoolOptions{
+	pool, err := worker.NewPool(worker.Options{
 		Command:     []string{exe, splitWorkerCommand},
 		MemoryLimit: cfg.SplitMemoryLimit,
 		Timeout:     cfg.SplitTimeout,
+		IdleTimeout: splitIdleTimeout,
+		MaxWorkers:  cfg.SplitWorkers,
+		UID:         int(cfg.SplitUID),
+		GID:         int(cfg.SplitGID),
 		Logger:      log,
 	})
+	if err != nil {
+		fmt.Fprintf(stderr, "s3docs: %v\n", err)
+		return exitFailure
+	}
 	defer pool.Close()
 	parts := splitter.NewService(pool, cache, log, m.observeSplit)
 
@@ -310,21 +319,6 @@ func serveUntilStopped(ctx context.Context, stopSignals func(), mnt *fs.Mounted,
 		// gets ENOTCONN instead of a daemon that never stops.
 		log.Warn("file system still in use after the grace period; exiting anyway", "grace", shutdownGrace)
 	}
-}
-
-// splitWorkerCommand is the hidden subcommand that runs one PDF-splitting
-// worker process: parsing costs memory of the order of the file, so it runs
-// apart from the daemon, under a memory limit.
-const splitWorkerCommand = "__split-worker"
-
-func runSplitWorker(stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	if err := splitter.ServeWorker(ctx, os.Stdin, os.Stdout); err != nil {
-		fmt.Fprintf(stderr, "s3docs split worker: %v\n", err)
-		return exitFailure
-	}
-	return exitOK
 }
 
 // shutdownGrace bounds how long SIGTERM waits for requests in flight and

@@ -1,0 +1,213 @@
+package splitter
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"s3docs/internal/object"
+	"s3docs/splitter/worker"
+)
+
+// fakeCache keeps blobs in a directory and serves the source from memory.
+type fakeCache struct {
+	dir    string
+	source []byte
+	mu     sync.Mutex
+	reads  int
+}
+
+func newFakeCache(t *testing.T, source []byte) *fakeCache {
+	return &fakeCache{dir: t.TempDir(), source: source}
+}
+
+func (c *fakeCache) ReadAt(ctx context.Context, v object.Version, p []byte, off int64) (int, error) {
+	c.mu.Lock()
+	c.reads++
+	c.mu.Unlock()
+	if off >= int64(len(c.source)) {
+		return 0, io.EOF
+	}
+	n := copy(p, c.source[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (c *fakeCache) BlobID(v object.Version, what string) string {
+	return strings.NewReplacer("/", "_", ":", "_", "\"", "").Replace(v.Key + "-" + v.Identity() + "-" + what)
+}
+
+func (c *fakeCache) OpenBlob(id string) (*os.File, error) { return os.Open(filepath.Join(c.dir, id)) }
+
+func (c *fakeCache) TempFile() (*os.File, error) { return os.CreateTemp(c.dir, "tmp.*") }
+
+func (c *fakeCache) AdmitBlob(id, tmpPath string) (int64, error) {
+	fi, err := os.Stat(tmpPath)
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), os.Rename(tmpPath, filepath.Join(c.dir, id))
+}
+
+func (c *fakeCache) temps(t *testing.T) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(c.dir, "tmp.*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// fakeWorkers answers from a script of outcomes, one per call.
+type fakeWorkers struct {
+	mu    sync.Mutex
+	errs  []error // the next calls' errors; nil entries and an empty list succeed
+	calls int
+	part  []byte
+}
+
+func (f *fakeWorkers) next() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if len(f.errs) == 0 {
+		return nil
+	}
+	err := f.errs[0]
+	f.errs = f.errs[1:]
+	return err
+}
+
+func (f *fakeWorkers) PageCount(ctx context.Context, src worker.Source) (int, error) {
+	// Read like a worker would: through the source.
+	if _, err := src.Reader.ReadAt(ctx, make([]byte, 4), 0); err != nil {
+		return 0, err
+	}
+	if err := f.next(); err != nil {
+		return 0, err
+	}
+	return 7, nil
+}
+
+func (f *fakeWorkers) Extract(ctx context.Context, src worker.Source, from, thru int, w io.Writer) (int64, error) {
+	// A worker streams part of the part before it fails.
+	n, err := w.Write(f.part[:len(f.part)/2])
+	if err != nil {
+		return int64(n), err
+	}
+	if err := f.next(); err != nil {
+		return int64(n), err
+	}
+	m, err := w.Write(f.part[len(f.part)/2:])
+	return int64(n + m), err
+}
+
+var testVersion = object.Version{Key: "a/b.pdf", ETag: `"e1"`, Size: 8}
+
+func crash(what string) error {
+	return fmt.Errorf("a/b.pdf@x: %w: %s (signal: killed)", worker.ErrCrashed, what)
+}
+
+func TestServiceRetriesAWorkerCrashOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		errs       []error
+		wantCalls  int
+		served     bool
+		wantErr    error // also matched, if not nil
+		remembered bool
+	}{
+		{"one crash", []error{crash("killed")}, 2, true, nil, false},
+		{"two crashes", []error{crash("killed"), crash("killed again")}, 2, false, worker.ErrCrashed, true},
+		{"crash then memory", []error{crash("killed"), worker.ErrMemoryLimit}, 2, false, worker.ErrMemoryLimit, true},
+		{"crash then timeout", []error{crash("killed"), worker.ErrTimeout}, 2, false, worker.ErrTimeout, true},
+		{"memory limit", []error{worker.ErrMemoryLimit}, 1, false, worker.ErrMemoryLimit, true},
+		{"timeout", []error{worker.ErrTimeout}, 1, false, worker.ErrTimeout, true},
+		{"reported panic", []error{fmt.Errorf("%w: %w", worker.ErrCrashed, &worker.DocError{Kind: worker.KindPanic, Msg: "panic: x"})}, 1, false, worker.ErrCrashed, true},
+		{"protocol", []error{worker.ErrProtocol}, 1, false, worker.ErrProtocol, true},
+		{"parse error", []error{&worker.DocError{Msg: "bad xref"}}, 1, false, nil, true},
+		{"source", []error{&worker.SourceError{Err: errors.New("503")}}, 1, false, nil, false},
+		{"source timeout", []error{&worker.SourceError{Err: worker.ErrTimeout}}, 1, false, worker.ErrTimeout, false},
+		{"start", []error{&worker.StartError{Err: errors.New("exec: permission denied")}}, 1, false, nil, false},
+		{"page range", []error{&worker.DocError{Kind: KindPageRange, Msg: "pages 9-9 of 7"}}, 1, false, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cache := newFakeCache(t, []byte("%PDF-1.7"))
+			fw := &fakeWorkers{errs: tc.errs}
+			s := NewService(fw, cache, nil, nil)
+			n, err := s.PageCount(context.Background(), testVersion)
+			if fw.calls != tc.wantCalls {
+				t.Errorf("%d calls of the workers, want %d", fw.calls, tc.wantCalls)
+			}
+			if tc.served {
+				if err != nil || n != 7 {
+					t.Fatalf("PageCount = %d, %v; want 7", n, err)
+				}
+				return
+			}
+			if err == nil || tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Fatalf("PageCount = %d, %v; want an error matching %v", n, err, tc.wantErr)
+			}
+			// Remembered or not: the next call fails at once, or asks again.
+			before := fw.calls
+			_, err2 := s.PageCount(context.Background(), testVersion)
+			if asked := fw.calls > before; asked == tc.remembered {
+				t.Errorf("second call asked the workers: %v; remembered should be %v (err %v)", asked, tc.remembered, err2)
+			}
+			var logged interface{ AlreadyLogged() bool }
+			if tc.remembered && !errors.As(err, &logged) {
+				t.Errorf("remembered failure %v is not marked logged", err)
+			}
+		})
+	}
+}
+
+func TestServiceNotPDFIsNotFound(t *testing.T) {
+	fw := &fakeWorkers{errs: []error{&worker.DocError{Kind: KindNotPDF, Msg: "no %PDF- header"}}}
+	s := NewService(fw, newFakeCache(t, []byte("<html>")), nil, nil)
+	if _, err := s.PageCount(context.Background(), testVersion); !errors.Is(err, object.ErrNotFound) {
+		t.Errorf("not a PDF: %v, want object.ErrNotFound", err)
+	}
+}
+
+// A part streams into a temporary file of the cache and is admitted as a
+// blob; a failed one leaves nothing behind.
+func TestServicePartStreamsIntoTheCache(t *testing.T) {
+	cache := newFakeCache(t, []byte("%PDF-1.7"))
+	part := bytes.Repeat([]byte("part bytes "), 100_000)
+	fw := &fakeWorkers{part: part, errs: []error{&worker.SourceError{Err: errors.New("503")}}}
+	s := NewService(fw, cache, nil, nil)
+	if _, err := s.Part(context.Background(), testVersion, 1, 2); err == nil {
+		t.Fatal("Part with a failing source succeeded")
+	}
+	if tmps := cache.temps(t); len(tmps) != 0 {
+		t.Errorf("a failed part left %v", tmps)
+	}
+	f, err := s.Part(context.Background(), testVersion, 1, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got, err := io.ReadAll(f)
+	if err != nil || !bytes.Equal(got, part) {
+		t.Fatalf("part of %d bytes, %v; want %d", len(got), err, len(part))
+	}
+	calls := fw.calls
+	if f2, err := s.Part(context.Background(), testVersion, 1, 2); err != nil {
+		t.Fatal(err)
+	} else {
+		f2.Close()
+	}
+	if fw.calls != calls {
+		t.Error("a cached part was made again")
+	}
+}
