@@ -1,4 +1,4 @@
-package splitter
+package pdfdoc
 
 import (
 	"bytes"
@@ -144,24 +144,35 @@ func docQpdfConvert(t testing.TB, src, name string, args ...string) string {
 	return out
 }
 
+// docOpenFile opens a PDF file; the file stays open until the test ends,
+// since a Doc reads its source lazily.
 func docOpenFile(t testing.TB, path string) *Doc {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	d, err := Open(context.Background(), f)
+	t.Cleanup(func() { f.Close() })
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Open(context.Background(), f, fi.Size(), Options{})
 	if err != nil {
 		t.Fatalf("Open(%s): %v", path, err)
 	}
 	return d
 }
 
+// openBytes opens a PDF held in memory.
+func openBytes(b []byte) (*Doc, error) {
+	return Open(context.Background(), bytes.NewReader(b), int64(len(b)), Options{})
+}
+
 func docExtract(t testing.TB, d *Doc, from, thru int) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	if err := d.Extract(from, thru, &buf); err != nil {
+	if err := d.Extract(context.Background(), from, thru, &buf); err != nil {
 		t.Fatalf("Extract(%d, %d): %v", from, thru, err)
 	}
 	return buf.Bytes()
@@ -369,7 +380,7 @@ func TestExtractIsReproducible(t *testing.T) {
 }
 
 func docTestReproducible(t *testing.T, src []byte, from, thru int) {
-	d, err := Open(context.Background(), bytes.NewReader(src))
+	d, err := openBytes(src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +392,7 @@ func docTestReproducible(t *testing.T, src []byte, from, thru int) {
 		}
 	}
 	// Reopening parses afresh: same numbering, same objects.
-	d2, err := Open(context.Background(), bytes.NewReader(src))
+	d2, err := openBytes(src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,7 +420,7 @@ func TestOpenErrors(t *testing.T) {
 		{"truncated-last-byte-of-eof", good[:len(good)-2], nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d, err := Open(context.Background(), bytes.NewReader(tc.data))
+			d, err := openBytes(tc.data)
 			if err == nil {
 				t.Fatalf("Open succeeded with %d pages", d.PageCount())
 			}
@@ -443,7 +454,11 @@ func TestOpenEncrypted(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			d, err := Open(context.Background(), f)
+			fi, err := f.Stat()
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := Open(context.Background(), f, fi.Size(), Options{})
 			switch {
 			case tc.want == nil && err != nil:
 				t.Fatalf("Open: %v", err)
@@ -461,13 +476,13 @@ func TestOpenEncrypted(t *testing.T) {
 }
 
 func TestExtractPageRange(t *testing.T) {
-	d, err := Open(context.Background(), bytes.NewReader(pdfgen.Bytes(pdfgen.Options{Pages: 10})))
+	d, err := openBytes(pdfgen.Bytes(pdfgen.Options{Pages: 10}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range [][2]int{{0, 1}, {-1, 3}, {0, 0}, {5, 4}, {10, 11}, {11, 11}, {1, 100}} {
 		var buf bytes.Buffer
-		if err := d.Extract(r[0], r[1], &buf); !errors.Is(err, ErrPageRange) {
+		if err := d.Extract(context.Background(), r[0], r[1], &buf); !errors.Is(err, ErrPageRange) {
 			t.Errorf("Extract(%d, %d) = %v; want ErrPageRange", r[0], r[1], err)
 		}
 		if buf.Len() > 0 {
@@ -475,7 +490,7 @@ func TestExtractPageRange(t *testing.T) {
 		}
 	}
 	for _, r := range [][2]int{{1, 1}, {10, 10}, {1, 10}} {
-		if err := d.Extract(r[0], r[1], &bytes.Buffer{}); err != nil {
+		if err := d.Extract(context.Background(), r[0], r[1], &bytes.Buffer{}); err != nil {
 			t.Errorf("Extract(%d, %d) = %v", r[0], r[1], err)
 		}
 	}
@@ -484,7 +499,8 @@ func TestExtractPageRange(t *testing.T) {
 func TestOpenCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := Open(ctx, bytes.NewReader(pdfgen.Bytes(pdfgen.Options{Pages: 50}))); err == nil {
+	b := pdfgen.Bytes(pdfgen.Options{Pages: 50})
+	if _, err := Open(ctx, bytes.NewReader(b), int64(len(b)), Options{}); err == nil {
 		t.Error("Open with a canceled context succeeded")
 	}
 }
@@ -509,13 +525,13 @@ func TestCorruptInput(t *testing.T) {
 			at := rng.IntN(len(b) - 20)
 			copy(b[at:], strconv.Itoa(rng.IntN(1<<30)))
 		}
-		d, err := Open(context.Background(), bytes.NewReader(b))
+		d, err := openBytes(b)
 		if err != nil {
 			continue
 		}
 		opened++
 		for from := 1; from <= d.PageCount(); from += 2 {
-			_ = d.Extract(from, min(from+1, d.PageCount()), &bytes.Buffer{})
+			_ = d.Extract(context.Background(), from, min(from+1, d.PageCount()), &bytes.Buffer{})
 		}
 	}
 	t.Logf("%d of 300 damaged files opened", opened)
@@ -673,12 +689,12 @@ func FuzzOpenExtract(f *testing.F) {
 		docStream("", "BT /F1 12 Tf (x) Tj ET"),
 	}))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		d, err := Open(context.Background(), bytes.NewReader(b))
+		d, err := openBytes(b)
 		if err != nil {
 			return
 		}
 		for i := 1; i <= min(d.PageCount(), 20); i++ {
-			_ = d.Extract(i, i, io.Discard)
+			_ = d.Extract(context.Background(), i, i, io.Discard)
 		}
 	})
 }

@@ -1,4 +1,4 @@
-package splitter
+package pdfdoc
 
 import (
 	"context"
@@ -49,8 +49,7 @@ func BenchmarkOpenExtract(b *testing.B) {
 			b.Fatal(err)
 		}
 		start := time.Now()
-		d, err := Open(context.Background(), f)
-		f.Close()
+		d, err := Open(context.Background(), f, size, Options{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -64,7 +63,7 @@ func BenchmarkOpenExtract(b *testing.B) {
 		heap = max(heap, ms.HeapInuse)
 		for from := 1; from <= pages; from += partPages {
 			start := time.Now()
-			if err := d.Extract(from, from+partPages-1, io.Discard); err != nil {
+			if err := d.Extract(context.Background(), from, from+partPages-1, io.Discard); err != nil {
 				b.Fatal(err)
 			}
 			if from == 1 {
@@ -74,6 +73,7 @@ func BenchmarkOpenExtract(b *testing.B) {
 			}
 		}
 		runtime.KeepAlive(d)
+		f.Close()
 	}
 	n := float64(b.N)
 	b.ReportMetric(open.Seconds()/n, "open-s")
