@@ -6,8 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -80,27 +78,8 @@ func BenchmarkOpenExtract(b *testing.B) {
 	b.ReportMetric((open+first).Seconds()/n, "first-part-s")
 	b.ReportMetric(later.Seconds()*1000/n/float64(pages/partPages-1), "later-part-ms")
 	b.ReportMetric(float64(heap)/(1<<20), "heap-MiB")
-	if hwm := docVMHWM(); hwm > 0 {
+	if hwm := vmHWM(); hwm > 0 {
 		b.ReportMetric(float64(hwm)/(1<<20), "peak-RSS-MiB")
 	}
 	b.ReportMetric(float64(size)/(1<<20), "file-MiB")
-}
-
-// docVMHWM returns the process's peak resident set size in bytes, or 0 where
-// /proc does not tell.
-func docVMHWM() int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				return 0
-			}
-			return kb << 10
-		}
-	}
-	return 0
 }

@@ -68,7 +68,7 @@ type Options struct {
 	CacheObjects int
 	CacheBytes   int64
 	// BlockCacheBytes is the cache of source bytes that objects are parsed
-	// from, in 16 KiB blocks (256 KiB).
+	// from, in 4 KiB blocks (256 KiB).
 	BlockCacheBytes int
 	// ObjStmCacheBytes bounds the decoded object streams kept (8 MiB; the
 	// most recent one is kept whatever its size).

@@ -26,7 +26,7 @@ func (e *SourceError) Unwrap() error { return e.Err }
 // page, its content stream's dictionary) are often in the same block. Bulk
 // data (stream bytes being copied, decoded or scanned, cross-reference
 // tables) bypasses it through section readers.
-const blockSize = 16 << 10
+const blockSize = 4 << 10
 
 // source is the PDF being read: a ReaderAt whose errors are SourceErrors,
 // and a small LRU cache of blocks for the many small reads that parsing
