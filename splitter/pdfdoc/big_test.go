@@ -23,12 +23,12 @@ import (
 // ReaderAt that counts the chunks it touches (what the chunk cache would
 // fetch from S3) and, in a child process, the peak memory.
 //
-// By default the files have the 3,000 pages with images of 33 KB
+// By default the files have the 3,000 pages with images of 35 KB
 // (about 100 MB a file), and the chunk size is a 128th of the file, so that
 // the proportions, and with them the bounds on chunks touched, are those of
 // the 1 GiB files. S3DOCS_PDF_FULL=1 (set by scripts/test.sh for its
-// run without -race) makes them the files: 330 KB images, about
-// 1 GiB a file, 8 MiB chunks.
+// run without -race) makes them the files: 350 KB images, 1 GiB a
+// file, 8 MiB chunks.
 
 // fullEnv selects the full-size files.
 const fullEnv = "S3DOCS_PDF_FULL"
@@ -46,9 +46,9 @@ func TestMain(m *testing.M) {
 // bigParams returns the pages and image size of the big files.
 func bigParams() (pages int, img int64, full bool) {
 	if os.Getenv(fullEnv) == "1" {
-		return 3000, 330_000, true
+		return 3000, 350_000, true
 	}
-	return 3000, 33_000, false
+	return 3000, 35_000, false
 }
 
 type bigLayout struct {

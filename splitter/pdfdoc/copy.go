@@ -388,7 +388,7 @@ func (c *copier) copyAnnots(v types.Object) types.Array {
 }
 
 // linksOutside reports whether annotation d is a link whose explicit
-// destination (/Dest, or /D of a /GoTo action) is a page outside the part.
+// destination (/Dest, or /D of a /GoTo action) is not a page of the part.
 // Named destinations are kept: they need the catalog's name tree, which a
 // part lacks, but readers resolve them only when the link is followed.
 func (c *copier) linksOutside(d types.Dict) bool {
@@ -416,12 +416,18 @@ func (c *copier) linksOutside(d types.Dict) bool {
 		}
 	}
 	arr, ok := o.(types.Array)
-	if !ok || len(arr) == 0 {
-		return false
+	if !ok {
+		return false // a named destination
+	}
+	// An explicit destination leads inside the part only if it names one
+	// of its pages; null or a page number (which would count in the
+	// source's pages) leads nowhere a reader can follow.
+	if len(arr) == 0 {
+		return true
 	}
 	ir, ok := arr[0].(types.IndirectRef)
 	if !ok {
-		return false
+		return true
 	}
 	_, inside := c.pageDest[ir.ObjectNumber.Value()]
 	return !inside

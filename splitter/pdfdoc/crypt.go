@@ -340,7 +340,9 @@ func (d *decrypter) decryptStrings(o types.Object, num, gen int) (types.Object, 
 		}
 		plain, err := d.decryptBytes(d.strings, num, gen, b)
 		if err != nil {
-			return nil, err
+			// Not a ciphertext at all (some writers leave strings in
+			// the clear): kept as it is, as readers do.
+			return o, nil
 		}
 		return types.HexLiteral(hex.EncodeToString(plain)), nil
 	case types.Dict:

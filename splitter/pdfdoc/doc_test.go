@@ -15,6 +15,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pdfcpu/pdfcpu/pkg/api"
+	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu/model"
+
 	"s3docs/internal/pdfgen"
 	"s3docs/internal/testenv"
 )
@@ -699,45 +702,131 @@ func FuzzOpenExtract(f *testing.F) {
 	})
 }
 
-// TestExtractRealWorld runs the checks of TestExtract on PDFs from outside
-// this project: samples shipped in pdfcpu's module (books from real
-// producers, forms with CJK field values whose appearance readers rebuild
-// from the form's default resources, annotations, PDF 2.0, an incremental
-// save). The module is in the module cache whenever this package builds, at
-// the version go.mod pins, so a missing file is a failure, not a skip.
-func TestExtractRealWorld(t *testing.T) {
+// pdfcpuModuleDir returns the directory of the pdfcpu module, whose samples
+// the real-world tests use. The module is in the module cache whenever this
+// package builds, at the version go.mod pins, so a missing file is a
+// failure, not a skip.
+func pdfcpuModuleDir(t testing.TB) string {
+	t.Helper()
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/pdfcpu/pdfcpu").Output()
 	dir := strings.TrimSpace(string(out))
 	if err != nil || dir == "" {
 		t.Fatalf("cannot locate the pdfcpu module: %v", err)
 	}
+	return dir
+}
+
+// realWorldSample returns the path of a sample of pdfcpu's module.
+func realWorldSample(t testing.TB, dir, name string) string {
+	t.Helper()
+	src := filepath.Join(dir, "pkg", name)
+	if _, err := os.Stat(src); err != nil {
+		t.Fatalf("sample missing from the pinned pdfcpu: %v", err)
+	}
+	return src
+}
+
+// docCheckWhole opens src, checks its page count against pdfinfo's and
+// extracts its first, last, middle and all pages, each checked with
+// docCheckPart.
+func docCheckWhole(t *testing.T, src string) {
+	d := docOpenFile(t, src)
+	n := d.PageCount()
+	if want := docPdfinfoPages(t, src); n != want {
+		t.Fatalf("PageCount = %d, pdfinfo says %d", n, want)
+	}
+	tmp := t.TempDir()
+	for _, r := range [][2]int{{1, 1}, {n, n}, {max(1, n/2-2), min(n, n/2+2)}, {1, n}} {
+		part := docWriteFile(t, tmp, fmt.Sprintf("part-%d-%d.pdf", r[0], r[1]), docExtract(t, d, r[0], r[1]))
+		docCheckPart(t, src, part, r[0], r[1], nil)
+	}
+}
+
+// TestExtractRealWorld runs the checks of TestExtract on PDFs from outside
+// this project: samples shipped in pdfcpu's module. Books from real
+// producers; object and cross-reference streams (thousands of objects in
+// object streams, with links to pages the extract no longer has); linearized
+// files; incremental updates, classic and with cross-reference streams;
+// a cross-reference stream of the wrong size; a file whose offsets are all
+// off (rebuilt by a scan); a file with bare CR line ends; forms with CJK
+// field values whose appearance readers rebuild from the form's default
+// resources; annotations; PDF 2.0.
+func TestExtractRealWorld(t *testing.T) {
+	dir := pdfcpuModuleDir(t)
 	for _, name := range []string{
-		"testdata/WaldenFull.pdf",
-		"testdata/ECSTR11-01.pdf",
+		"testdata/WaldenFull.pdf",                  // linearized, object streams
+		"testdata/bookletTest.pdf",                 // linearized, object streams
+		"testdata/ECSTR11-01.pdf",                  // object streams
+		"testdata/CenterOfWhy.pdf",                 // 2,187 objects in object streams
+		"testdata/T4.pdf",                          // object streams
+		"testdata/TheGoProgrammingLanguageCh1.pdf", // object streams, links to null
+		"testdata/Hybrid-PDF.pdf",
 		"testdata/5116.DCT_Filter.pdf",
 		"testdata/Acroforms2.pdf",
 		"testdata/annotTest.pdf",
+		"testdata/itu-t81.pdf",      // 186 pages
+		"testdata/read.go.pdf",      // classic table
+		"testdata/VectorApple.pdf",  // CR line ends
+		"testdata/testWithText.pdf", // incremental update, cross-reference streams
+		"testdata/testRot.pdf",      // incremental update, a cross-reference stream of the wrong size
 		"testdata/pdf20/viaIncrementalSave.pdf",
+		"testdata/pdf20/withOffsetStart.pdf", // every offset off: rebuilt
 		"testdata/pdf20/utf8stringAndAnnotation.pdf",
 		"samples/form/fill/chineseSimple.pdf",
 		"samples/form/demo/korean.pdf",
 	} {
 		t.Run(filepath.Base(name), func(t *testing.T) {
 			t.Parallel()
-			src := filepath.Join(dir, "pkg", name)
-			if _, err := os.Stat(src); err != nil {
-				t.Fatalf("sample missing from the pinned pdfcpu: %v", err)
+			docCheckWhole(t, realWorldSample(t, dir, name))
+		})
+	}
+}
+
+// TestExtractRealWorldEncrypted encrypts real-world samples with an owner
+// password only (pdfcpu's module ships no encrypted sample), by two
+// producers, qpdf and pdfcpu, in every method they offer, and runs the checks
+// of TestExtractRealWorld on the results: parts come out decrypted.
+func TestExtractRealWorldEncrypted(t *testing.T) {
+	dir := pdfcpuModuleDir(t)
+	for _, tc := range []struct {
+		sample string
+		by     string // qpdf or pdfcpu
+		args   []string
+		aes    bool // pdfcpu: AES rather than RC4
+		bits   int  // pdfcpu: key length
+	}{
+		{sample: "testdata/WaldenFull.pdf", by: "qpdf", args: []string{"--encrypt", "", "owner", "256", "--"}},
+		{sample: "testdata/Acroforms2.pdf", by: "qpdf", args: []string{"--encrypt", "", "owner", "128", "--use-aes=y", "--"}},
+		{sample: "testdata/TheGoProgrammingLanguageCh1.pdf", by: "qpdf", args: []string{"--allow-weak-crypto", "--encrypt", "", "owner", "128", "--use-aes=n", "--"}},
+		{sample: "testdata/ECSTR11-01.pdf", by: "qpdf", args: []string{"--allow-weak-crypto", "--encrypt", "", "owner", "40", "--"}},
+		{sample: "testdata/ECSTR11-01.pdf", by: "pdfcpu", aes: true, bits: 256},
+		{sample: "testdata/annotTest.pdf", by: "pdfcpu", aes: true, bits: 128},
+		{sample: "samples/form/demo/korean.pdf", by: "pdfcpu", aes: false, bits: 128},
+	} {
+		name := fmt.Sprintf("%s-%s-%v%s", filepath.Base(tc.sample), tc.by, tc.bits, strings.Join(tc.args, ""))
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			plain := realWorldSample(t, dir, tc.sample)
+			enc := filepath.Join(t.TempDir(), "encrypted.pdf")
+			if tc.by == "qpdf" {
+				docTool(t, "qpdf", append(append([]string{}, tc.args...), plain, enc)...)
+			} else {
+				conf := model.NewRC4Configuration("", "owner", tc.bits)
+				if tc.aes {
+					conf = model.NewAESConfiguration("", "owner", tc.bits)
+				}
+				if err := api.EncryptFile(plain, enc, conf); err != nil {
+					t.Fatalf("pdfcpu encrypt: %v", err)
+				}
 			}
-			d := docOpenFile(t, src)
-			n := d.PageCount()
-			if want := docPdfinfoPages(t, src); n != want {
-				t.Fatalf("PageCount = %d, pdfinfo says %d", n, want)
+			raw, err := os.ReadFile(enc)
+			if err != nil {
+				t.Fatal(err)
 			}
-			tmp := t.TempDir()
-			for _, r := range [][2]int{{1, 1}, {n, n}, {max(1, n/2-2), min(n, n/2+2)}, {1, n}} {
-				part := docWriteFile(t, tmp, fmt.Sprintf("part-%d-%d.pdf", r[0], r[1]), docExtract(t, d, r[0], r[1]))
-				docCheckPart(t, src, part, r[0], r[1], nil)
+			if !bytes.Contains(raw, []byte("/Encrypt")) {
+				t.Fatal("the source is not encrypted")
 			}
+			docCheckWhole(t, enc)
 		})
 	}
 }
