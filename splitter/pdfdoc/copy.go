@@ -315,6 +315,16 @@ func (c *copier) copyPage(p page, parent types.IndirectRef) types.Dict {
 				out[k] = a
 			}
 			continue
+		case "Contents":
+			// A content stream that is gone (freed, missing) is no
+			// content, not a null in the array, which readers reject.
+			if a, ok := c.copy(v).(types.Array); ok {
+				a = slices.DeleteFunc(a, func(o types.Object) bool { return o == nil })
+				if len(a) > 0 {
+					out[k] = a
+				}
+				continue
+			}
 		}
 		if cv := c.copy(v); cv != nil {
 			out[k] = cv

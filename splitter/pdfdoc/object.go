@@ -101,21 +101,30 @@ func (r *reader) readAt(ctx context.Context, off int64, want int) (o types.Objec
 			}
 			return nil, 0, 0, fmt.Errorf("%w: object %d at offset %d", errBadOffset, want, off)
 		}
+		grow := func() error { // errShort: read more, if allowed
+			if atEOF {
+				return fmt.Errorf("object %d at offset %d: %w: the file ends first", num, off, errSyntax)
+			}
+			if win >= r.opts.MaxObjectBytes {
+				return fmt.Errorf("%w: object %d is over %d bytes", ErrTooLarge, num, r.opts.MaxObjectBytes)
+			}
+			return nil
+		}
 		if n > 1<<31 || g > 65535 || (want >= 0 && int(n) != want) {
 			return nil, 0, 0, fmt.Errorf("%w: object %d at offset %d is %d %d obj", errBadOffset, want, off, n, g)
 		}
 		num, gen = int(n), int(g)
 		// An object with no value at all ("1 0 obj endobj") is null.
-		if t, terr := nextToken(b, hdrEnd, full); terr == nil && t.kind == tokRegular && string(b[t.start:t.end]) == "endobj" {
+		if t, terr := nextToken(b, hdrEnd, atEOF); terr == nil && t.kind == tokRegular && string(b[t.start:t.end]) == "endobj" {
 			return nil, num, gen, nil
 		}
-		end, err := valueEnd(b, hdrEnd, full, r.opts.MaxDepth)
+		end, err := valueEnd(b, hdrEnd, atEOF, r.opts.MaxDepth)
 		if err == nil && !full && end+16 > len(b) {
 			err = errShort // "stream" and its end of line must be in view
 		}
 		if errors.Is(err, errShort) {
-			if full {
-				return nil, 0, 0, fmt.Errorf("%w: object %d is over %d bytes", ErrTooLarge, num, r.opts.MaxObjectBytes)
+			if gerr := grow(); gerr != nil {
+				return nil, 0, 0, gerr
 			}
 			continue
 		}

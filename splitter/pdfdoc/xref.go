@@ -352,9 +352,12 @@ func (r *reader) valueAt(ctx context.Context, off int64) (types.Object, error) {
 		if err != nil {
 			return nil, err
 		}
-		full := off+int64(len(b)) >= r.src.size || win >= r.opts.MaxObjectBytes
-		end, err := valueEnd(b, 0, full, r.opts.MaxDepth)
-		if errors.Is(err, errShort) && !full {
+		atEOF := off+int64(len(b)) >= r.src.size
+		end, err := valueEnd(b, 0, atEOF, r.opts.MaxDepth)
+		if errors.Is(err, errShort) && !atEOF {
+			if win >= r.opts.MaxObjectBytes {
+				return nil, fmt.Errorf("%w: a trailer over %d bytes", ErrTooLarge, r.opts.MaxObjectBytes)
+			}
 			continue
 		}
 		if err != nil {
