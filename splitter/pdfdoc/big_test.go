@@ -205,14 +205,14 @@ func helperRun(q helperRequest, res *helperResult) error {
 
 // runHelper runs a helper process (this test binary) and returns what it
 // measured.
-func runHelper(tb testing.TB, q helperRequest) helperResult {
+func runHelper(tb testing.TB, q helperRequest, env ...string) helperResult {
 	tb.Helper()
 	req, err := json.Marshal(q)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+string(req))
+	cmd.Env = append(append(os.Environ(), env...), helperEnv+"="+string(req))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -390,5 +390,28 @@ func BenchmarkBigPDF(b *testing.B) {
 			})
 		}
 		os.Remove(src)
+	}
+}
+
+// TestNoConfigDir: opening and extracting never reads or creates pdfcpu's
+// configuration directory (a worker has no business in its user's home).
+func TestNoConfigDir(t *testing.T) {
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home")
+	if err := os.Mkdir(home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src := docWriteFile(t, dir, "src.pdf", pdfgen.Bytes(pdfgen.Options{Pages: 3, Links: true}))
+	res := runHelper(t, helperRequest{Path: src, Chunk: 1 << 20, From: 1, Thru: 3, Out: filepath.Join(dir, "part.pdf")},
+		"HOME="+home, "XDG_CONFIG_HOME="+filepath.Join(home, ".config"))
+	if res.Pages != 3 {
+		t.Fatalf("helper: %d pages", res.Pages)
+	}
+	entries, err := os.ReadDir(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) > 0 {
+		t.Errorf("the home directory got %v", entries)
 	}
 }

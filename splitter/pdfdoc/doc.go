@@ -11,7 +11,10 @@
 // source to the part. pdfcpu serves at object level: parsing one object
 // (model.ParseObjectContext), its types and their serialization
 // (PDFString), and its filters (Flate with predictors, for object and
-// cross-reference streams and for scanning content).
+// cross-reference streams and for scanning content). None of these reads
+// pdfcpu's configuration, so nothing here touches a configuration directory
+// (and the package does not import pdfcpu's api, whose weight a worker
+// would carry in its resident set for nothing).
 package pdfdoc
 
 import (
@@ -20,9 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 
-	"github.com/pdfcpu/pdfcpu/pkg/api"
 	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu/types"
 )
 
@@ -101,11 +102,6 @@ func (o Options) withDefaults(size int64) Options {
 	return o
 }
 
-// disableConfigDir keeps pdfcpu from creating (or, when it cannot,
-// panicking over) a configuration directory under the user's home. It sets
-// a pdfcpu package variable, so once per process is enough.
-var disableConfigDir sync.Once
-
 // reader is the lazy object reader over the source.
 type reader struct {
 	src     *source
@@ -145,7 +141,6 @@ type Doc struct {
 // owner password opens, its parts unencrypted. r is used until the Doc is
 // dropped; its failures come back as *SourceError.
 func Open(ctx context.Context, r io.ReaderAt, size int64, o Options) (d *Doc, err error) {
-	disableConfigDir.Do(api.DisableConfigDir)
 	defer func() {
 		if p := recover(); p != nil {
 			d, err = nil, fmt.Errorf("pdfdoc: open: parser panicked: %v", p)

@@ -75,11 +75,12 @@ func (r *reader) countRead() error {
 	return nil
 }
 
-// readAt parses the indirect object whose header ("n g obj") is at off.
-// want is the object number expected there, or -1 for any. It reads a
-// window that grows until the value fits, up to MaxObjectBytes; a stream's
-// data is not read.
-func (r *reader) readAt(ctx context.Context, off int64, want int) (o types.Object, num, gen int, err error) {
+// readAt parses the indirect object whose header ("n g obj") is at off,
+// and returns it, its generation and the size of its text (a stream's
+// data aside). want is the object number expected there, or -1 for any. It
+// reads a window that grows until the value fits, up to MaxObjectBytes; a
+// stream's data is not read.
+func (r *reader) readAt(ctx context.Context, off int64, want int) (o types.Object, size, gen int, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, 0, 0, err
 	}
@@ -103,20 +104,21 @@ func (r *reader) readAt(ctx context.Context, off int64, want int) (o types.Objec
 		}
 		grow := func() error { // errShort: read more, if allowed
 			if atEOF {
-				return fmt.Errorf("object %d at offset %d: %w: the file ends first", num, off, errSyntax)
+				return fmt.Errorf("object %d at offset %d: %w: the file ends first", n, off, errSyntax)
 			}
 			if win >= r.opts.MaxObjectBytes {
-				return fmt.Errorf("%w: object %d is over %d bytes", ErrTooLarge, num, r.opts.MaxObjectBytes)
+				return fmt.Errorf("%w: object %d is over %d bytes", ErrTooLarge, n, r.opts.MaxObjectBytes)
 			}
 			return nil
 		}
 		if n > 1<<31 || g > 65535 || (want >= 0 && int(n) != want) {
 			return nil, 0, 0, fmt.Errorf("%w: object %d at offset %d is %d %d obj", errBadOffset, want, off, n, g)
 		}
-		num, gen = int(n), int(g)
+		num := int(n)
+		gen = int(g)
 		// An object with no value at all ("1 0 obj endobj") is null.
 		if t, terr := nextToken(b, hdrEnd, atEOF); terr == nil && t.kind == tokRegular && string(b[t.start:t.end]) == "endobj" {
-			return nil, num, gen, nil
+			return nil, hdrEnd, gen, nil
 		}
 		end, err := valueEnd(b, hdrEnd, atEOF, r.opts.MaxDepth)
 		if err == nil && !full && end+16 > len(b) {
@@ -142,7 +144,7 @@ func (r *reader) readAt(ctx context.Context, off int64, want int) (o types.Objec
 			}
 			o = &stream{dict: d, num: num, gen: gen, dataOff: off + int64(data), length: -1}
 		}
-		return o, num, gen, nil
+		return o, end, gen, nil
 	}
 }
 
@@ -172,7 +174,7 @@ func (r *reader) load(ctx context.Context, num int) (types.Object, int64, error)
 	e := r.x.get(num)
 	switch e.kind {
 	case kindOffset:
-		o, _, gen, err := r.readAt(ctx, e.off, num)
+		o, size, gen, err := r.readAt(ctx, e.off, num)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -187,7 +189,9 @@ func (r *reader) load(ctx context.Context, num int) (types.Object, int64, error)
 				return nil, 0, fmt.Errorf("object %d: %w", num, err)
 			}
 		}
-		return o, 256, nil
+		// Parsed values take several times their text; the cache's byte
+		// bound is on the text.
+		return o, int64(size), nil
 	case kindCompressed:
 		return r.compressed(ctx, num, int(e.stm), int(e.idx))
 	}
@@ -529,6 +533,9 @@ func (r *reader) decode(ctx context.Context, s *stream, limit int64) ([]byte, er
 			return nil, fmt.Errorf("stream object %d: %w", s.num, err)
 		}
 		if rd, err = f.Decode(rd); err != nil {
+			if errors.Is(err, filter.ErrDecodeLimitExceeded) {
+				return nil, fmt.Errorf("%w: stream object %d decodes to over %d bytes", ErrTooLarge, s.num, limit)
+			}
 			return nil, fmt.Errorf("stream object %d: %s: %w", s.num, name, err)
 		}
 	}
