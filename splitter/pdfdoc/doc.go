@@ -45,12 +45,13 @@ type Options struct {
 	// MaxObjects bounds object numbers, hence the cross-reference table's
 	// memory, 8 bytes an object (4,194,304).
 	MaxObjects int
-	// MaxObjectBytes bounds the text of one object (8 MiB).
+	// MaxObjectBytes bounds the text of one object (4 MiB: a /Kids array of
+	// 300,000 pages).
 	MaxObjectBytes int
 	// MaxDepth bounds the nesting of arrays and dictionaries (100).
 	MaxDepth int
 	// MaxDecodeBytes bounds the decoded size of one object or
-	// cross-reference stream (64 MiB).
+	// cross-reference stream (32 MiB: 4 million cross-reference entries).
 	MaxDecodeBytes int64
 	// MaxReads bounds the objects parsed by one Open or Extract (4,194,304).
 	MaxReads int
@@ -88,9 +89,9 @@ func (o Options) withDefaults(size int64) Options {
 		}
 	}
 	def(&o.MaxObjects, 1<<22)
-	def(&o.MaxObjectBytes, 8<<20)
+	def(&o.MaxObjectBytes, 4<<20)
 	def(&o.MaxDepth, 100)
-	def64(&o.MaxDecodeBytes, 64<<20)
+	def64(&o.MaxDecodeBytes, 32<<20)
 	def(&o.MaxReads, 1<<22)
 	def(&o.MaxPartObjects, 1<<20)
 	def64(&o.MaxPartBytes, 2*size+64<<20)
@@ -301,6 +302,11 @@ func (d *Doc) PageCount() int { return d.count }
 // rest of the document along. Stream data is copied as stored (decrypted,
 // still encoded). The part is unencrypted, with a classic cross-reference
 // table; the same range of the same source gives the same bytes.
+//
+// Errors: ErrPageRange; *SourceError when the source could not be read;
+// *WriteError when w failed; ErrTooLarge when a budget ran out; anything
+// else means the PDF is broken. Bytes may have been written to w before
+// an error.
 func (d *Doc) Extract(ctx context.Context, from, thru int, w io.Writer) (err error) {
 	if from < 1 || thru < from || thru > d.count {
 		return fmt.Errorf("pdfdoc: %w: pages %d-%d of %d", ErrPageRange, from, thru, d.count)

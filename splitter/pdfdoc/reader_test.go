@@ -376,3 +376,33 @@ func TestBudgets(t *testing.T) {
 		t.Errorf("MaxDepth: %v", err)
 	}
 }
+
+// failingWriter fails once it has taken n bytes.
+type failingWriter struct{ n int }
+
+func (f *failingWriter) Write(p []byte) (int, error) {
+	if len(p) > f.n {
+		k := f.n
+		f.n = 0
+		return k, errDisk
+	}
+	f.n -= len(p)
+	return len(p), nil
+}
+
+// TestWriteErrors: a failing writer gives a *WriteError, which is neither
+// the source's fault nor the PDF's.
+func TestWriteErrors(t *testing.T) {
+	d, err := openBytes(pdfgen.Bytes(pdfgen.Options{Pages: 20, PageImageBytes: 50_000}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{0, 100, 70_000, 300_000} {
+		err := d.Extract(context.Background(), 1, 20, &failingWriter{n})
+		var we *WriteError
+		var se *SourceError
+		if !errors.As(err, &we) || !errors.Is(err, errDisk) || errors.As(err, &se) {
+			t.Errorf("writer failing after %d bytes: %v, want a WriteError", n, err)
+		}
+	}
+}

@@ -33,8 +33,18 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 	}
 	n, err := l.w.Write(p)
 	l.n += int64(n)
+	if err != nil {
+		err = &WriteError{Err: err}
+	}
 	return n, err
 }
+
+// WriteError is a failure of the writer a part goes to (a full disk, say):
+// neither the source's fault nor the PDF's. errors.As finds it.
+type WriteError struct{ Err error }
+
+func (e *WriteError) Error() string { return "pdfdoc: writing the part: " + e.Err.Error() }
+func (e *WriteError) Unwrap() error { return e.Err }
 
 func newPartWriter(w io.Writer, version string, maxBytes int64, maxObjs int) *partWriter {
 	cw := &limitWriter{w: w, limit: maxBytes}
