@@ -765,11 +765,11 @@ func TestExtractRealWorldEncrypted(t *testing.T) {
 		aes    bool // pdfcpu: AES rather than RC4
 		bits   int  // pdfcpu: key length
 	}{
-		{sample: "testdata/WaldenFull.pdf", by: "qpdf", args: []string{"--encrypt", "", "owner", "256", "--"}},
+		{sample: "testdata/bookletTest.pdf", by: "qpdf", args: []string{"--encrypt", "", "owner", "256", "--"}},
 		{sample: "testdata/Acroforms2.pdf", by: "qpdf", args: []string{"--encrypt", "", "owner", "128", "--use-aes=y", "--"}},
 		{sample: "testdata/TheGoProgrammingLanguageCh1.pdf", by: "qpdf", args: []string{"--allow-weak-crypto", "--encrypt", "", "owner", "128", "--use-aes=n", "--"}},
-		{sample: "testdata/ECSTR11-01.pdf", by: "qpdf", args: []string{"--allow-weak-crypto", "--encrypt", "", "owner", "40", "--"}},
-		{sample: "testdata/ECSTR11-01.pdf", by: "pdfcpu", aes: true, bits: 256},
+		{sample: "testdata/go.pdf", by: "qpdf", args: []string{"--allow-weak-crypto", "--encrypt", "", "owner", "40", "--"}},
+		{sample: "testdata/golang.pdf", by: "pdfcpu", aes: true, bits: 256},
 		{sample: "testdata/annotTest.pdf", by: "pdfcpu", aes: true, bits: 128},
 		{sample: "samples/form/demo/korean.pdf", by: "pdfcpu", aes: false, bits: 128},
 	} {
