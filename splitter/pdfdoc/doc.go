@@ -211,9 +211,6 @@ func (d *Doc) open(ctx context.Context) error {
 			return fmt.Errorf("page 1: %w", err)
 		}
 	}
-	if d.count == 0 {
-		return errors.New("no pages")
-	}
 	d.counted = true
 	return nil
 }

@@ -406,3 +406,21 @@ func TestWriteErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestNoPages: a document whose page tree is empty opens with no pages, as
+// before; every range is out of bounds.
+func TestNoPages(t *testing.T) {
+	d, err := openBytes(pdfgen.Objects([]string{
+		"<< /Type /Catalog /Pages 2 0 R >>",
+		"<< /Type /Pages /Kids [] /Count 0 >>",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.PageCount() != 0 {
+		t.Fatalf("PageCount = %d", d.PageCount())
+	}
+	if err := d.Extract(context.Background(), 1, 1, io.Discard); !errors.Is(err, ErrPageRange) {
+		t.Errorf("Extract(1, 1): %v", err)
+	}
+}
