@@ -539,6 +539,9 @@ func (r *reader) decode(ctx context.Context, s *stream, limit int64) ([]byte, er
 			return nil, fmt.Errorf("stream object %d: %s: %w", s.num, name, err)
 		}
 	}
+	if buf, ok := rd.(*bytes.Buffer); ok && int64(buf.Len()) <= limit {
+		return buf.Bytes(), nil // pdfcpu's filters decode into memory: no second copy
+	}
 	b, err := io.ReadAll(io.LimitReader(rd, limit+1))
 	if err != nil {
 		return nil, err
