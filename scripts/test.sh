@@ -18,7 +18,9 @@
 #   staticcheck and go test alike; if none is given, ./... is used.
 #   Pass flag values that start with ./ in the -flag=value form.
 # Without arguments it also runs the memory test of cmd/s3docs once more
-# without -race, which inflates RSS (that test skips itself under -race).
+# without -race, which inflates RSS (that test skips itself under -race),
+# and TestBigPDF of splitter/pdfdoc on 1 GiB files (S3DOCS_PDF_FULL=1;
+# several minutes, 2 GiB of temporary disk at a time).
 #   Examples:
 #     scripts/test.sh                          # everything, as CI does
 #     scripts/test.sh ./internal/pdfgen        # one package
@@ -87,6 +89,8 @@ go test -race -count=1 -timeout 40m "${test_args[@]}" "${pkgs[@]}"
 if (($# == 0)); then
 	log "go test -count=1 -run 'TestMemory|TestHostilePDFs' -v ./cmd/s3docs (memory bounds, without -race)"
 	go test -count=1 -timeout 10m -run 'TestMemory|TestHostilePDFs' -v ./cmd/s3docs
+	log "go test -count=1 -run TestBigPDF -v ./splitter/pdfdoc with S3DOCS_PDF_FULL=1 (1 GiB PDFs in four layouts: chunks read and peak RSS, without -race)"
+	S3DOCS_PDF_FULL=1 go test -count=1 -timeout 30m -run 'TestBigPDF' -v ./splitter/pdfdoc
 fi
 
 # Credentials and signed URLs must never reach a log. The test credentials

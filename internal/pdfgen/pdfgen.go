@@ -13,6 +13,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"hash"
 	"io"
@@ -63,6 +64,18 @@ type Options struct {
 	// Links gives every page a link annotation whose destination is the next
 	// page (the last page's is the first page).
 	Links bool
+
+	// PageImageBytes, if > 0, gives every page an image XObject of its own
+	// of about this many pseudo-random (incompressible) bytes, different on
+	// every page, drawn in the page's lower right corner and written right
+	// after the page's content stream. Files of a few thousand such pages
+	// are what a page-range extractor must not read whole.
+	PageImageBytes int64
+
+	// PagesLast writes the page dictionaries (and the inner nodes of the
+	// page tree) after every content stream and image instead of each
+	// page's dictionary just before its content, as some producers do.
+	PagesLast bool
 
 	// Revise, if not nil, is asked about every page; where it returns ok, an
 	// incremental update appended to the file (the new objects, a
@@ -161,6 +174,9 @@ func Write(w io.Writer, o Options) (int64, error) {
 	if o.Fanout < 0 {
 		return 0, fmt.Errorf("pdfgen: Fanout must be >= 0, got %d", o.Fanout)
 	}
+	if o.PageImageBytes < 0 {
+		return 0, fmt.Errorf("pdfgen: PageImageBytes must be >= 0, got %d", o.PageImageBytes)
+	}
 	if o.Title == "" {
 		o.Title = "Untitled"
 	}
@@ -201,6 +217,7 @@ type pdfWriter struct {
 	gen     int       // generation number of every object
 	offsets []int64   // offsets[n] is the byte offset of object n; 0 = free
 	id      hash.Hash // of the options and every page's content: the trailer's /ID
+	imgBuf  []byte    // the block that images are written from
 }
 
 // pos is the current byte offset in the output.
@@ -262,6 +279,7 @@ type treeNode struct {
 type layout struct {
 	size     int // objects 0..size-1
 	resObj   int // the shared resource dictionary; 0 = none
+	imgBase  int // page i's image is imgBase+i-1 (PageImageBytes); 0 = none
 	nodes    []treeNode
 	rootKids []int       // object numbers of the root's kids
 	parent   map[int]int // of every page and inner node
@@ -273,6 +291,10 @@ func newLayout(o Options) layout {
 	if o.SharedResources {
 		l.resObj = l.size
 		l.size++
+	}
+	if o.PageImageBytes > 0 {
+		l.imgBase = l.size
+		l.size += o.Pages
 	}
 	level := make([]int, o.Pages)
 	for i := range level {
@@ -331,6 +353,9 @@ func (p *pdfWriter) write(o Options) {
 	if o.Generation > 0 || o.SharedResources || o.Inherit || o.Fanout > 1 || o.Links {
 		fmt.Fprintf(p.id, "\x00%d %t %t %d %t", o.Generation, o.SharedResources, o.Inherit, o.Fanout, o.Links)
 	}
+	if o.PageImageBytes > 0 || o.PagesLast {
+		fmt.Fprintf(p.id, "\x00%d %t", o.PageImageBytes, o.PagesLast)
+	}
 
 	// Header; the comment of bytes >= 128 marks the file as binary.
 	p.writeBytes([]byte("%PDF-1.4\n%\xe2\xe3\xcf\xd3\n"))
@@ -352,6 +377,10 @@ func (p *pdfWriter) write(o Options) {
 		switch {
 		case o.SharedResources:
 			return shared
+		case l.imgBase > 0 && i == 1 && o.PadBytes > 0:
+			return fmt.Sprintf("<< /Font %s /XObject << /Pad %s /Im1 %s >> >>", p.ref(fontDictObj), p.ref(padObj), p.ref(l.imgBase+i-1))
+		case l.imgBase > 0:
+			return fmt.Sprintf("<< /Font %s /XObject << /Im1 %s >> >>", p.ref(fontDictObj), p.ref(l.imgBase+i-1))
 		case i == 1:
 			return withPad
 		}
@@ -380,7 +409,7 @@ func (p *pdfWriter) write(o Options) {
 	if pageText == nil {
 		pageText = func(i int) string { return DefaultPageText(o.Title, i, o.Pages) }
 	}
-	for i := 1; i <= o.Pages; i++ {
+	pageDict := func(i int) {
 		var d strings.Builder
 		fmt.Fprintf(&d, "<< /Type /Page /Parent %s", p.ref(l.parent[pageObj(i)]))
 		if !o.Inherit {
@@ -393,10 +422,27 @@ func (p *pdfWriter) write(o Options) {
 		}
 		d.WriteString(" >>")
 		p.obj(pageObj(i), d.String())
-
+	}
+	for i := 1; i <= o.Pages; i++ {
+		if !o.PagesLast {
+			pageDict(i)
+		}
 		content := contentStream(pageText(i))
+		if l.imgBase > 0 {
+			// Drawn, so that a reader keeping only the resources a page
+			// uses keeps it.
+			content = append(content, "\nq 144 0 0 48 396 36 cm /Im1 Do Q"...)
+		}
 		p.id.Write(content)
 		p.streamObj(contentObj(i), content)
+		if l.imgBase > 0 {
+			p.image(l.imgBase+i-1, o.PageImageBytes, uint64(i))
+		}
+	}
+	if o.PagesLast {
+		for i := 1; i <= o.Pages; i++ {
+			pageDict(i)
+		}
 	}
 
 	if l.resObj > 0 {
@@ -461,17 +507,27 @@ func (p *pdfWriter) writeUpdate(o Options, size int, prevXref int64, id []byte) 
 
 // writePad writes the padding image: an 8-bit gray image padWidth wide (less
 // for tiny sizes) whose samples are pseudo-random, streamed in blocks.
-func (p *pdfWriter) writePad(n int64) {
+func (p *pdfWriter) writePad(n int64) { p.image(padObj, n, 0) }
+
+// image writes image object obj of about n pseudo-random bytes; seed makes
+// the samples of different images differ.
+func (p *pdfWriter) image(obj int, n int64, seed uint64) {
 	w := int64(padWidth)
 	if n < w {
 		w = n
 	}
 	h := (n + w - 1) / w
 	length := w * h
-	p.beginObj(padObj)
+	p.beginObj(obj)
 	p.printf("<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray /BitsPerComponent 8 /Length %d >>\nstream\n", w, h, length)
-	rng := rand.NewChaCha8([32]byte{'s', '3', 'd', 'o', 'c', 's', ' ', 'p', 'd', 'f', 'g', 'e', 'n'})
-	buf := make([]byte, 64<<10)
+	key := [32]byte{'s', '3', 'd', 'o', 'c', 's', ' ', 'p', 'd', 'f', 'g', 'e', 'n'}
+	binary.LittleEndian.PutUint64(key[24:], seed)
+	rng := rand.NewChaCha8(key)
+	buf := p.imgBuf
+	if buf == nil {
+		buf = make([]byte, 64<<10)
+		p.imgBuf = buf
+	}
 	for left := length; left > 0 && p.err == nil; {
 		k := min(int64(len(buf)), left)
 		_, _ = rng.Read(buf[:k]) // never fails

@@ -85,6 +85,9 @@ func TestWithPDFTools(t *testing.T) {
 		{"shared", Options{Pages: 30, Title: "Shared", SharedResources: true, PadBytes: 10_000}, [][2]int{{1, 30}}},
 		{"inherit-tree", Options{Pages: 100, Title: "Tree", Inherit: true, Fanout: 4, Links: true}, [][2]int{{1, 100}, {17, 18}, {100, 100}}},
 		{"revised", Options{Pages: 10, Title: "Revised", Generation: 2, Revise: revise}, [][2]int{{1, 10}, {2, 2}}},
+		{"page-images", Options{Pages: 20, Title: "Images", PageImageBytes: 30_000}, [][2]int{{1, 20}, {7, 8}}},
+		{"page-images-last", Options{Pages: 20, Title: "Last", PageImageBytes: 30_000, PagesLast: true, Links: true}, [][2]int{{1, 20}}},
+		{"page-images-tree", Options{Pages: 45, Title: "Tree", PageImageBytes: 5000, Fanout: 4, PagesLast: true, PadBytes: 2000}, [][2]int{{1, 45}}},
 		{"everything", Options{Pages: 40, Title: "All", Generation: 1, SharedResources: true, Inherit: true, Fanout: 3,
 			Links: true, PadBytes: 3000, Revise: revise}, [][2]int{{1, 40}, {11, 29}}},
 	}
@@ -206,6 +209,7 @@ func TestStructure(t *testing.T) {
 		{Pages: 2, PadBytes: 100_000},
 		{Pages: 5, Generation: 9},
 		{Pages: 50, Generation: 65534, SharedResources: true, Inherit: true, Fanout: 3, Links: true, PadBytes: 5000},
+		{Pages: 7, PageImageBytes: 3000, PagesLast: true, Fanout: 2},
 	} {
 		t.Run(fmt.Sprintf("%d-%d-%d", o.Pages, o.PadBytes, o.Generation), func(t *testing.T) {
 			pdf := Bytes(o)
@@ -262,7 +266,7 @@ func TestDeterministic(t *testing.T) {
 
 func TestInvalidOptions(t *testing.T) {
 	for _, o := range []Options{{Pages: 0}, {Pages: -1}, {Pages: 1, PadBytes: -1},
-		{Pages: 1, Generation: -1}, {Pages: 1, Generation: 65535}, {Pages: 1, Fanout: -1}} {
+		{Pages: 1, Generation: -1}, {Pages: 1, Generation: 65535}, {Pages: 1, Fanout: -1}, {Pages: 1, PageImageBytes: -1}} {
 		if n, err := Write(io.Discard, o); err == nil || n != 0 {
 			t.Errorf("Write(%+v) = %d, %v; want an error", o, n, err)
 		}
@@ -324,5 +328,29 @@ func TestEncodings(t *testing.T) {
 	}
 	if got := textString("é😀"); got != "<FEFF00E9D83DDE00>" {
 		t.Errorf("textString utf16 = %s", got)
+	}
+}
+
+// TestPageImages checks the layout PageImageBytes and PagesLast make: an
+// image of its own for every page, used by its content and different from
+// the others', and the page dictionaries where PagesLast puts them.
+func TestPageImages(t *testing.T) {
+	for _, last := range []bool{false, true} {
+		pdf := Bytes(Options{Pages: 5, PageImageBytes: 4096, PagesLast: last})
+		if n := bytes.Count(pdf, []byte("/Subtype /Image")); n != 5 {
+			t.Errorf("PagesLast=%v: %d images, want 5", last, n)
+		}
+		if n := bytes.Count(pdf, []byte("/Im1 Do")); n != 5 {
+			t.Errorf("PagesLast=%v: %d contents draw the image, want 5", last, n)
+		}
+		firstPage := bytes.Index(pdf, []byte("/Type /Page "))
+		lastImage := bytes.LastIndex(pdf, []byte("/Subtype /Image"))
+		if (firstPage > lastImage) != last {
+			t.Errorf("PagesLast=%v: first page dictionary at %d, last image at %d", last, firstPage, lastImage)
+		}
+		streams := regexp.MustCompile(`(?s)/Subtype /Image[^>]*>>\nstream\n(.{64})`).FindAllSubmatch(pdf, -1)
+		if len(streams) != 5 || bytes.Equal(streams[0][1], streams[1][1]) {
+			t.Errorf("PagesLast=%v: images are not different", last)
+		}
 	}
 }

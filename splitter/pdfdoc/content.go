@@ -1,7 +1,8 @@
-package splitter
+package pdfdoc
 
 import (
 	"bytes"
+	"errors"
 	"strconv"
 	"strings"
 
@@ -22,14 +23,14 @@ import (
 // streams of a /Contents array together without a separator, so it can drop
 // fonts that are in use. When a content stream cannot be decoded or scanned,
 // the resources are copied whole.
-func (c *docCopier) resources(p docPage) (types.Dict, error) {
-	o, err := c.src.Dereference(p.resources)
+func (c *copier) resources(p page) types.Dict {
+	res, err := c.r.resolveDict(c.ctx, p.in.resources)
 	if err != nil {
-		return nil, err
+		c.fail(err)
+		return nil
 	}
-	res, ok := o.(types.Dict)
-	if !ok {
-		return types.NewDict(), nil // none, or not a dictionary: nothing usable
+	if res == nil {
+		return types.NewDict() // none, or not a dictionary: nothing usable
 	}
 	names := map[string]bool{}
 	complete := c.scanContents(p.dict["Contents"], names)
@@ -37,7 +38,7 @@ func (c *docCopier) resources(p docPage) (types.Dict, error) {
 		complete = c.scanBorrowers(res, names)
 	}
 	if !complete {
-		return c.copyDict(res), nil
+		return c.copyDict(res)
 	}
 	kept := types.NewDict()
 	for k, v := range res {
@@ -45,7 +46,7 @@ func (c *docCopier) resources(p docPage) (types.Dict, error) {
 			kept[k] = v
 			continue
 		}
-		sub, err := c.src.DereferenceDict(v)
+		sub, err := c.r.resolveDict(c.ctx, v)
 		if err != nil || sub == nil {
 			kept[k] = v // not a dictionary: leave it as it was
 			continue
@@ -60,7 +61,7 @@ func (c *docCopier) resources(p docPage) (types.Dict, error) {
 			kept[k] = f
 		}
 	}
-	return c.copyDict(kept), nil
+	return c.copyDict(kept)
 }
 
 // namedCategory reports whether resource category k maps names used in
@@ -76,8 +77,8 @@ func namedCategory(k string) bool {
 // scanContents adds the names mentioned by a /Contents value (a stream or an
 // array of streams) to names. It reports false when some stream could not
 // be decoded or scanned.
-func (c *docCopier) scanContents(contents types.Object, names map[string]bool) bool {
-	o, err := c.src.Dereference(contents)
+func (c *copier) scanContents(contents types.Object, names map[string]bool) bool {
+	o, err := c.r.resolve(c.ctx, contents)
 	if err != nil {
 		return false
 	}
@@ -85,7 +86,7 @@ func (c *docCopier) scanContents(contents types.Object, names map[string]bool) b
 	switch o := o.(type) {
 	case nil:
 		return true // no content: a blank page
-	case types.StreamDict:
+	case *stream:
 		streams = []types.Object{o}
 	case types.Array:
 		streams = o
@@ -93,36 +94,36 @@ func (c *docCopier) scanContents(contents types.Object, names map[string]bool) b
 		return false
 	}
 	for _, s := range streams {
-		o, err := c.src.Dereference(s)
+		o, err := c.r.resolve(c.ctx, s)
 		if err != nil {
 			return false
 		}
 		if o == nil {
 			continue
 		}
-		sd, ok := o.(types.StreamDict)
-		if !ok || !scanStream(sd, names) {
+		sd, ok := o.(*stream)
+		if !ok || !c.scanStream(sd, names) {
 			return false
 		}
 	}
 	return true
 }
 
-// maxScanBytes bounds the decoded size of a stream that scanStream reads.
-// Real content streams are far smaller; a decompression bomb (a few KB of
-// Flate in two layers inflating to gigabytes) would otherwise be inflated in
-// memory here, up to pdfcpu's own limit of 512 MiB per filter, which alone
-// is past a worker's memory limit. A stream over it is not scanned, so its
-// page keeps its resources whole: a bigger part, never a wrong one.
-const maxScanBytes = 4 << 20
-
-// scanStream adds the names mentioned in one stream to names. The stream
-// dictionary is a copy, so decoding it leaves the source untouched.
-func scanStream(sd types.StreamDict, names map[string]bool) bool {
-	if err := sd.DecodeWithLimit(maxScanBytes); err != nil {
+// scanStream adds the names mentioned in one stream to names. Options'
+// ScanBytes bounds the decoded size of a stream that is scanned. Real
+// content streams are far smaller; a decompression bomb (a few KB of Flate
+// in two layers inflating to gigabytes) would otherwise be inflated in
+// memory here. A stream over it is not scanned, so its page keeps its
+// resources whole: a bigger part, never a wrong one.
+func (c *copier) scanStream(s *stream, names map[string]bool) bool {
+	b, err := c.r.decode(c.ctx, s, c.r.opts.ScanBytes)
+	if err != nil {
+		if fatal(c.ctx, err) && !errors.Is(err, ErrTooLarge) {
+			c.fail(err)
+		}
 		return false
 	}
-	return scanNames(sd.Content, names)
+	return scanNames(b, names)
 }
 
 // scanBorrowers adds the names mentioned by the used resources that have no
@@ -130,12 +131,12 @@ func scanStream(sd types.StreamDict, names map[string]bool) bool {
 // /Resources (allowed before PDF 1.2 and still written) and Type 3 fonts
 // without /Resources (ISO 32000-1, 9.6.5). What they mention may be
 // another such resource, so the scan repeats until nothing new turns up.
-func (c *docCopier) scanBorrowers(res types.Dict, names map[string]bool) bool {
-	xobjs, err := c.src.DereferenceDict(res["XObject"])
+func (c *copier) scanBorrowers(res types.Dict, names map[string]bool) bool {
+	xobjs, err := c.r.resolveDict(c.ctx, res["XObject"])
 	if err != nil {
 		return false
 	}
-	fonts, err := c.src.DereferenceDict(res["Font"])
+	fonts, err := c.r.resolveDict(c.ctx, res["Font"])
 	if err != nil {
 		return false
 	}
@@ -147,15 +148,15 @@ func (c *docCopier) scanBorrowers(res types.Dict, names map[string]bool) bool {
 				continue
 			}
 			seenX[name] = true
-			o, err := c.src.Dereference(v)
+			o, err := c.r.resolve(c.ctx, v)
 			if err != nil {
 				return false
 			}
-			sd, ok := o.(types.StreamDict)
-			if !ok || !isSubtype(sd.Dict, "Form") || sd.Dict["Resources"] != nil {
+			sd, ok := o.(*stream)
+			if !ok || !isSubtype(sd.dict, "Form") || sd.dict["Resources"] != nil {
 				continue
 			}
-			if !scanStream(sd, names) {
+			if !c.scanStream(sd, names) {
 				return false
 			}
 			found = true
@@ -165,23 +166,23 @@ func (c *docCopier) scanBorrowers(res types.Dict, names map[string]bool) bool {
 				continue
 			}
 			seenF[name] = true
-			font, err := c.src.DereferenceDict(v)
+			font, err := c.r.resolveDict(c.ctx, v)
 			if err != nil {
 				return false
 			}
 			if font == nil || !isSubtype(font, "Type3") || font["Resources"] != nil {
 				continue
 			}
-			procs, err := c.src.DereferenceDict(font["CharProcs"])
+			procs, err := c.r.resolveDict(c.ctx, font["CharProcs"])
 			if err != nil {
 				return false
 			}
 			for _, p := range procs {
-				o, err := c.src.Dereference(p)
+				o, err := c.r.resolve(c.ctx, p)
 				if err != nil {
 					return false
 				}
-				if sd, ok := o.(types.StreamDict); ok && !scanStream(sd, names) {
+				if sd, ok := o.(*stream); ok && !c.scanStream(sd, names) {
 					return false
 				}
 			}

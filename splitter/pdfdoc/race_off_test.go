@@ -1,0 +1,5 @@
+//go:build !race
+
+package pdfdoc
+
+const raceEnabled = false
