@@ -254,7 +254,7 @@ func specs() []spec {
 			get: func(c *Config) string { return strconv.Itoa(c.PartPages) },
 		},
 		{
-			name: "split-memory-limit", fstab: "split_memory_limit", kind: kindSize, def: "192MiB",
+			name: "split-memory-limit", fstab: "split_memory_limit", kind: kindSize, def: "128MiB",
 			help: "memory a PDF-splitting worker process may use before it is killed",
 			set:  func(c *Config, v string) error { return setSize(&c.SplitMemoryLimit, v, 64<<20, -1) },
 			get:  func(c *Config) string { return FormatSize(c.SplitMemoryLimit) },

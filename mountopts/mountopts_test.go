@@ -45,7 +45,7 @@ func defaultConfig() Config {
 		ReadAhead:         64 << 20,
 		ReadTimeout:       2 * time.Minute,
 		PartPages:         50,
-		SplitMemoryLimit:  192 << 20,
+		SplitMemoryLimit:  128 << 20,
 		SplitTimeout:      2 * time.Minute,
 		SplitWorkers:      2,
 		SplitUID:          65534,

@@ -39,7 +39,7 @@ curl           test   curl
 systemd        test   systemd-analyze
 util-linux     test   setpriv unshare nsenter setsid mountpoint
 mount          test   mount umount
-coreutils      test   cat ls mv sha256sum dd timeout
+coreutils      test   cat cp ls mv sha256sum dd timeout
 gcc            test   gcc
 libc6-dev      test   -
 fio            bench  fio

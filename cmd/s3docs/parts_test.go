@@ -193,8 +193,8 @@ func TestBrokenPDFsFailAloneAndOnce(t *testing.T) {
 	w.s3.Put(t, testBucket, "good.pdf", good)
 	w.s3.Put(t, testBucket, "garbage.pdf", testenv.RandomBytes(40, 100000))
 	w.s3.Put(t, testBucket, "truncated.pdf", good[:len(good)/2])
-	// Needs far more than 64 MiB to parse: the worker is killed at its limit.
-	w.s3.Put(t, testBucket, "heavy.pdf", pdfgen.Bytes(pdfgen.Options{Pages: 5, Title: "heavy", PadBytes: 150 << 20}))
+	// Needs about twice 64 MiB to open: the worker is killed at its limit.
+	w.s3.Put(t, testBucket, "heavy.pdf", pdfgen.HeavyXref(4_194_304))
 	d := w.mount(t, mountOpts{extra: []string{"--split-memory-limit", "64MiB"}})
 	parts := d.path(".parts")
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"s3docs/splitter"
+	"s3docs/splitter/pdfdoc"
 	"s3docs/splitter/worker"
 )
 
@@ -28,36 +29,27 @@ func runSplitWorker(stderr io.Writer) int {
 	return exitOK
 }
 
-// openPDF is the worker's opener. It adapts splitter.Open, which reads the
-// whole file through r; splitter/pdfdoc's lazy reader takes its place:
-//
-//	d, err := pdfdoc.Open(ctx, r, size, pdfdoc.Options{})
+// openPDF is the worker's opener: the lazy reader of splitter/pdfdoc, which
+// reads only what the pages asked for through r (the daemon's chunk cache,
+// by ranges).
 func openPDF(ctx context.Context, r io.ReaderAt, size int64) (worker.Document, error) {
-	d, err := splitter.Open(ctx, io.NewSectionReader(r, 0, size))
+	d, err := pdfdoc.Open(ctx, r, size, pdfdoc.Options{})
 	if err != nil {
 		// Not a typed nil inside a non-nil interface.
 		return nil, err
 	}
-	return pdfDocument{d}, nil
-}
-
-type pdfDocument struct{ d *splitter.Doc }
-
-func (p pdfDocument) PageCount() int { return p.d.PageCount() }
-
-func (p pdfDocument) Extract(ctx context.Context, from, thru int, w io.Writer) error {
-	return p.d.Extract(from, thru, w)
+	return d, nil
 }
 
 // classifyPDFError names the PDF package's sentinel errors for the daemon,
 // on the other side of the process boundary.
 func classifyPDFError(err error) string {
 	switch {
-	case errors.Is(err, splitter.ErrNotPDF):
+	case errors.Is(err, pdfdoc.ErrNotPDF):
 		return splitter.KindNotPDF
-	case errors.Is(err, splitter.ErrEncrypted):
+	case errors.Is(err, pdfdoc.ErrEncrypted):
 		return splitter.KindEncrypted
-	case errors.Is(err, splitter.ErrPageRange):
+	case errors.Is(err, pdfdoc.ErrPageRange):
 		return splitter.KindPageRange
 	}
 	return ""

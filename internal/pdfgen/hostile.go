@@ -166,3 +166,51 @@ func (b *bitWriter) flush() {
 		b.acc, b.nacc = 0, 0
 	}
 }
+
+// HeavyXref is a valid one-page PDF whose cross-reference stream declares
+// size objects, all but the first five free. The stream is a few tens of KB
+// in the file, but a reader that indexes every declared object holds an
+// entry for each (and the decoded stream, 7 bytes an entry, while it
+// parses): a file that is legal, small, and heavy to open.
+func HeavyXref(size int) []byte {
+	if size < 6 {
+		size = 6
+	}
+	var b bytes.Buffer
+	b.WriteString("%PDF-1.5\n%\xe2\xe3\xcf\xd3\n")
+	bodies := []string{
+		"<< /Type /Catalog /Pages 2 0 R >>",
+		"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+		"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R" +
+			" /Resources << /Font << /F1 << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> >> >> >>",
+		textStream(),
+	}
+	offsets := make([]int, len(bodies)+1)
+	for i, body := range bodies {
+		offsets[i] = b.Len()
+		fmt.Fprintf(&b, "%d 0 obj\n%s\nendobj\n", i+1, body)
+	}
+	xrefOff := b.Len()
+	offsets[len(bodies)] = xrefOff // object 5: the stream itself
+	// Entries of /W [1 4 2]: type, offset (or next free), generation.
+	var raw bytes.Buffer
+	entry := func(typ byte, field2 uint32, gen uint16) {
+		raw.Write([]byte{typ, byte(field2 >> 24), byte(field2 >> 16), byte(field2 >> 8), byte(field2), byte(gen >> 8), byte(gen)})
+	}
+	entry(0, 0, 65535)
+	for _, off := range offsets {
+		entry(1, uint32(off), 0)
+	}
+	for i := len(offsets) + 1; i < size; i++ {
+		entry(0, 0, 0)
+	}
+	var z bytes.Buffer
+	zw, _ := zlib.NewWriterLevel(&z, zlib.BestCompression)
+	zw.Write(raw.Bytes())
+	zw.Close()
+	fmt.Fprintf(&b, "%d 0 obj\n<< /Type /XRef /Size %d /W [1 4 2] /Root 1 0 R /Filter /FlateDecode /Length %d >>\nstream\n",
+		len(bodies)+1, size, z.Len())
+	b.Write(z.Bytes())
+	fmt.Fprintf(&b, "\nendstream\nendobj\nstartxref\n%d\n%%%%EOF\n", xrefOff)
+	return b.Bytes()
+}
