@@ -45,6 +45,7 @@ libc6-dev      test   -
 fio            bench  fio
 jq             bench  jq
 s3fs           bench  s3fs
+time           bench  time
 rclone         bench  rclone
 '
 
