@@ -141,8 +141,11 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	n.mu.Unlock()
 	var fresh object.Version
 	if stale {
+		hctx, cancel := context.WithTimeout(ctx, n.fsys.opt.LookupTimeout)
 		var err error
-		if fresh, err = n.fsys.opt.Store.Head(ctx, v.Key); err != nil {
+		fresh, err = n.fsys.opt.Store.Head(hctx, v.Key)
+		cancel()
+		if err != nil {
 			return nil, 0, n.fsys.errno(err, "head", v.Key)
 		}
 	}

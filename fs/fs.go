@@ -52,10 +52,13 @@ type Options struct {
 	// MetadataCacheBytes bounds what is kept of listings and lookups for
 	// the TTL; 0 means DefaultMetadataCacheBytes.
 	MetadataCacheBytes int64
-	UID, GID           uint32
-	FileMode           os.FileMode
-	DirMode            os.FileMode
-	Logger             *slog.Logger
+	// LookupTimeout bounds a lookup (HEAD and listing together, retries
+	// included), PageTimeout each listing request; 0 means the defaults.
+	LookupTimeout, PageTimeout time.Duration
+	UID, GID                   uint32
+	FileMode                   os.FileMode
+	DirMode                    os.FileMode
+	Logger                     *slog.Logger
 	// Parts, if set, serves the .parts/ tree and the page-count xattr.
 	Parts Parts
 	// PartPages is the number of pages of each listed part.
@@ -105,6 +108,12 @@ func New(o Options) *FS {
 	}
 	if o.PartPages <= 0 {
 		o.PartPages = 50
+	}
+	if o.LookupTimeout <= 0 {
+		o.LookupTimeout = DefaultLookupTimeout
+	}
+	if o.PageTimeout <= 0 {
+		o.PageTimeout = DefaultPageTimeout
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	return &FS{

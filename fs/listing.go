@@ -19,20 +19,20 @@ import (
 // pages, or maxStalledPages truncated pages in a row that brought nothing
 // new.
 const (
-	// PageTimeout is the one deadline of each listing request, retries
-	// included.
-	PageTimeout = 30 * time.Second
-	// LookupTimeout is the one deadline of a lookup (its HEAD and its
-	// listing together), retries included.
-	LookupTimeout = 30 * time.Second
+	// DefaultPageTimeout is the one deadline of each listing request,
+	// retries included.
+	DefaultPageTimeout = 30 * time.Second
+	// DefaultLookupTimeout is the one deadline of a lookup (its HEAD and
+	// its listing together), retries included.
+	DefaultLookupTimeout = 30 * time.Second
 	// maxListPages: 20 million entries in one directory level.
 	maxListPages    = 20000
 	maxStalledPages = 100
 	// maxListParts is how many key ranges of one directory are listed at
 	// once, and maxListRequests how many listing requests the whole tree
 	// has in flight.
-	maxListParts    = 8
-	maxListRequests = 8
+	maxListParts    = 4
+	maxListRequests = 4
 )
 
 // maxRune ends split boundaries: "g"+maxRune sorts after every valid UTF-8
@@ -214,7 +214,7 @@ func (l *lister) fetch(req object.ListRequest) (object.Page, error) {
 		return object.Page{}, l.ctx.Err()
 	}
 	defer func() { <-l.f.listSem }()
-	ctx, cancel := context.WithTimeout(l.ctx, PageTimeout)
+	ctx, cancel := context.WithTimeout(l.ctx, l.f.opt.PageTimeout)
 	defer cancel()
 	return l.f.opt.Store.ListPage(ctx, req)
 }

@@ -48,10 +48,11 @@ func (f *FS) resolve(ctx context.Context, dir, name string) (answer, error) {
 	}
 }
 
-// resolveRemote asks the store what dir+name is, within LookupTimeout.
+// resolveRemote asks the store what dir+name is, within the lookup
+// deadline.
 func (f *FS) resolveRemote(dir, name string) (answer, error) {
 	key := dir + name
-	ctx, cancel := context.WithTimeout(f.ctx, LookupTimeout)
+	ctx, cancel := context.WithTimeout(f.ctx, f.opt.LookupTimeout)
 	defer cancel()
 	gen := f.meta.generation()
 	type listed struct {

@@ -1,12 +1,14 @@
 package fs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -306,5 +308,44 @@ func TestNodesAreBounded(t *testing.T) {
 			t.Fatalf("%d nodes still held", held)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stallStore never answers: each call waits for its deadline.
+type stallStore struct{ calls atomic.Int64 }
+
+func (s *stallStore) ListPage(ctx context.Context, req object.ListRequest) (object.Page, error) {
+	s.calls.Add(1)
+	<-ctx.Done()
+	return object.Page{}, ctx.Err()
+}
+
+func (s *stallStore) Head(ctx context.Context, key string) (object.Version, error) {
+	s.calls.Add(1)
+	<-ctx.Done()
+	return object.Version{}, ctx.Err()
+}
+
+// Against a server that never answers, a lookup and a listing fail at
+// their one deadline (retries, which the store makes within it, included).
+func TestLookupsAndListingsHaveOneDeadline(t *testing.T) {
+	store := &stallStore{}
+	const timeout = 300 * time.Millisecond
+	mp, logs, _ := mountFakeFS(t, store, newContents(map[string][]byte{}), time.Minute, func(o *Options) {
+		o.LookupTimeout, o.PageTimeout = timeout, timeout
+	})
+	start := time.Now()
+	if _, err := os.Stat(filepath.Join(mp, "doc.pdf")); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("stat: %v, want EIO", err)
+	}
+	if _, err := os.ReadDir(mp); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("readdir: %v, want EIO", err)
+	}
+	// A generous guard: each waited for its deadline, not for ever.
+	if d := time.Since(start); d > 30*time.Second {
+		t.Fatalf("took %v", d)
+	}
+	if !strings.Contains(logs.String(), "deadline exceeded") {
+		t.Fatalf("no log line says why:\n%s", logs.String())
 	}
 }

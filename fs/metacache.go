@@ -82,7 +82,7 @@ func entrySize(e entry) int64 {
 
 // DefaultMetadataCacheBytes is the byte budget of the metadata cache when
 // Options leave it 0.
-const DefaultMetadataCacheBytes = 8 << 20
+const DefaultMetadataCacheBytes = 4 << 20
 
 // metaCache remembers lookup answers and whole directory listings for the
 // metadata TTL, within a byte budget: the least recently used go first. A

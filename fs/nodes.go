@@ -18,11 +18,11 @@ import (
 // million objects would hold them all. Past this many, the least recently
 // looked up are handed back (see pruneKernelNodes); a later access looks
 // the name up again, from the metadata cache when it is fresh.
-const maxKernelNodes = 16384
+const maxKernelNodes = 8192
 
 // pruneBatch is how many nodes one prune hands back at most: the table
 // goes down to maxKernelNodes - pruneBatch, so that pruning is occasional.
-const pruneBatch = 2048
+const pruneBatch = 1024
 
 // nodeTable maps each inode number to the one node that stands for it, so
 // that a lookup refreshes the very node the kernel uses. go-fuse keeps the
