@@ -98,10 +98,14 @@ type dirHandle struct {
 	// dirent says how an entry is listed, or that it is not.
 	dirent func(e entry) (fuse.DirEntry, bool)
 
-	mu   sync.Mutex
-	src  entrySource
-	off  uint64
-	last entry
+	mu  sync.Mutex
+	src entrySource
+	off uint64
+	// recent is a ring of the last entries yielded (n in all, the next at
+	// recent[n%len]): the kernel looks up the entry just read, or, after
+	// an interrupted read, the entries of the batch it reads again.
+	recent []entry
+	n      int
 	// lookup answers the kernel's lookup of a name the handle did not just
 	// yield.
 	lookup func(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno)
@@ -133,7 +137,7 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 			continue
 		}
 		h.off++
-		h.last = e
+		h.remember(e)
 		de.Off = h.off
 		return &de, 0
 	}
@@ -162,7 +166,7 @@ func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 		}
 		if _, shown := h.dirent(e); shown {
 			h.off++
-			h.last = e
+			h.remember(e)
 		}
 	}
 	return 0
@@ -177,13 +181,30 @@ func (h *dirHandle) Releasedir(ctx context.Context, flags uint32) {
 	}
 }
 
-// Lookup answers the lookup that READDIRPLUS makes of the entry just read,
+// recentEntries is how many entries a handle remembers: more than one
+// READDIRPLUS reply holds.
+const recentEntries = 256
+
+func (h *dirHandle) remember(e entry) {
+	if h.recent == nil {
+		h.recent = make([]entry, recentEntries)
+	}
+	h.recent[h.n%recentEntries] = e
+	h.n++
+}
+
+// Lookup answers the lookup that READDIRPLUS makes of each entry it reads,
 // from the entry: a listing needs no request per entry.
 func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	h.mu.Lock()
-	e := h.last
+	var e entry
+	found := false
+	for i := h.n - 1; i >= max(0, h.n-recentEntries) && !found; i-- {
+		e = h.recent[i%recentEntries]
+		found = e.name == name
+	}
 	h.mu.Unlock()
-	if e.name != name {
+	if !found {
 		return h.lookup(ctx, name, out)
 	}
 	if ch, ok := h.child(ctx, e, out); ok {

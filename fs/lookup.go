@@ -89,6 +89,7 @@ func (f *FS) resolveRemote(dir, name string) (answer, error) {
 		return answer{}, err
 	}
 	f.meta.putAnswer(key, a, gen)
+	f.log.Debug("looked up", "key", key, "kind", a.kind)
 	return a, nil
 }
 

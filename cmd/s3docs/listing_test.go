@@ -4,10 +4,16 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -117,6 +123,13 @@ func TestBigPrefix(t *testing.T) {
 		t.Fatalf("a missing name: %v", err)
 	}
 
+	// ls -l on a fresh mount with the default TTL: with 3 s, a machine
+	// this busy may take longer than that between listing an entry and
+	// ls's stat of it, which then looks it up again.
+	if code := d.stop(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	d = w.mount(t, mountOpts{})
 	settle(t, w.proxy)
 	start := time.Now()
 	out, err := testenv.Command(testenv.Tool(t, "ls"), "-l", d.path("flat")).Output()
@@ -138,5 +151,132 @@ func TestBigPrefix(t *testing.T) {
 		if rss := d.peakRSS(); rss > 64*mib {
 			t.Fatalf("daemon peak RSS %d MiB after ls -l of %d entries", rss/mib, bigPrefix)
 		}
+	}
+}
+
+// brokenLister stands in front of the server and answers the listings of
+// the prefixes loop/ and endless/ itself, as a buggy or hostile server
+// would; everything else reaches the server.
+type brokenLister struct {
+	srv   *httptest.Server
+	calls atomic.Int64 // listings of loop/ and endless/ answered
+}
+
+func newBrokenLister(t *testing.T, target string) *brokenLister {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	b := &brokenLister{}
+	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		prefix := q.Get("prefix")
+		if r.Method != http.MethodGet || q.Get("list-type") != "2" || q.Get("max-keys") == "1" ||
+			(prefix != "loop/" && prefix != "endless/") {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		n := b.calls.Add(1)
+		w.Header().Set("Content-Type", "application/xml")
+		if prefix == "loop/" {
+			// IsTruncated with the same token, whatever was asked.
+			fmt.Fprint(w, listResult(prefix, []string{"a.pdf"}, "same-token"))
+			return
+		}
+		// A new name and a new token every time, slowly, for ever.
+		time.Sleep(5 * time.Millisecond)
+		fmt.Fprint(w, listResult(prefix, []string{fmt.Sprintf("k%09d.pdf", n)}, fmt.Sprintf("token-%d", n)))
+	}))
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+func listResult(prefix string, names []string, token string) string {
+	var s strings.Builder
+	fmt.Fprintf(&s, `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>%s</Name><Prefix>%s</Prefix><IsTruncated>true</IsTruncated><NextContinuationToken>%s</NextContinuationToken>`, testBucket, prefix, token)
+	for _, name := range names {
+		fmt.Fprintf(&s, `<Contents><Key>%s%s</Key><Size>1</Size><ETag>"e"</ETag><LastModified>2026-01-01T00:00:00.000Z</LastModified></Contents>`, prefix, name)
+	}
+	s.WriteString("</ListBucketResult>")
+	return s.String()
+}
+
+// outputWithin is cmd.CombinedOutput, killing cmd after limit (a guard
+// against hangs, not a performance bound).
+func outputWithin(cmd *exec.Cmd, limit time.Duration) ([]byte, error) {
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	timer := time.AfterFunc(limit, func() { cmd.Process.Kill() })
+	defer timer.Stop()
+	err := cmd.Wait()
+	if !timer.Stop() {
+		err = fmt.Errorf("still running after %v: %w", limit, err)
+	}
+	return out.Bytes(), err
+}
+
+// TestBrokenListingServer (issue 14, finding 1): a listing that never ends
+// is an error, not all the daemon's memory; and fetching stops when its
+// reader is gone.
+func TestBrokenListingServer(t *testing.T) {
+	w := newWorld(t)
+	w.s3.Put(t, testBucket, "loop/real.pdf", []byte("x"))
+	w.s3.Put(t, testBucket, "endless/real.pdf", []byte("x"))
+	broken := newBrokenLister(t, w.s3.Endpoint)
+	d := w.mount(t, mountOpts{endpoint: broken.srv.URL})
+	rssBefore := vmRSS(t, d.cmd.Process.Pid)
+	ls := testenv.Tool(t, "ls")
+
+	// The same continuation token again: EIO at the second page.
+	start := time.Now()
+	out, err := outputWithin(testenv.Command(ls, d.path("loop")), time.Minute)
+	if err == nil || !strings.Contains(string(out), "Input/output error") {
+		t.Fatalf("ls of a listing that repeats its token: %v: %s", err, out)
+	}
+	t.Logf("ls failed after %v and %d listings: %s", time.Since(start), broken.calls.Load(), bytes.TrimSpace(out))
+	// The first page, the second, and the probes the first page started.
+	if n := broken.calls.Load(); n > 5 {
+		t.Fatalf("%d listings for a token repeated at the second", n)
+	}
+	if d.logCount("repeated the continuation token", 1) != 1 {
+		t.Fatalf("no log line says why:\n%s", d.stderr.String())
+	}
+
+	// A listing that goes on for ever, read and then given up: fetching
+	// stops with the reader.
+	broken.calls.Store(0)
+	cmd := testenv.Command(ls, d.path("endless"))
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for broken.calls.Load() < 200 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if broken.calls.Load() < 200 {
+		t.Fatalf("only %d listings in a minute", broken.calls.Load())
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	time.Sleep(time.Second)
+	stopped := broken.calls.Load()
+	time.Sleep(2 * time.Second)
+	if n := broken.calls.Load(); n != stopped {
+		t.Fatalf("%d listings after the reader was gone", n-stopped)
+	}
+	rss := vmRSS(t, d.cmd.Process.Pid)
+	t.Logf("%d listings answered while ls read; daemon RSS %d MiB before, %d MiB after", stopped, rssBefore/mib, rss/mib)
+	if rss > rssBefore+64*mib {
+		t.Fatalf("daemon RSS grew from %d to %d MiB", rssBefore/mib, rss/mib)
+	}
+	// The mount still serves.
+	if b, err := os.ReadFile(d.path("loop/real.pdf")); err != nil || string(b) != "x" {
+		t.Fatalf("after the broken listings: %q, %v", b, err)
 	}
 }
