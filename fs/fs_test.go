@@ -30,8 +30,10 @@ type fakeStore struct {
 	pageSize int
 	// listDelay, if set, is slept in each ListPage.
 	listDelay time.Duration
-	// probeDelay, if set, is slept in each lookup's listing (of one key).
+	// probeDelay, if set, is slept in each lookup's listing (of one key),
+	// headDelay in each HEAD.
 	probeDelay  time.Duration
+	headDelay   time.Duration
 	lists       atomic.Int64 // ListPage calls of directory pages
 	probes      atomic.Int64 // ListPage calls of one key (lookups)
 	heads       atomic.Int64
@@ -137,6 +139,13 @@ func (s *fakeStore) ListPage(ctx context.Context, req object.ListRequest) (objec
 
 func (s *fakeStore) Head(ctx context.Context, key string) (object.Version, error) {
 	s.heads.Add(1)
+	if s.headDelay > 0 {
+		select {
+		case <-time.After(s.headDelay):
+		case <-ctx.Done():
+			return object.Version{}, ctx.Err()
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v, ok := s.objs[key]

@@ -86,10 +86,12 @@ func TestLookupCostsTwoRequests(t *testing.T) {
 }
 
 // The HEAD that finds the file answers at once: the lookup does not wait
-// for its listing, and the listing is called off.
+// for its listing (started here, as the HEAD is slower than listDelay),
+// and the listing is called off.
 func TestLookupDoesNotWaitForItsListing(t *testing.T) {
 	store := bigDir(10)
 	store.probeDelay = time.Hour
+	store.headDelay = 10 * listDelay
 	f, _ := newTree(t, store, time.Minute)
 	done := make(chan error, 1)
 	go func() {
@@ -106,6 +108,9 @@ func TestLookupDoesNotWaitForItsListing(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the lookup waited for its listing")
+	}
+	if n := store.probes.Load(); n != 1 {
+		t.Fatalf("%d listings, want the one the lookup started", n)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for store.inFlight.Load() != 0 {
