@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path"
 	"sync"
 	"syscall"
 	"time"
@@ -38,27 +37,32 @@ type fileNode struct {
 }
 
 var (
-	_ gofs.NodeOpener    = (*fileNode)(nil)
-	_ gofs.NodeGetattrer = (*fileNode)(nil)
+	_ gofs.NodeOpener      = (*fileNode)(nil)
+	_ gofs.NodeGetattrer   = (*fileNode)(nil)
+	_ gofs.NodeOnForgetter = (*fileNode)(nil)
 )
 
-// fileChild returns the inode for v under parent as name, refreshing the
-// version of an inode the kernel already knows. (NewInode always builds a
-// new node, and go-fuse keeps the existing one of the same number: the
-// existing one is what must learn the new version.)
-func (f *FS) fileChild(ctx context.Context, parent *gofs.Inode, name string, v object.Version, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	ch := parent.GetChild(name)
-	fn, ok := (*fileNode)(nil), false
-	if ch != nil {
-		fn, ok = ch.Operations().(*fileNode)
-	}
-	if !ok {
-		fn = &fileNode{fsys: f, v: v}
-		ch = parent.NewInode(ctx, fn, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: fileIno(v.Key)})
-	}
+// fileChild returns the node of v, child of parent, refreshing the
+// version of the node the kernel already has (the node table hands out
+// that very node).
+func (f *FS) fileChild(ctx context.Context, parent *gofs.Inode, v object.Version, out *fuse.EntryOut) *gofs.Inode {
+	ino := fileIno(v.Key)
+	ch := f.nodes.node(ino, func() *gofs.Inode {
+		return parent.NewInode(ctx, &fileNode{fsys: f, v: v}, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: ino})
+	})
+	fn := ch.Operations().(*fileNode)
 	fn.refresh(v)
 	f.fillFileAttr(&out.Attr, fn.version())
-	return ch, 0
+	return ch
+}
+
+func (n *fileNode) OnForget() { n.fsys.nodes.forgotten(&n.Inode) }
+
+// busy says whether a handle is open: the kernel cannot forget the inode.
+func (n *fileNode) busy() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.open) > 0
 }
 
 // refresh takes the version from a listing, unless the node knows better:
@@ -137,8 +141,11 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	n.mu.Unlock()
 	var fresh object.Version
 	if stale {
+		hctx, cancel := context.WithTimeout(ctx, n.fsys.opt.LookupTimeout)
 		var err error
-		if fresh, err = n.fsys.opt.Store.Head(ctx, v.Key); err != nil {
+		fresh, err = n.fsys.opt.Store.Head(hctx, v.Key)
+		cancel()
+		if err != nil {
 			return nil, 0, n.fsys.errno(err, "head", v.Key)
 		}
 	}
@@ -215,8 +222,7 @@ func (n *fileNode) markStale(v object.Version) {
 	n.stale = true
 	n.lastOpened = ""
 	n.mu.Unlock()
-	dir, _ := path.Split(v.Key)
-	n.fsys.dirs.invalidate(dir)
+	n.fsys.meta.invalidate(v.Key)
 	// The kernel's page cache still holds pages of the gone version, which
 	// open handles would go on reading without asking us: drop them, so
 	// that cached and uncached ranges alike fail (see gone). Not from this

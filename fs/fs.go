@@ -18,15 +18,18 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sync/singleflight"
 
 	"s3docs/internal/object"
 )
 
 // Store is what the tree needs of the object store.
 type Store interface {
-	// List returns one level under dir ("" or "a/b/").
-	List(ctx context.Context, dir string) (object.Listing, error)
-	// Head returns the current version of key.
+	// ListPage makes one listing request (ListObjectsV2). A truncated page
+	// must carry a continuation token other than the one asked with.
+	ListPage(ctx context.Context, req object.ListRequest) (object.Page, error)
+	// Head returns the current version of key; object.ErrNotFound if
+	// there is no such object.
 	Head(ctx context.Context, key string) (object.Version, error)
 }
 
@@ -46,10 +49,16 @@ type Options struct {
 	// those bytes can never be served again.
 	Discard     func(v object.Version)
 	MetadataTTL time.Duration
-	UID, GID    uint32
-	FileMode    os.FileMode
-	DirMode     os.FileMode
-	Logger      *slog.Logger
+	// MetadataCacheBytes bounds what is kept of listings and lookups for
+	// the TTL; 0 means DefaultMetadataCacheBytes.
+	MetadataCacheBytes int64
+	// LookupTimeout bounds a lookup (HEAD and listing together, retries
+	// included), PageTimeout each listing request; 0 means the defaults.
+	LookupTimeout, PageTimeout time.Duration
+	UID, GID                   uint32
+	FileMode                   os.FileMode
+	DirMode                    os.FileMode
+	Logger                     *slog.Logger
 	// Parts, if set, serves the .parts/ tree and the page-count xattr.
 	Parts Parts
 	// PartPages is the number of pages of each listed part.
@@ -60,8 +69,17 @@ type Options struct {
 type FS struct {
 	opt   Options
 	log   *slog.Logger
-	dirs  *dirCache
-	warns *warnOnce
+	meta  *metaCache
+	nodes *nodeTable
+	// lookups shares one remote lookup of a key among its callers.
+	lookups singleflight.Group
+	// listSem bounds the listing requests in flight (maxListRequests).
+	listSem chan struct{}
+	warns   *warnOnce
+	// ctx ends when the file system is unmounted: listings and lookups in
+	// flight stop, and so does the pruner.
+	ctx  context.Context
+	stop context.CancelFunc
 	// started stands in for directory times: prefixes have none in S3.
 	started  time.Time
 	errLimit errorLimiter
@@ -91,13 +109,22 @@ func New(o Options) *FS {
 	if o.PartPages <= 0 {
 		o.PartPages = 50
 	}
-	w := &warnOnce{seen: map[string]bool{}, log: o.Logger}
+	if o.LookupTimeout <= 0 {
+		o.LookupTimeout = DefaultLookupTimeout
+	}
+	if o.PageTimeout <= 0 {
+		o.PageTimeout = DefaultPageTimeout
+	}
+	ctx, stop := context.WithCancel(context.Background())
 	return &FS{
-		opt:   o,
-		log:   o.Logger,
-		warns: w,
-		dirs:  newDirCache(o.Store, o.MetadataTTL, w, o.Parts != nil),
-
+		opt:     o,
+		log:     o.Logger,
+		warns:   &warnOnce{seen: map[string]bool{}, log: o.Logger},
+		meta:    newMetaCache(o.MetadataTTL, o.MetadataCacheBytes),
+		nodes:   newNodeTable(),
+		listSem: make(chan struct{}, maxListRequests),
+		ctx:     ctx,
+		stop:    stop,
 		started: time.Now(),
 	}
 }
@@ -183,17 +210,26 @@ type MountOptions struct {
 type Mounted struct {
 	server     *fuse.Server
 	mountpoint string
+	fsys       *FS
+	pruner     sync.WaitGroup
 }
 
 // Mount serves the tree at mountpoint, read-only, and returns once the
-// kernel answers requests on it.
+// kernel answers requests on it. The tree serves one mount.
 func (f *FS) Mount(mountpoint string, mo MountOptions) (*Mounted, error) {
 	root := &dirNode{fsys: f, prefix: ""}
 	server, err := gofs.Mount(mountpoint, root, f.mountOptions(mo))
 	if err != nil {
+		f.stop()
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
-	return &Mounted{server: server, mountpoint: mountpoint}, nil
+	m := &Mounted{server: server, mountpoint: mountpoint, fsys: f}
+	m.pruner.Add(1)
+	go func() {
+		defer m.pruner.Done()
+		f.nodes.pruneKernelNodes(f.ctx, root.EmbeddedInode())
+	}()
+	return m, nil
 }
 
 // mountOptions are go-fuse's options for a mount of the tree.
@@ -220,8 +256,13 @@ func (f *FS) mountOptions(mo MountOptions) *gofs.Options {
 	}
 }
 
-// Wait returns when the file system is unmounted (by Unmount or by umount).
-func (m *Mounted) Wait() { m.server.Wait() }
+// Wait returns when the file system is unmounted (by Unmount or by umount),
+// and the listings, lookups and pruning it started have stopped.
+func (m *Mounted) Wait() {
+	m.server.Wait()
+	m.fsys.stop()
+	m.pruner.Wait()
+}
 
 // Unmount detaches the mount. If it is busy (a process has a file open or
 // its working directory in it) it is detached lazily, and lazy is true: the

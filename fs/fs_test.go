@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -20,39 +21,131 @@ import (
 	"s3docs/internal/testenv"
 )
 
-// fakeStore serves listings from a fixed set of keys.
+// fakeStore serves listings from a set of keys, as S3 does: in key order,
+// a page at a time, with common prefixes. It counts its calls.
 type fakeStore struct {
-	mu    sync.Mutex
-	objs  map[string]object.Version
-	lists atomic.Int64
-	heads atomic.Int64
+	mu   sync.Mutex
+	objs map[string]object.Version
+	// pageSize is the most entries a page holds (1,000 if 0).
+	pageSize int
+	// listDelay, if set, is slept in each ListPage.
+	listDelay time.Duration
+	// probeDelay, if set, is slept in each lookup's listing (of one key),
+	// headDelay in each HEAD.
+	probeDelay  time.Duration
+	headDelay   time.Duration
+	lists       atomic.Int64 // ListPage calls of directory pages
+	probes      atomic.Int64 // ListPage calls of one key (lookups)
+	heads       atomic.Int64
+	inFlight    atomic.Int64 // ListPage calls running now
+	maxInFlight atomic.Int64
+	sorted      []string // the keys in order, nil when objs changed
 }
 
-func (s *fakeStore) List(ctx context.Context, dir string) (object.Listing, error) {
-	s.lists.Add(1)
+// keysAfter returns the keys with prefix after after, in order.
+func (s *fakeStore) keysAfter(prefix, after string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var l object.Listing
-	dirs := map[string]bool{}
-	for key, v := range s.objs {
-		rest, ok := strings.CutPrefix(key, dir)
-		if !ok || rest == "" {
+	if len(s.sorted) != len(s.objs) {
+		s.sorted = s.sorted[:0]
+		for k := range s.objs {
+			s.sorted = append(s.sorted, k)
+		}
+		sort.Strings(s.sorted)
+	}
+	from := max(after, prefix)
+	i := sort.SearchStrings(s.sorted, from)
+	if i < len(s.sorted) && s.sorted[i] == after {
+		i++
+	}
+	j := i
+	for j < len(s.sorted) && strings.HasPrefix(s.sorted[j], prefix) {
+		j++
+	}
+	return slices.Clone(s.sorted[i:j])
+}
+
+func (s *fakeStore) ListPage(ctx context.Context, req object.ListRequest) (object.Page, error) {
+	if err := ctx.Err(); err != nil {
+		return object.Page{}, err // never sent
+	}
+	probe := req.MaxKeys == 1 // a lookup's
+	if probe {
+		s.probes.Add(1)
+	} else {
+		s.lists.Add(1)
+	}
+	n := s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
+	for m := s.maxInFlight.Load(); n > m && !s.maxInFlight.CompareAndSwap(m, n); m = s.maxInFlight.Load() {
+	}
+	delay := s.listDelay
+	if probe && s.probeDelay > 0 {
+		delay = s.probeDelay
+	}
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return object.Page{}, ctx.Err()
+		}
+	}
+	max := req.MaxKeys
+	if s.pageSize > 0 && (max == 0 || max > s.pageSize) {
+		max = s.pageSize
+	}
+	if max == 0 {
+		max = 1000
+	}
+	after := req.StartAfter
+	if req.Token != "" {
+		after = req.Token
+	}
+	keys := s.keysAfter(req.Prefix, after)
+	var page object.Page
+	entries := 0
+	for i := 0; i < len(keys); i++ {
+		k := keys[i]
+		rest := k[len(req.Prefix):]
+		if j := strings.IndexByte(rest, '/'); req.Delimiter && j >= 0 {
+			if entries == max {
+				page.Truncated = true
+				break
+			}
+			cp := req.Prefix + rest[:j+1]
+			page.Dirs = append(page.Dirs, rest[:j])
+			entries++
+			page.NextToken = cp + "\U0010FFFF"
+			for i+1 < len(keys) && strings.HasPrefix(keys[i+1], cp) {
+				i++
+			}
 			continue
 		}
-		if i := strings.IndexByte(rest, '/'); i >= 0 {
-			dirs[rest[:i]] = true
-			continue
+		if entries == max {
+			page.Truncated = true
+			break
 		}
-		l.Files = append(l.Files, v)
+		s.mu.Lock()
+		page.Files = append(page.Files, s.objs[k])
+		s.mu.Unlock()
+		entries++
+		page.NextToken = k
 	}
-	for d := range dirs {
-		l.Dirs = append(l.Dirs, d)
+	if !page.Truncated {
+		page.NextToken = ""
 	}
-	return l, nil
+	return page, nil
 }
 
 func (s *fakeStore) Head(ctx context.Context, key string) (object.Version, error) {
 	s.heads.Add(1)
+	if s.headDelay > 0 {
+		select {
+		case <-time.After(s.headDelay):
+		case <-ctx.Done():
+			return object.Version{}, ctx.Err()
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v, ok := s.objs[key]
@@ -60,6 +153,20 @@ func (s *fakeStore) Head(ctx context.Context, key string) (object.Version, error
 		return object.Version{}, object.ErrNotFound
 	}
 	return v, nil
+}
+
+func (s *fakeStore) put(v object.Version) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.objs[v.Key] = v
+	s.sorted = nil
+}
+
+func (s *fakeStore) remove(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.objs, key)
+	s.sorted = nil
 }
 
 // contents maps a version's identity to its bytes; a version whose content
@@ -103,6 +210,13 @@ func (r memReader) Close() error { return nil }
 
 func mountFake(t *testing.T, store *fakeStore, content *contents, ttl time.Duration, mutate ...func(*Options)) (string, *testenv.LockedBuffer) {
 	t.Helper()
+	mp, logs, _ := mountFakeFS(t, store, content, ttl, mutate...)
+	return mp, logs
+}
+
+// mountFakeFS is mountFake that also returns the tree.
+func mountFakeFS(t *testing.T, store Store, content *contents, ttl time.Duration, mutate ...func(*Options)) (string, *testenv.LockedBuffer, *FS) {
+	t.Helper()
 	testenv.RequireFUSE(t)
 	logs := &testenv.LockedBuffer{}
 	o := Options{
@@ -128,7 +242,7 @@ func mountFake(t *testing.T, store *fakeStore, content *contents, ttl time.Durat
 		}
 		m.Wait()
 	})
-	return mp, logs
+	return mp, logs, tree
 }
 
 func version(key, etag string, size int) object.Version {
@@ -234,6 +348,7 @@ func TestChangedObjectFailsThenReopenSeesNewVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	headsBefore := store.heads.Load() // the lookup's
 	// The object is replaced: the old version's bytes are gone.
 	store.mu.Lock()
 	store.objs["doc.pdf"] = version("doc.pdf", `"v2"`, 2)
@@ -250,8 +365,8 @@ func TestChangedObjectFailsThenReopenSeesNewVersion(t *testing.T) {
 	if err != nil || string(b) != "v2" {
 		t.Fatalf("reopen read %q, %v; want the new version", b, err)
 	}
-	if store.heads.Load() != 1 {
-		t.Fatalf("%d HEADs, want exactly 1 (on the reopen after the change)", store.heads.Load())
+	if n := store.heads.Load() - headsBefore; n != 1 {
+		t.Fatalf("%d HEADs after the first open, want exactly 1 (on the reopen after the change)", n)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -41,8 +42,9 @@ type partsDirNode struct {
 }
 
 var (
-	_ gofs.NodeLookuper  = (*partsDirNode)(nil)
-	_ gofs.NodeReaddirer = (*partsDirNode)(nil)
+	_ gofs.NodeLookuper       = (*partsDirNode)(nil)
+	_ gofs.NodeOpendirHandler = (*partsDirNode)(nil)
+	_ gofs.NodeOnForgetter    = (*partsDirNode)(nil)
 )
 
 func (n *partsDirNode) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -50,48 +52,73 @@ func (n *partsDirNode) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse
 	return 0
 }
 
+func (n *partsDirNode) OnForget() { n.fsys.nodes.forgotten(&n.Inode) }
+
+// Lookup answers names as the directory it mirrors does (see resolve):
+// a PDF is a directory of parts, a directory is mirrored, anything else
+// is not there.
 func (n *partsDirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	l, err := n.fsys.dirs.get(ctx, n.prefix)
+	a, err := n.fsys.resolve(ctx, n.prefix, name)
 	if err != nil {
-		return nil, n.fsys.errno(err, "list", n.prefix)
+		return nil, n.fsys.errno(err, "lookup", n.prefix+name)
 	}
-	if v, ok := l.files[name]; ok && isPDFKey(name) {
-		ino := partsIno(v.Key)
-		n.fsys.fillDirAttr(&out.Attr, ino)
-		// An existing node must learn the new version (see fileChild).
-		if ch := n.GetChild(name); ch != nil {
-			if pn, ok := ch.Operations().(*pdfPartsNode); ok {
-				pn.setVersion(v)
-				return ch, 0
-			}
-		}
-		return n.NewInode(ctx, &pdfPartsNode{fsys: n.fsys, v: v}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino}), 0
-	}
-	if l.dirs[name] {
-		child := n.prefix + name + "/"
-		ino := partsIno(child)
-		n.fsys.fillDirAttr(&out.Attr, ino)
-		return n.NewInode(ctx, &partsDirNode{fsys: n.fsys, prefix: child}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino}), 0
+	if ch, ok := n.child(ctx, entry{name: name, dir: a.kind == isDir, v: a.v}, a.kind, out); ok {
+		return ch, 0
 	}
 	return nil, syscall.ENOENT
 }
 
-func (n *partsDirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	l, err := n.fsys.dirs.get(ctx, n.prefix)
-	if err != nil {
-		return nil, n.fsys.errno(err, "list", n.prefix)
+func (n *partsDirNode) child(ctx context.Context, e entry, kind entryKind, out *fuse.EntryOut) (*gofs.Inode, bool) {
+	switch {
+	case kind == isFile && isPDFKey(e.name):
+		return n.fsys.pdfPartsChild(ctx, &n.Inode, e.v, out), true
+	case kind == isDir:
+		return n.fsys.partsDirChild(ctx, &n.Inode, n.prefix+e.name+"/", out), true
 	}
-	var entries []fuse.DirEntry
-	for _, name := range l.names {
-		if v, ok := l.files[name]; ok {
-			if isPDFKey(name) {
-				entries = append(entries, fuse.DirEntry{Name: name, Mode: syscall.S_IFDIR, Ino: partsIno(v.Key)})
+	return nil, false
+}
+
+// OpendirHandle lists the subdirectories and the PDFs of the directory it
+// mirrors, streamed like the directory itself.
+func (n *partsDirNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	return &dirHandle{
+		fsys: n.fsys,
+		dir:  n.prefix,
+		child: func(ctx context.Context, e entry, out *fuse.EntryOut) (*gofs.Inode, bool) {
+			return n.child(ctx, e, e.answer().kind, out)
+		},
+		dirent: func(e entry) (fuse.DirEntry, bool) {
+			switch {
+			case e.dir:
+				return fuse.DirEntry{Name: e.name, Mode: syscall.S_IFDIR, Ino: partsIno(n.prefix + e.name + "/")}, true
+			case isPDFKey(e.name):
+				return fuse.DirEntry{Name: e.name, Mode: syscall.S_IFDIR, Ino: partsIno(e.v.Key)}, true
 			}
-			continue
-		}
-		entries = append(entries, fuse.DirEntry{Name: name, Mode: syscall.S_IFDIR, Ino: partsIno(n.prefix + name + "/")})
-	}
-	return gofs.NewListDirStream(entries), 0
+			return fuse.DirEntry{}, false
+		},
+		lookup: n.Lookup,
+	}, 0, 0
+}
+
+// partsDirChild returns the node mirroring the directory prefix.
+func (f *FS) partsDirChild(ctx context.Context, parent *gofs.Inode, prefix string, out *fuse.EntryOut) *gofs.Inode {
+	ino := partsIno(prefix)
+	f.fillDirAttr(&out.Attr, ino)
+	return f.nodes.node(ino, func() *gofs.Inode {
+		return parent.NewInode(ctx, &partsDirNode{fsys: f, prefix: prefix}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino})
+	})
+}
+
+// pdfPartsChild returns the directory of v's parts; an existing node
+// learns the new version (see fileChild).
+func (f *FS) pdfPartsChild(ctx context.Context, parent *gofs.Inode, v object.Version, out *fuse.EntryOut) *gofs.Inode {
+	ino := partsIno(v.Key)
+	f.fillDirAttr(&out.Attr, ino)
+	ch := f.nodes.node(ino, func() *gofs.Inode {
+		return parent.NewInode(ctx, &pdfPartsNode{fsys: f, v: v}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino})
+	})
+	ch.Operations().(*pdfPartsNode).setVersion(v)
+	return ch
 }
 
 // pdfPartsNode is the directory of one PDF's parts. Listing it needs only
@@ -107,7 +134,10 @@ type pdfPartsNode struct {
 var (
 	_ gofs.NodeLookuper       = (*pdfPartsNode)(nil)
 	_ gofs.NodeOpendirHandler = (*pdfPartsNode)(nil)
+	_ gofs.NodeOnForgetter    = (*pdfPartsNode)(nil)
 )
+
+func (n *pdfPartsNode) OnForget() { n.fsys.nodes.forgotten(&n.Inode) }
 
 func (n *pdfPartsNode) setVersion(v object.Version) {
 	n.mu.Lock()
@@ -209,14 +239,12 @@ func (n *pdfPartsNode) Lookup(ctx context.Context, name string, out *fuse.EntryO
 	ino := partIno(v, from, thru)
 	n.fsys.fillPartAttr(&out.Attr, ino, p)
 	// A part of another version is another inode; the same one only needs
-	// the size of the file just made (see fileChild).
-	if ch := n.GetChild(name); ch != nil && ch.StableAttr().Ino == ino {
-		if pn, ok := ch.Operations().(*partNode); ok {
-			pn.set(p)
-			return ch, 0
-		}
-	}
-	return n.NewInode(ctx, &partNode{fsys: n.fsys, part: p}, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: ino}), 0
+	// the size of the file just made.
+	ch := n.fsys.nodes.node(ino, func() *gofs.Inode {
+		return n.NewInode(ctx, &partNode{fsys: n.fsys, part: p}, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: ino})
+	})
+	ch.Operations().(*partNode).set(p)
+	return ch, 0
 }
 
 type partFile struct {
@@ -234,9 +262,12 @@ type partNode struct {
 }
 
 var (
-	_ gofs.NodeOpener    = (*partNode)(nil)
-	_ gofs.NodeGetattrer = (*partNode)(nil)
+	_ gofs.NodeOpener      = (*partNode)(nil)
+	_ gofs.NodeGetattrer   = (*partNode)(nil)
+	_ gofs.NodeOnForgetter = (*partNode)(nil)
 )
+
+func (n *partNode) OnForget() { n.fsys.nodes.forgotten(&n.Inode) }
 
 func (n *partNode) set(p partFile) {
 	n.mu.Lock()
@@ -281,6 +312,11 @@ func (n *partNode) Setxattr(context.Context, string, []byte, uint32) syscall.Err
 }
 func (n *partNode) Removexattr(context.Context, string) syscall.Errno { return syscall.EROFS }
 
+// Getxattr of a part: parts have no attributes.
+func (n *partNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	return readOnlyDir{}.Getxattr(ctx, attr, dest)
+}
+
 // partHandle reads an open part file; the file stays readable even if the
 // cache evicts it meanwhile.
 type partHandle struct {
@@ -302,6 +338,9 @@ func (h *partHandle) Release(ctx context.Context) syscall.Errno {
 
 // Getxattr offers the page count of a PDF; it is computed on first ask.
 func (n *fileNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if errno := noXattrNamespace(attr); errno != 0 {
+		return 0, errno
+	}
 	v := n.version()
 	if attr != pagesXattr || n.fsys.opt.Parts == nil || !isPDFKey(v.Key) {
 		return 0, syscall.ENODATA
@@ -321,6 +360,25 @@ func (n *fileNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint
 		return uint32(len(val)), syscall.ERANGE
 	}
 	return uint32(copy(dest, val)), 0
+}
+
+// noXattrNamespace answers ENOTSUP for the attributes of namespaces that
+// the tree has none of (security.*, system.*, trusted.*): `ls -l` asks
+// for security.selinux of every file, and stops asking for the rest of
+// the mount after one ENOTSUP, where ENODATA costs a request per file.
+func noXattrNamespace(attr string) syscall.Errno {
+	if strings.HasPrefix(attr, "user.") {
+		return 0
+	}
+	return syscall.ENOTSUP
+}
+
+// Getxattr of a directory: directories have no attributes.
+func (readOnlyDir) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if errno := noXattrNamespace(attr); errno != 0 {
+		return 0, errno
+	}
+	return 0, syscall.ENODATA
 }
 
 func (n *fileNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {

@@ -1,5 +1,5 @@
 // Package s3store is the only importer of the AWS SDK. It lists a bucket
-// prefix one level at a time, heads objects and serves ranged GETs pinned to
+// prefix one page at a time, heads objects and serves ranged GETs pinned to
 // one object version, retrying transient failures, including bodies cut short.
 package s3store
 
@@ -187,41 +187,6 @@ func (s *Store) Check(ctx context.Context) error {
 		return fmt.Errorf("cannot reach S3 endpoint %s: %s", s.endpoint, rootCause(err))
 	}
 	return fmt.Errorf("S3 endpoint %s: %w", s.endpoint, err)
-}
-
-// List returns one level under dir ("" or "a/b/"), all pages.
-func (s *Store) List(ctx context.Context, dir string) (object.Listing, error) {
-	full := s.prefix + dir
-	var out object.Listing
-	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{
-		Bucket:    aws.String(s.bucket),
-		Prefix:    aws.String(full),
-		Delimiter: aws.String("/"),
-	})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return object.Listing{}, s.wrap(err, "list "+full)
-		}
-		for _, cp := range page.CommonPrefixes {
-			name := strings.TrimSuffix(strings.TrimPrefix(aws.ToString(cp.Prefix), full), "/")
-			out.Dirs = append(out.Dirs, name)
-		}
-		for _, o := range page.Contents {
-			key := aws.ToString(o.Key)
-			if key == full {
-				// A "folder marker" object: the directory itself.
-				continue
-			}
-			out.Files = append(out.Files, object.Version{
-				Key:     strings.TrimPrefix(key, s.prefix),
-				ETag:    aws.ToString(o.ETag),
-				Size:    aws.ToInt64(o.Size),
-				ModTime: aws.ToTime(o.LastModified),
-			})
-		}
-	}
-	return out, nil
 }
 
 // Head returns the current version of key.

@@ -4,15 +4,18 @@
 # same run: a plain `curl --aws-sigv4` GET and the local disk. The machine is
 # shared and noisy: compare the ratios, not the absolute figures.
 #
-# Usage: scripts/bench.sh [--size-mb N] [--out FILE] [--only LIST] [--small N] [MODE]
+# Usage: scripts/bench.sh [--size-mb N] [--out FILE] [--only LIST] [--small N] [--big N] [MODE]
 #
-#   MODE       all (default): every figure below, every system
+#   MODE       all (default): every figure below but 10, every system
 #              read [SIZE_MB]: figures 1, 2 and 7 only (sequential reads)
 #              parts: figure 8 only (s3docs)
+#              listing: figures 6 and 9 (listings and lookups)
+#              million: figure 10 only (s3docs; minutes: makes --big objects)
 #   --size-mb  size of the object read in figures 1-5 and 7 (default 1024)
 #   --out      also write the results as Markdown to FILE
 #   --only     comma-separated subset of s3docs,s3fs,rclone,curl,local
 #   --small    objects in the large listing of figure 6 (default 100000)
+#   --big      objects of figure 10, in directories of 1,000 (default 1000000)
 #
 # Everything runs against versitygw on loopback behind a counting proxy
 # (scripts/bench, `bench proxy`): every client, curl included, goes through
@@ -46,6 +49,11 @@
 #     `qpdf --show-npages` and `qpdf --empty --pages`, `mutool show
 #     .../Pages/Count` and `mutool merge`, with their own peak RSS
 #     (/usr/bin/time)
+#   9 cold stat of one file in the large prefix of figure 6 (its directory
+#     looked up first): ms and requests; curl: one HEAD of the same key
+#  10 s3docs only, mode million: `find -type f` over --big objects (1,000 per
+#     directory) on a fresh mount, and the daemon's peak RSS; local: find
+#     over the server's directory
 #
 # It never gates CI; it is for people. Needs root (drop_caches, mounts).
 set -euo pipefail
@@ -54,11 +62,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/lib.sh
 
 usage() {
-	sed -n '7,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '7,19p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
-size_mb=1024 out="" only="s3docs,s3fs,rclone,curl,local" small_n=100000 mode=all
+size_mb=1024 out="" only="s3docs,s3fs,rclone,curl,local" small_n=100000 mode=all big_n=1000000
 while (($#)); do
 	case $1 in
 	--size-mb) size_mb=${2:?}; shift 2 ;;
@@ -69,8 +77,10 @@ while (($#)); do
 	--only=*) only=${1#*=}; shift ;;
 	--small) small_n=${2:?}; shift 2 ;;
 	--small=*) small_n=${1#*=}; shift ;;
+	--big) big_n=${2:?}; shift 2 ;;
+	--big=*) big_n=${1#*=}; shift ;;
 	-h | --help) usage ;;
-	all | parts) mode=$1; shift ;;
+	all | parts | listing | million) mode=$1; shift ;;
 	read)
 		mode="read"
 		shift
@@ -82,6 +92,7 @@ while (($#)); do
 done
 [[ $size_mb =~ ^[0-9]+$ && $size_mb -gt 0 ]] || die "--size-mb must be a positive integer"
 [[ $small_n =~ ^[0-9]+$ && $small_n -gt 0 ]] || die "--small must be a positive integer"
+[[ $big_n =~ ^[0-9]+$ && $big_n -ge 1000 ]] || die "--big must be an integer of at least 1000"
 if [[ -n $out ]]; then
 	out_dir=$(dirname "$out")
 	[[ -d $out_dir ]] || die "--out: no directory $out_dir"
@@ -90,14 +101,17 @@ fi
 want() { [[ ",$only," == *",$1,"* ]]; }
 fig() { # fig N: is figure N part of this mode?
 	case $mode in
-	all) return 0 ;;
+	all) [[ $1 != 10 ]] ;;
 	read) [[ $1 == 1 || $1 == 2 || $1 == 7 ]] ;;
 	parts) [[ $1 == 8 ]] ;;
+	listing) [[ $1 == 6 || $1 == 9 ]] ;;
+	million) [[ $1 == 10 ]] ;;
 	esac
 }
 systems=()
 for s in s3docs s3fs rclone; do want "$s" && systems+=("$s"); done
 [[ $mode != parts ]] || want s3docs || die "parts measures s3docs only: --only must include it"
+[[ $mode != million ]] || want s3docs || die "million measures s3docs only: --only must include it"
 
 [[ $(id -u) -eq 0 ]] || die "bench.sh drops the page cache and mounts: run it as root"
 ensure_bench_deps
@@ -223,6 +237,75 @@ s3curl() {
 # px_stat NAME: a counter of the proxy (gets, get_bytes, heads, lists, other).
 px_stat() { curl -s "$endpoint/__stats" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k { print $2 }'; }
 
+# --- listing figures 9 and 10 (issue 11): cold stat and find over a million
+# objects. Kept together, apart from the other figures.
+
+# make_million_data writes --big objects straight into the server's
+# directory, 1,000 per directory million/dNNNN/.
+make_million_data() {
+	local d dirs=$((big_n / 1000))
+	log "data: $big_n objects in $dirs directories of 1,000 (straight into the server's directory)"
+	for ((d = 0; d < dirs; d++)); do
+		mkdir -p "$root/bench/million/d$(printf %04d "$d")"
+		head -c $((1000 * 64)) /dev/urandom |
+			(cd "$root/bench/million/d$(printf %04d "$d")" && split -b 64 -a 3 -d --additional-suffix=.pdf - f)
+	done
+}
+# stat_key is the file of figure 9: the middle of the large prefix.
+stat_key() { printf 'smallbig/f%06d.pdf' $((small_n / 2)); }
+# reqs_between S0 S1: HEADs and listings between two /__stats answers.
+reqs_between() {
+	local h0 l0 h1 l1
+	h0=$(tr ' ' '\n' <<<"$1" | awk -F= '$1 == "heads" { print $2 }')
+	l0=$(tr ' ' '\n' <<<"$1" | awk -F= '$1 == "lists" { print $2 }')
+	h1=$(tr ' ' '\n' <<<"$2" | awk -F= '$1 == "heads" { print $2 }')
+	l1=$(tr ' ' '\n' <<<"$2" | awk -F= '$1 == "lists" { print $2 }')
+	printf '%d' $((h1 - h0 + l1 - l0))
+}
+fig_stat() { # figure 9, s3docs
+	local s0 s1 t
+	log "s3docs: cold stat of one file among $small_n"
+	mount_fresh s3docs stat
+	stat "$mnt/smallbig" >/dev/null # the directory's own lookup is not the figure
+	sleep 0.5
+	s0=$(curl -s "$endpoint/__stats")
+	t=$("$work/bench" stat "$mnt/$(stat_key)")
+	sleep 0.5 # a listing called off still reaches the proxy
+	s1=$(curl -s "$endpoint/__stats")
+	put s3docs.stat_ms "$(calc "\"%.1f\", $t * 1000")"
+	put s3docs.stat_reqs "$(reqs_between "$s0" "$s1")"
+	unmount s3docs >/dev/null
+}
+fig_stat_curl() { # figure 9's limit: one HEAD of the same key (the median of 3)
+	local i ts=()
+	log "curl: HEAD of one key among $small_n"
+	for i in 1 2 3; do
+		ts+=("$(s3curl -I -o /dev/null -w '%{time_total}' "$endpoint/bench/$(stat_key)")")
+	done
+	put curl.stat_ms "$(printf '%s\n' "${ts[@]}" | sort -n | sed -n 2p | awk '{ printf "%.1f", $1 * 1000 }')"
+	put curl.stat_reqs 1
+}
+# find_time DIR WANT: seconds of `find DIR -type f`, checking it finds WANT.
+find_time() {
+	local t0 n t
+	t0=$(now)
+	n=$(find "$1" -type f | wc -l)
+	t=$(elapsed "$t0")
+	((n == $2)) || die "find $1 found $n files, want $2"
+	echo "$t"
+}
+fig_million() { # figure 10, s3docs
+	log "s3docs: find over $big_n objects"
+	mount_fresh s3docs million
+	put s3docs.find1m "$(find_time "$mnt/million" "$big_n")"
+	put s3docs.rss_find "$(unmount s3docs)"
+	if want local; then
+		log "local: find over the server's directory"
+		drop_caches
+		put local.find1m "$(find_time "$root/bench/million" "$big_n")"
+	fi
+}
+
 # --- data
 object_local="$work/object.bin"
 if fig 1 || fig 2 || fig 3 || fig 4 || fig 5 || fig 7; then
@@ -231,7 +314,7 @@ if fig 1 || fig 2 || fig 3 || fig 4 || fig 5 || fig 7; then
 	s3curl -T "$object_local" "$endpoint/bench/object.bin" -o /dev/null
 	object_sum=$(sha256sum <"$object_local" | cut -d' ' -f1)
 fi
-if fig 6; then
+if fig 6 || fig 9; then
 	# Written straight into the posix root: objects without ETags, fine for
 	# listing, and seconds instead of minutes.
 	log "data: 1,000 and $small_n small objects (straight into the server's directory)"
@@ -239,6 +322,7 @@ if fig 6; then
 	head -c $((1000 * 64)) /dev/urandom | (cd "$root/bench/small1k" && split -b 64 -a 6 -d --additional-suffix=.pdf - f)
 	head -c $((small_n * 64)) /dev/urandom | (cd "$root/bench/smallbig" && split -b 64 -a 6 -d --additional-suffix=.pdf - f)
 fi
+if fig 10; then make_million_data; fi
 if fig 8 && want s3docs; then
 	log "data: a generated 3,000-page PDF of about 1 GiB (a 350 KB image on every page)"
 	go run ./internal/tools/mkpdfs -out "$work" -one big.pdf -pages 3000 -image 350000 >/dev/null
@@ -400,7 +484,7 @@ fig_ls() {
 	s1=$(curl -s "$endpoint/__stats")
 	put "$sys.lsbig_reqs" "$(paste -d' ' <(tr ' ' '\n' <<<"$s0") <(tr ' ' '\n' <<<"$s1") |
 		awk '{ split($1, a, "="); split($2, b, "="); if (a[1] != "get_bytes") printf "%s%s=%d", sep, a[1], b[2] - a[2]; sep = " " }')"
-	unmount "$sys" >/dev/null
+	put "$sys.rss_lsbig" "$(unmount "$sys")"
 }
 # fetched_since B0: MB fetched through the proxy since it had served B0 bytes.
 fetched_since() { calc "\"%.1f\", ($(px_stat get_bytes) - $1) / 1e6"; }
@@ -571,6 +655,7 @@ fig_local() {
 
 # --- the run
 want curl && run_fig "curl limits" fig_curl
+if fig 9 && want curl; then run_fig "curl: HEAD" fig_stat_curl; fi
 want local && run_fig "local limits" fig_local
 for sys in "${systems[@]}"; do
 	if fig 1; then run_fig "$sys: sequential read" fig_seq "$sys"; fi
@@ -582,6 +667,8 @@ for sys in "${systems[@]}"; do
 		run_fig "s3docs: .parts" fig_parts
 		run_fig "qpdf and mutool beside .parts" fig_parts_tools
 	fi
+	if fig 9 && [[ $sys == s3docs ]]; then run_fig "s3docs: cold stat" fig_stat; fi
+	if fig 10 && [[ $sys == s3docs ]]; then run_fig "s3docs: find over $big_n" fig_million; fi
 	# Figure 7: the largest peak RSS of all this system's mounts.
 	put "$sys.rss_max" "$(awk -F= -v k="$sys.hwm" '$1 == k && $2 > m { m = $2 } END { if (m != "") print m }' "$results")"
 done
@@ -604,6 +691,11 @@ cols=(
 	"part_first|8 50-page part s|lo|-"
 	"part_later|8 later part ms|lo|-"
 	"split_rss|8 split worker RSS MiB|lo|-"
+	"rss_lsbig|6 RSS after ls -l ${small_n} MiB|lo|-"
+	"stat_ms|9 cold stat ms|lo|curl"
+	"stat_reqs|9 cold stat requests|lo|curl"
+	"find1m|10 find ${big_n} s|lo|local"
+	"rss_find|10 RSS after find MiB|lo|-"
 )
 val() { local v; v=$(get "$1.$2"); printf '%s' "${v:-—}"; }
 ratio() { # ratio A B
@@ -622,10 +714,10 @@ best_peer() { # best_peer KEY DIR: the best of s3fs and rclone
 report() {
 	local c k h d l row sys
 	printf '# s3docs benchmark\n\n'
-	printf 'Run %s on %s (%s cores, %s), object %s MB, listing of 1,000 and %s objects, mode %s; took %d s.\n' \
+	printf 'Run %s on %s (%s cores, %s, load %s at the end), object %s MB, listing of 1,000 and %s objects, mode %s; took %d s.\n' \
 		"$(date -u +%Y-%m-%dT%H:%MZ)" "$(uname -r)" "$(nproc)" \
 		"$(awk '/MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo)" \
-		"$size_mb" "$small_n" "$mode" "$run_secs"
+		"$(cut -d' ' -f1-3 /proc/loadavg)" "$size_mb" "$small_n" "$mode" "$run_secs"
 	# shellcheck disable=SC2016 # backquotes are Markdown
 	printf 'Peers: %s; %s. MB = 10^6 bytes. "curl" is a plain `curl --aws-sigv4` through the same proxy, "local" the same bytes on local disk.\n\n' \
 		"$(s3fs --version 2>/dev/null | head -1 | sed 's/Amazon Simple Storage Service File System V/s3fs /; s/ (commit.*//')" \
@@ -674,6 +766,11 @@ report() {
 		target ".parts 50-page part of 1 GiB ≤ 1.5 s" "$(val s3docs part_first)" le 1.5
 		target ".parts later part (pages fetched) ≤ 50 ms" "$(val s3docs part_later)" le 50
 		target ".parts split worker peak RSS ≤ 64 MiB" "$(val s3docs split_rss)" le 64
+		target "ls -l $small_n ≤ 0.5× one curl listing" "$(ratio "$(val s3docs lsbig)" "$(val curl lsbig)")" le 0.5
+		target "RSS ≤ 64 MiB after ls -l $small_n" "$(val s3docs rss_lsbig)" le 64
+		target "cold stat ≤ 3× one HEAD" "$(ratio "$(val s3docs stat_ms)" "$(val curl stat_ms)")" le 3
+		target "cold stat ≤ 2 requests" "$(val s3docs stat_reqs)" le 2
+		target "RSS ≤ 64 MiB after find over $big_n" "$(val s3docs rss_find)" le 64
 	fi
 	printf '\n## Details\n\n'
 	for sys in "${systems[@]}"; do
@@ -689,9 +786,9 @@ report() {
 		printf -- '- %s\n' "${notes[@]}"
 	fi
 	# shellcheck disable=SC2016 # backquotes are Markdown
-	printf '\nReproduce: `scripts/bench.sh --size-mb %s --small %s%s%s` (as root).\n' "$size_mb" "$small_n" \
-		"$([[ $only == s3docs,s3fs,rclone,curl,local ]] || printf ' --only %s' "$only")" \
-		"$([[ $mode == all ]] || printf ' %s' "$mode")"
+	printf '\nReproduce: `scripts/bench.sh --size-mb %s --small %s%s%s %s` (as root).\n' "$size_mb" "$small_n" \
+		"$([[ $mode != million ]] || printf ' --big %s' "$big_n")" \
+		"$([[ $only == s3docs,s3fs,rclone,curl,local ]] || printf ' --only %s' "$only")" "$mode"
 }
 # pct MB: MB as a percentage of the big PDF.
 pct() {

@@ -13,4 +13,8 @@ var (
 	// ErrDenied: the store refused our credentials or access (403). Not
 	// worth retrying; reads fail with EIO like other store failures.
 	ErrDenied = errors.New("access denied by the store")
+	// ErrBadListing: the server's listing cannot be trusted to end (a
+	// repeated or missing continuation token, a page that does not move
+	// on, more pages than any directory has). Not worth retrying.
+	ErrBadListing = errors.New("the server's listing is broken")
 )

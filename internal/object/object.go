@@ -26,10 +26,34 @@ func (v Version) Identity() string {
 	return "mtime:" + strconv.FormatInt(v.Size, 10) + ":" + strconv.FormatInt(v.ModTime.UTC().Unix(), 10)
 }
 
-// Listing is one directory level under a prefix: the names of the common
-// prefixes (subdirectories, without the trailing "/") and the objects directly
-// in it, whose Key is relative to the mount root.
-type Listing struct {
-	Dirs  []string
+// ListRequest asks for one page of a listing (ListObjectsV2).
+type ListRequest struct {
+	// Prefix is relative to the mount root: a directory ("" or "a/b/") or
+	// any key prefix ("a/b/name/").
+	Prefix string
+	// Delimiter rolls keys up at the next "/" after Prefix into Page.Dirs:
+	// one directory level. Without it every key under Prefix is listed.
+	Delimiter bool
+	// StartAfter, relative to the mount root, starts the page after this
+	// key (it need not exist). Ignored when Token is set.
+	StartAfter string
+	// Token continues a listing: the NextToken of the page before.
+	Token string
+	// MaxKeys bounds the entries of the page; 0 means the server's maximum
+	// (1,000 for S3).
+	MaxKeys int
+}
+
+// Page is one page of a listing, as the server sent it: names are not
+// checked, and a "folder marker" (an object whose key is Prefix itself)
+// is in Files.
+type Page struct {
+	// Dirs are the common prefixes, relative to Prefix, without the
+	// trailing "/".
+	Dirs []string
+	// Files are the objects; Key is relative to the mount root.
 	Files []Version
+	// Truncated says that more entries follow; NextToken continues.
+	Truncated bool
+	NextToken string
 }

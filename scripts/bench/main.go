@@ -8,6 +8,8 @@
 //	    "gets=N get_bytes=N heads=N lists=N other=N".
 //	bench ttfb FILE
 //	    prints the seconds taken to open FILE and read its first byte.
+//	bench stat FILE
+//	    prints the seconds taken to stat FILE (the lookup of its name).
 package main
 
 import (
@@ -33,7 +35,7 @@ func main() {
 	log.SetFlags(0)
 	log.SetPrefix("bench: ")
 	if len(os.Args) < 2 {
-		log.Fatal("usage: bench proxy|ttfb ...")
+		log.Fatal("usage: bench proxy|ttfb|stat ...")
 	}
 	switch os.Args[1] {
 	case "proxy":
@@ -43,6 +45,11 @@ func main() {
 			log.Fatal("usage: bench ttfb FILE")
 		}
 		ttfb(os.Args[2])
+	case "stat":
+		if len(os.Args) != 3 {
+			log.Fatal("usage: bench stat FILE")
+		}
+		statTime(os.Args[2])
 	default:
 		log.Fatalf("unknown command %q", os.Args[1])
 	}
@@ -60,6 +67,16 @@ func ttfb(path string) {
 	f.Close()
 	if n != 1 {
 		log.Fatalf("read %s: %d bytes, %v", path, n, err)
+	}
+	fmt.Printf("%.6f\n", d.Seconds())
+}
+
+func statTime(path string) {
+	start := time.Now()
+	_, err := os.Stat(path)
+	d := time.Since(start)
+	if err != nil {
+		log.Fatal(err)
 	}
 	fmt.Printf("%.6f\n", d.Seconds())
 }

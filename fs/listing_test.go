@@ -1,0 +1,221 @@
+package fs
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"s3docs/internal/object"
+	"s3docs/internal/testenv"
+)
+
+// newTree is a tree that is not mounted, for listings and lookups alone.
+func newTree(t *testing.T, store Store, ttl time.Duration) (*FS, *testenv.LockedBuffer) {
+	t.Helper()
+	logs := &testenv.LockedBuffer{}
+	f := New(Options{Store: store, MetadataTTL: ttl, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	t.Cleanup(f.stop)
+	return f, logs
+}
+
+// listPositions reads a whole listing of dir.
+func listPositions(t *testing.T, f *FS, dir string) ([]string, error) {
+	t.Helper()
+	l := f.listDir(dir)
+	defer l.close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out []string
+	for {
+		e, ok, err := l.next(ctx)
+		if err != nil || !ok {
+			return out, err
+		}
+		out = append(out, e.pos())
+	}
+}
+
+// nameFamilies are directories as document stores name them; the lister
+// must find cuts in each without knowing which it is.
+func nameFamilies(n int) map[string][]string {
+	fam := map[string][]string{}
+	for i := 0; i < n; i++ {
+		fam["padded"] = append(fam["padded"], fmt.Sprintf("k%06d.txt", i))
+		fam["unpadded"] = append(fam["unpadded"], fmt.Sprintf("invoice-%d.pdf", i))
+		fam["hex"] = append(fam["hex"], fmt.Sprintf("%x", sha256.Sum256([]byte{byte(i), byte(i >> 8), byte(i >> 16)}))[:20])
+		fam["utf8"] = append(fam["utf8"], fmt.Sprintf("文書-%05d.pdf", i))
+		if i%10 == 0 {
+			fam["dirs"] = append(fam["dirs"], fmt.Sprintf("d%05d/x.pdf", i), fmt.Sprintf("d%05d/y/z.pdf", i))
+		} else {
+			fam["dirs"] = append(fam["dirs"], fmt.Sprintf("d%05d.pdf", i))
+		}
+	}
+	return fam
+}
+
+// TestListingCutsAndKeepsOrder lists directories of 10,000 names in pages
+// of 100: every entry comes once and in order, parts are listed at once,
+// and probing costs few requests beyond the pages themselves.
+func TestListingCutsAndKeepsOrder(t *testing.T) {
+	for family, names := range nameFamilies(10000) {
+		t.Run(family, func(t *testing.T) {
+			store := &fakeStore{objs: map[string]object.Version{}, pageSize: 100, listDelay: 2 * time.Millisecond}
+			want := map[string]bool{}
+			for _, name := range names {
+				store.objs["dir/"+name] = version("dir/"+name, `"e"`, 1)
+				if i := strings.IndexByte(name, '/'); i >= 0 {
+					want[name[:i+1]] = true
+				} else {
+					want[name] = true
+				}
+			}
+			wantSorted := make([]string, 0, len(want))
+			for p := range want {
+				wantSorted = append(wantSorted, p)
+			}
+			sort.Strings(wantSorted)
+			f, _ := newTree(t, store, time.Minute)
+			got, err := listPositions(t, f, "dir/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, wantSorted) {
+				t.Fatalf("listed %d entries, want %d; first difference at %d", len(got), len(wantSorted), firstDiff(got, wantSorted))
+			}
+			pages := (len(wantSorted) + 99) / 100
+			lists := int(store.lists.Load())
+			t.Logf("%d entries, %d pages: %d requests, %d at once at most", len(got), pages, lists, store.maxInFlight.Load())
+			if lists > pages+pages/5+10 {
+				t.Errorf("%d requests for %d pages", lists, pages)
+			}
+			if store.maxInFlight.Load() < 2 {
+				t.Errorf("parts were not listed at once")
+			}
+		})
+	}
+}
+
+func firstDiff(a, b []string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// A directory of one page costs one request.
+func TestSmallListingIsOneRequest(t *testing.T) {
+	store := &fakeStore{objs: map[string]object.Version{}}
+	for i := 0; i < 999; i++ {
+		key := fmt.Sprintf("small/f%03d.pdf", i)
+		store.objs[key] = version(key, `"e"`, 1)
+	}
+	f, _ := newTree(t, store, time.Minute)
+	got, err := listPositions(t, f, "small/")
+	if err != nil || len(got) != 999 {
+		t.Fatalf("%d entries, %v", len(got), err)
+	}
+	if n := store.lists.Load(); n != 1 {
+		t.Fatalf("%d requests", n)
+	}
+}
+
+// A listing nobody reads stops fetching, within a bounded window, and
+// close ends what is in flight.
+func TestListingStopsWhenNobodyReads(t *testing.T) {
+	store := &fakeStore{objs: map[string]object.Version{}, pageSize: 100, listDelay: time.Millisecond}
+	for i := 0; i < 50000; i++ {
+		key := fmt.Sprintf("big/k%06d", i)
+		store.objs[key] = version(key, `"e"`, 1)
+	}
+	f, _ := newTree(t, store, time.Minute)
+	l := f.listDir("big/")
+	for i := 0; i < 10; i++ {
+		if _, ok, err := l.next(context.Background()); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+	}
+	settled := func() int64 {
+		for {
+			n := store.lists.Load()
+			time.Sleep(200 * time.Millisecond)
+			if store.lists.Load() == n {
+				return n
+			}
+		}
+	}
+	n := settled()
+	// The window, the page of the part being read, and the probes that
+	// found nothing or what a part had (their pages are not kept).
+	if limit := int64(windowPages + 1 + 2*maxListParts); n > limit {
+		t.Fatalf("%d pages fetched for a reader of 10 entries, want at most %d", n, limit)
+	}
+	l.close()
+	if m := store.inFlight.Load(); m != 0 {
+		t.Fatalf("%d requests in flight after close", m)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if store.lists.Load() != n {
+		t.Fatal("requests after close")
+	}
+}
+
+// brokenStore answers every listing with a truncated page made by page.
+type brokenStore struct {
+	calls atomic.Int64
+	page  func(req object.ListRequest, n int64) object.Page
+}
+
+func (s *brokenStore) ListPage(ctx context.Context, req object.ListRequest) (object.Page, error) {
+	return s.page(req, s.calls.Add(1)), nil
+}
+
+func (s *brokenStore) Head(ctx context.Context, key string) (object.Version, error) {
+	return object.Version{}, object.ErrNotFound
+}
+
+// A server whose listing never ends does not make one that never ends.
+func TestBrokenListingsEnd(t *testing.T) {
+	cases := map[string]func(req object.ListRequest, n int64) object.Page{
+		// The same entry again and again, under new tokens.
+		"no progress": func(req object.ListRequest, n int64) object.Page {
+			return object.Page{Files: []object.Version{version("d/a", `"e"`, 1)}, Truncated: true, NextToken: fmt.Sprint(n)}
+		},
+		// Empty pages, under new tokens.
+		"empty pages": func(req object.ListRequest, n int64) object.Page {
+			return object.Page{Truncated: true, NextToken: fmt.Sprint(n)}
+		},
+		// A new name every time, forever.
+		"endless": func(req object.ListRequest, n int64) object.Page {
+			after := max(req.StartAfter, req.Token)
+			key := after + "x"
+			if !strings.HasPrefix(key, "d/") {
+				key = "d/x"
+			}
+			return object.Page{Files: []object.Version{version(key, `"e"`, 1)}, Truncated: true, NextToken: key}
+		},
+	}
+	for name, page := range cases {
+		t.Run(name, func(t *testing.T) {
+			store := &brokenStore{page: page}
+			f, _ := newTree(t, store, time.Minute)
+			_, err := listPositions(t, f, "d/")
+			if !errors.Is(err, object.ErrBadListing) {
+				t.Fatalf("got %v, want ErrBadListing", err)
+			}
+			if n := store.calls.Load(); n > maxListPages+maxListParts {
+				t.Fatalf("%d requests", n)
+			}
+			t.Logf("%d requests", store.calls.Load())
+		})
+	}
+}
