@@ -459,7 +459,7 @@ func (c *Cache) openChunk(id string) (*os.File, error) {
 		return nil, fmt.Errorf("open chunk: %w", err)
 	}
 	if !e.verified {
-		if err := verify(f, e); err != nil {
+		if err := verify(f, e.size, e.crc); err != nil {
 			f.Close()
 			c.drop(id, err.Error())
 			return nil, ErrNotCached

@@ -3,6 +3,7 @@ package chunkcache
 import (
 	"errors"
 	"fmt"
+	"syscall"
 	"time"
 )
 
@@ -154,4 +155,10 @@ func (c *Cache) raiseBound() {
 	c.mu.Unlock()
 	c.log.Info("cache bound raised: its file system has room again", "dir", c.opt.Dir,
 		"bound", raised, "configured", c.opt.MaxBytes)
+}
+
+// isGone: the error says a directory of the cache is no longer there (it
+// was deleted while in use).
+func isGone(err error) bool {
+	return errors.Is(err, syscall.ENOENT)
 }
