@@ -80,7 +80,7 @@ func TestBlobsSurviveRestartAndAreBounded(t *testing.T) {
 	dir := t.TempDir()
 	c := openCache(t, dir, f, 4*testChunk, 0)
 	id := c.BlobID(v, "pages-1-2")
-	if id == c.BlobID(v, "pages-1-3") || id == c.chunkID(v, 0) {
+	if id == c.BlobID(v, "pages-1-3") || id == c.geo.chunkID(v, 0) {
 		t.Fatal("blob ids collide")
 	}
 	if _, err := c.OpenBlob(id); !errors.Is(err, ErrNotCached) {

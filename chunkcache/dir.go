@@ -3,6 +3,7 @@ package chunkcache
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -32,6 +33,16 @@ type cacheDir struct {
 	// ownsRoot: close closes root too. A cacheDir that only replaced a
 	// deleted chunks/ or tmp/ takes the root over from the one before.
 	ownsRoot bool
+}
+
+// takeDir makes dir private (or checks that it is), locks it, and checks
+// that it holds nothing but s3docs's own files: a directory that holds
+// anything else is refused, never cleaned.
+func takeDir(dir string, log *slog.Logger) (*cacheDir, layout, error) {
+	if err := ensurePrivateDir(dir, log); err != nil {
+		return nil, layout{}, err
+	}
+	return lockDir(dir)
 }
 
 // lockDir opens dir (which exists and has passed ensurePrivateDir), locks
