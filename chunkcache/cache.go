@@ -70,15 +70,15 @@ type Options struct {
 //   - Blobs (blob.go): the splitter's derived files, entries of the store.
 //   - tasks (tasks.go): the goroutines, stopped by Close.
 //
-// Lock order. A lock may be taken while one to its left is held, never the
-// other way round:
+// Lock order. These are the only locks taken while another is held (the
+// one on the left):
 //
-//	store.dirMu → index.mu → cacheDir.mu
-//	downloads.mu → index.mu, tasks.mu
+//	store.dirMu  → index.mu, cacheDir.mu  (recovering the directory)
+//	downloads.mu → index.mu, tasks.mu     (starting a download)
 //
-// flight.mu and fullDisk.mu are taken with no other lock held. The index's
-// lock is never held across I/O: evicted files are unlinked after it is
-// released.
+// Every other lock (flight.mu, fullDisk.mu, Reader.mu, and those above
+// when taken alone) is held with no other, and the index's lock never
+// across I/O: evicted files are unlinked after it is released.
 type Cache struct {
 	*Blobs
 
