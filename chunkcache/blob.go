@@ -15,11 +15,11 @@ import (
 
 // Blobs keeps files derived from object versions (a page range of a PDF,
 // its page count) for the splitter. A blob is an entry of the cache's
-// store: beside the chunks, in the same LRU and under the same bound, and
+// disk: beside the chunks, in the same LRU and under the same bound, and
 // it survives restarts the same way. The splitter makes a blob in a
 // TempFile and hands it over with AdmitBlob.
 type Blobs struct {
-	store     *store
+	disk      *disk
 	namespace string
 }
 
@@ -33,19 +33,19 @@ func (b *Blobs) BlobID(v object.Version, what string) string {
 // OpenBlob opens a cached blob (ErrNotCached if there is none). The file
 // stays readable even if the blob is evicted while open.
 func (b *Blobs) OpenBlob(id string) (*os.File, error) {
-	return b.store.open(id)
+	return b.disk.open(id)
 }
 
 // TempFile creates a file in the cache's temporary directory, for AdmitBlob.
 // Leftovers are removed at the next start.
 func (b *Blobs) TempFile() (*os.File, error) {
-	return b.store.dir.Load().createTemp(blobTmpPrefix)
+	return b.disk.dir.Load().createTemp(blobTmpPrefix)
 }
 
 // AdmitBlob moves a finished file made with TempFile into the cache as blob
 // id, and returns its size.
 func (b *Blobs) AdmitBlob(id, tmpPath string) (int64, error) {
-	d := b.store.dir.Load()
+	d := b.disk.dir.Load()
 	name, ok := d.isTempOf(tmpPath)
 	if !ok {
 		return 0, fmt.Errorf("chunkcache: %s is no temporary file of the cache in %s", tmpPath, d.path)
@@ -70,6 +70,6 @@ func (b *Blobs) AdmitBlob(id, tmpPath string) (int64, error) {
 		d.removeTemp(name)
 		return 0, err
 	}
-	b.store.admit(id, e)
+	b.disk.admit(id, e)
 	return n, nil
 }

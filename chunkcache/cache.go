@@ -56,9 +56,9 @@ type Options struct {
 
 // Cache is safe for concurrent use. Its parts, each with one job:
 //
-//   - store (store.go, index.go, dir.go, recover.go): what is held. Entry
-//     files in the locked cache directory and their LRU index, within the
-//     byte bound; entries by id, nothing of objects or fetches.
+//   - disk (disk.go, index.go, dir.go, recover.go; layout.go): what is
+//     held. Entry files in the locked cache directory and their LRU index,
+//     within the byte bound; entries by id, nothing of objects or fetches.
 //   - downloads (download.go, flight.go, retry.go): what is being fetched.
 //     One download per entry shared by its readers, its retries under one
 //     deadline, the memory of ranges that just failed, the GET slots.
@@ -67,13 +67,13 @@ type Options struct {
 //     fetches ahead of sequential readers; pieces.go has random ones fetch
 //     pieces; read.go serves each read from the entries they name.
 //   - fullDisk (uncached.go): reads served uncached while the disk is full.
-//   - Blobs (blob.go): the splitter's derived files, entries of the store.
+//   - Blobs (blob.go): the splitter's derived files, entries of the disk.
 //   - tasks (tasks.go): the goroutines, stopped by Close.
 //
 // Lock order. These are the only locks taken while another is held (the
 // one on the left):
 //
-//	store.dirMu  → index.mu, cacheDir.mu  (recovering the directory)
+//	disk.dirMu   → index.mu, cacheDir.mu  (recovering the directory)
 //	downloads.mu → index.mu, tasks.mu     (starting a download)
 //
 // Every other lock (flight.mu, fullDisk.mu, Reader.mu, and those above
@@ -86,7 +86,7 @@ type Cache struct {
 	log       *slog.Logger
 	geo       geometry
 	stats     *counters
-	store     *store
+	disk      *disk
 	downloads *downloads
 	ahead     readahead
 	full      *fullDisk
@@ -115,17 +115,17 @@ func Open(o Options, f Fetcher) (*Cache, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	stats := &counters{}
-	st, err := openStore(o.Dir, o.MaxBytes, o.ChunkSize, stats, o.Logger)
+	st, err := openDisk(o.Dir, o.MaxBytes, o.ChunkSize, stats, o.Logger)
 	if err != nil {
 		return nil, err
 	}
 	c := &Cache{
-		Blobs: &Blobs{store: st, namespace: o.Namespace},
+		Blobs: &Blobs{disk: st, namespace: o.Namespace},
 		opt:   o,
 		log:   o.Logger,
 		geo:   newGeometry(o.Namespace, o.ChunkSize),
 		stats: stats,
-		store: st,
+		disk:  st,
 		ahead: newReadahead(o),
 		full:  &fullDisk{backoff: o.NoSpaceBackoff},
 		tasks: newTasks(),
@@ -133,7 +133,7 @@ func Open(o Options, f Fetcher) (*Cache, error) {
 	c.downloads = &downloads{
 		geo:     c.geo,
 		fetcher: f,
-		store:   st,
+		disk:    st,
 		full:    c.full,
 		tasks:   c.tasks,
 		stats:   stats,
@@ -155,7 +155,7 @@ func Open(o Options, f Fetcher) (*Cache, error) {
 // Close stops background fetches and releases the directory lock.
 func (c *Cache) Close() error {
 	c.tasks.stop()
-	c.store.close()
+	c.disk.close()
 	return nil
 }
 
@@ -166,18 +166,18 @@ func (c *Cache) Stats() Stats { return c.stats.snapshot() }
 func (c *Cache) MaxBytes() int64 { return c.opt.MaxBytes }
 
 // Limit is the bound the cache keeps now: MaxBytes, or less while its file
-// system has no room for that much (see store.shrinkToFit and raiseBound).
-func (c *Cache) Limit() int64 { return c.store.idx.bound() }
+// system has no room for that much (see disk.shrinkToFit and raiseBound).
+func (c *Cache) Limit() int64 { return c.disk.idx.bound() }
 
 // Bytes is the size of all chunks in the index.
-func (c *Cache) Bytes() int64 { return c.store.idx.bytes() }
+func (c *Cache) Bytes() int64 { return c.disk.idx.bytes() }
 
 // Discard drops every cached chunk of v, which the caller found gone from
-// the store (overwritten or deleted): they can never be served again and
-// would only take room until the LRU reached them. Chunks a reader is
+// the object store (overwritten or deleted): they can never be served again
+// and would only take room until the LRU reached them. Chunks a reader is
 // waiting for or a worker has pinned stay until the LRU evicts them.
 func (c *Cache) Discard(v object.Version) {
-	if n := c.store.discard(c.geo.entryIDs(v)); n > 0 {
+	if n := c.disk.discard(c.geo.entryIDs(v)); n > 0 {
 		c.log.Info("discarded chunks of a version gone from the store", "key", v.Key,
 			"version", v.Identity(), "chunks", n)
 	}

@@ -19,13 +19,13 @@ import (
 // or a piece) however many readers want it, each one ranged GET with its
 // retries under one deadline (retry.go), within a limit of GETs in flight.
 // A download writes its range to a temp file, which readers of the flight
-// see as it grows (flight.go), and commits it to the store. Which entries
+// see as it grows (flight.go), and commits it to the disk. Which entries
 // to fetch, and when, is for the readers to say (read.go, pieces.go,
 // readahead.go).
 type downloads struct {
 	geo     geometry
 	fetcher Fetcher
-	store   *store
+	disk    *disk
 	full    *fullDisk
 	tasks   *tasks
 	stats   *counters
@@ -46,7 +46,7 @@ type downloads struct {
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
 // join returns the running download of s, starting one if there is none
-// (started), or a nil flight if s is in the store already. The download
+// (started), or a nil flight if the disk holds s already. The download
 // runs on the tasks' context: a caller that gives up (its FUSE request was
 // interrupted) stops waiting but does not cancel the download others wait
 // for. An entry of a chunk whose download failed moments ago is not tried
@@ -69,7 +69,7 @@ func (d *downloads) join(v object.Version, s span) (f *flight, started bool, err
 	}
 	// The caller may have missed s just before another download of it
 	// ended: downloads commit their entry before they leave flights.
-	if d.store.has(s.id) {
+	if d.disk.has(s.id) {
 		d.mu.Unlock()
 		return nil, false, nil
 	}
@@ -120,7 +120,7 @@ func (d *downloads) download(ctx context.Context, f *flight, v object.Version, s
 			d.noteNoSpace(err)
 			return fmt.Errorf("fetch %s at %d: %w: %w", v.Key, s.off, errNoSpace, err)
 		}
-		if lost, retry := d.store.dirLost(ctx, err); lost {
+		if lost, retry := d.disk.dirLost(ctx, err); lost {
 			if retry && attempt < fetchAttempts {
 				continue
 			}
@@ -148,7 +148,7 @@ func (d *downloads) download(ctx context.Context, f *flight, v object.Version, s
 	}
 }
 
-// fetchOnce is one attempt: a GET slot and one store, within the
+// fetchOnce is one attempt: a GET slot and one GET saved to the disk, within the
 // download's deadline.
 func (d *downloads) fetchOnce(ctx context.Context, f *flight, v object.Version, s span) error {
 	if err := d.gets.Acquire(ctx, 1); err != nil {
@@ -167,7 +167,7 @@ func (d *downloads) fetchOnce(ctx context.Context, f *flight, v object.Version, 
 		return err
 	}
 	d.stats.getBytes.Add(e.size)
-	d.store.admit(s.id, e)
+	d.disk.admit(s.id, e)
 	return nil
 }
 
@@ -180,7 +180,7 @@ func (d *downloads) save(ctx context.Context, f *flight, v object.Version, s spa
 		return entry{}, err
 	}
 	defer body.Close()
-	dir := d.store.dir.Load()
+	dir := d.disk.dir.Load()
 	tmp, err := dir.createTemp(s.id)
 	if err != nil {
 		return entry{}, err

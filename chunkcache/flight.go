@@ -64,7 +64,7 @@ func (f *flight) advance(n int64) {
 
 // readAt fills p with the entry's bytes at within as soon as the download
 // has written them. ok is false when the download ended first: the caller
-// then looks in the store, or at the flight's error. A read that needs the
+// then looks on the disk, or at the flight's error. A read that needs the
 // entry's last byte (size) waits for the end, so that whoever has read a
 // whole chunk finds it cached.
 func (f *flight) readAt(ctx context.Context, p []byte, within, size int64) (ok bool, err error) {

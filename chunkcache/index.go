@@ -26,17 +26,17 @@ type entry struct {
 
 const touchEvery = 10 * time.Minute
 
-// index is the store's memory of what it holds: entries by id in LRU
+// index is the disk's memory of what it holds: entries by id in LRU
 // order, their total size, the bound it keeps, and the entries that must
 // not be evicted yet. It does no I/O: the entries it lets go are returned,
-// for the store to unlink outside the lock (a reader holding one open keeps
+// for the disk to unlink outside the lock (a reader holding one open keeps
 // reading it).
 type index struct {
 	mu    sync.Mutex
 	lru   *simplelru.LRU[string, entry]
 	total int64
 	// limit is the bound eviction keeps: max (--cache-size), lowered while
-	// the file system has no room for that much (see store.shrinkToFit).
+	// the file system has no room for that much (see disk.shrinkToFit).
 	limit, max int64
 	// held counts, by id, readers waiting for an entry they missed, and
 	// pins. Eviction skips those entries: otherwise a small cache under

@@ -24,7 +24,7 @@ func pieceSizeFor(chunkSize int64) int64 {
 	return ps
 }
 
-// missPolicy is what a read fetches of a chunk the store does not hold
+// missPolicy is what a read fetches of a chunk the disk does not hold
 // whole. The Reader of a file handle picks it from the handle's access
 // pattern; Cache.ReadAt, which knows no pattern, fetches chunks.
 type missPolicy uint8
@@ -38,19 +38,19 @@ const (
 )
 
 // entriesFor appends to dst the entries that serve bytes [within,
-// within+n) of chunk idx of v, in order: the chunk if the store holds it;
-// else the pieces the range touches if the store holds them all or miss
+// within+n) of chunk idx of v, in order: the chunk if the disk holds it;
+// else the pieces the range touches if the disk holds them all or miss
 // says to fetch pieces; else the chunk.
 func (c *Cache) entriesFor(dst []span, v object.Version, idx, within, n int64, miss missPolicy) []span {
 	whole := c.geo.chunk(v, idx)
-	if c.geo.pieceSize == 0 || c.store.has(whole.id) {
+	if c.geo.pieceSize == 0 || c.disk.has(whole.id) {
 		return append(dst, whole)
 	}
 	first, last := c.geo.piecesIn(within, n)
 	pieces := len(dst)
 	for k := first; k <= last; k++ {
 		s := c.geo.piece(v, idx, k)
-		if miss == fetchChunks && !c.store.has(s.id) {
+		if miss == fetchChunks && !c.disk.has(s.id) {
 			return append(dst[:pieces], whole)
 		}
 		dst = append(dst, s)

@@ -107,10 +107,10 @@ func (r plainReader) ReadAt(ctx context.Context, p []byte, off int64) (int, erro
 }
 
 // policyCache is a Cache with only what the policy of what to fetch looks
-// at: the geometry, the readahead distance, and what the store holds.
+// at: the geometry, the readahead distance, and what the disk holds.
 func policyCache(readaheadChunks int64) *Cache {
 	return &Cache{geo: newGeometry("test", testChunk), ahead: readahead{chunks: readaheadChunks},
-		store: &store{idx: newIndex(1 << 30)}}
+		disk: &disk{idx: newIndex(1 << 30)}}
 }
 
 // Which entries serve a read of one chunk: the chunk when it is held;
@@ -124,7 +124,7 @@ func TestEntriesFor(t *testing.T) {
 	piece := func(idx, k int64) span { return c.geo.piece(v, idx, k) }
 	hold := func(spans ...span) {
 		for _, s := range spans {
-			c.store.idx.add(s.id, entry{name: s.id, size: s.n})
+			c.disk.idx.add(s.id, entry{name: s.id, size: s.n})
 		}
 	}
 	hold(piece(1, 0), piece(1, 1), piece(2, 0), chunk(0))

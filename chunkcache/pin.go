@@ -26,13 +26,13 @@ func (c *Cache) Pin(ctx context.Context, v object.Version) (paths []string, rele
 	chunks := make([]span, c.geo.chunks(v))
 	for idx := range chunks {
 		chunks[idx] = c.geo.chunk(v, int64(idx))
-		c.store.hold(chunks[idx].id, 1)
+		c.disk.hold(chunks[idx].id, 1)
 	}
 	var once sync.Once
 	release = func() {
 		once.Do(func() {
 			for _, s := range chunks {
-				c.store.hold(s.id, -1)
+				c.disk.hold(s.id, -1)
 			}
 		})
 	}
@@ -57,7 +57,7 @@ func (c *Cache) Pin(ctx context.Context, v object.Version) (paths []string, rele
 // path.
 func (c *Cache) chunkPath(ctx context.Context, v object.Version, idx int64, s span) (string, error) {
 	for range reopenAttempts {
-		f, err := c.store.open(s.id)
+		f, err := c.disk.open(s.id)
 		if errors.Is(err, ErrNotCached) {
 			if c.bypassing() {
 				// A worker needs the chunks on disk; there is no room.

@@ -11,7 +11,7 @@ import (
 
 // The read path: a read is cut at chunk boundaries; each part is served by
 // the entries entriesFor names (the chunk, or pieces of it), each from the
-// store if it holds the entry, else from the entry's download as soon as the
+// disk if it holds the entry, else from the entry's download as soon as the
 // bytes wanted have arrived.
 
 // ReadAt reads len(p) bytes of v at off, fetching missing chunks. Like
@@ -20,8 +20,9 @@ func (c *Cache) ReadAt(ctx context.Context, v object.Version, p []byte, off int6
 	return c.read(ctx, v, p, off, fetchChunks)
 }
 
-// read is ReadAt with the policy miss for what a miss fetches, under the
-// read's one deadline.
+// read serves Cache.ReadAt and Reader.ReadAt alike, under the read's one
+// deadline (retry.go); miss, the reader's policy, says what its misses
+// fetch.
 func (c *Cache) read(ctx context.Context, v object.Version, p []byte, off int64, miss missPolicy) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("read %s: negative offset", v.Key)
@@ -64,12 +65,12 @@ func (c *Cache) read(ctx context.Context, v object.Version, p []byte, off int64,
 func (c *Cache) readSpan(ctx context.Context, v object.Version, s span, p []byte, within int64) (int, error) {
 	missed := false
 	for range reopenAttempts {
-		f, err := c.store.open(s.id)
+		f, err := c.disk.open(s.id)
 		if errors.Is(err, ErrNotCached) {
 			if !missed {
 				c.stats.misses.Add(1)
-				c.store.hold(s.id, 1)
-				defer c.store.hold(s.id, -1)
+				c.disk.hold(s.id, 1)
+				defer c.disk.hold(s.id, -1)
 			}
 			missed = true
 			if c.bypassing() {
@@ -110,7 +111,7 @@ func (c *Cache) readSpan(ctx context.Context, v object.Version, s span, p []byte
 			}
 			return n, nil
 		}
-		c.store.drop(s.id, fmt.Sprintf("short read at %d: %v", within, err))
+		c.disk.drop(s.id, fmt.Sprintf("short read at %d: %v", within, err))
 	}
 	return 0, fmt.Errorf("read %s at %d: cache entry evicted or invalid repeatedly", v.Key, s.off+within)
 }

@@ -10,14 +10,14 @@ import (
 
 // A cache directory deleted under a running daemon (rm -rf by an operator,
 // a cleanup job) used to break every uncached read until a restart, and a
-// second daemon could then start on the path. Now the store notices within
+// second daemon could then start on the path. Now the disk notices within
 // dirCheckEvery (or at the first fetch that cannot create a file), makes
 // the directory again and locks it, so that a second daemon is refused as
 // before. If it cannot (the path is now another daemon's, or a directory
 // holding other files), reads are served uncached, said once, and the
-// store tries again every dirCheckEvery.
+// disk tries again every dirCheckEvery.
 
-// dirCheckEvery is how often the store checks that its directory is still
+// dirCheckEvery is how often the disk checks that its directory is still
 // there: one fstat of three descriptors and a stat of the path.
 const dirCheckEvery = 2 * time.Second
 
@@ -27,7 +27,7 @@ var errDirLost = errors.New("cache directory gone")
 
 // watch checks the directory, and whether a bound lowered for a full disk
 // can go back up, until ctx ends.
-func (s *store) watch(ctx context.Context) {
+func (s *disk) watch(ctx context.Context) {
 	t := time.NewTicker(dirCheckEvery)
 	defer t.Stop()
 	for {
@@ -44,7 +44,7 @@ func (s *store) watch(ctx context.Context) {
 // checkDir makes the directory again if it was deleted, and says once if
 // its path now names another directory (it was moved or replaced, and the
 // daemon goes on with the one it holds: that one is locked and consistent).
-func (s *store) checkDir(ctx context.Context) {
+func (s *disk) checkDir(ctx context.Context) {
 	d := s.dir.Load()
 	if d.gone() || s.lost.Load() {
 		s.recoverDir(ctx)
@@ -64,8 +64,8 @@ func (s *store) checkDir(ctx context.Context) {
 
 // dirLost says whether err, from storing an entry, came from the cache
 // directory being deleted; it then tries to make it again, and reports
-// whether the store is worth retrying now.
-func (s *store) dirLost(ctx context.Context, err error) (lost, retry bool) {
+// whether saving is worth retrying now.
+func (s *disk) dirLost(ctx context.Context, err error) (lost, retry bool) {
 	if !isGone(err) || !s.dir.Load().gone() {
 		return false, false
 	}
@@ -79,9 +79,9 @@ func isGone(err error) bool {
 }
 
 // recoverDir takes the cache directory again after it was deleted, and
-// reports whether the store has a directory to write into. Once ctx has
+// reports whether the disk has a directory to write into. Once ctx has
 // ended (the cache is closing) it does nothing.
-func (s *store) recoverDir(ctx context.Context) bool {
+func (s *disk) recoverDir(ctx context.Context) bool {
 	s.dirMu.Lock()
 	defer s.dirMu.Unlock()
 	old := s.dir.Load()
@@ -112,7 +112,7 @@ func (s *store) recoverDir(ctx context.Context) bool {
 // remakeDir opens the directory again: its missing chunks/ or tmp/ if only
 // those went, else the whole directory, created, checked and locked as at
 // start. The old descriptors stay open until close (readers may hold them).
-func (s *store) remakeDir(old *cacheDir) (*cacheDir, layout, error) {
+func (s *disk) remakeDir(old *cacheDir) (*cacheDir, layout, error) {
 	if !old.rootGone() && !old.replaced() {
 		// Still ours and locked: only chunks/ or tmp/ went.
 		d, err := old.renew()

@@ -122,7 +122,7 @@ func TestDirTakenByAnotherCache(t *testing.T) {
 	// The other one goes away: this one takes the directory back.
 	other.Close()
 	deadline := time.Now().Add(3 * dirCheckEvery)
-	for c.store.lost.Load() {
+	for c.disk.lost.Load() {
 		if time.Now().After(deadline) {
 			t.Fatalf("directory not taken back within %v", 3*dirCheckEvery)
 		}

@@ -35,7 +35,7 @@ import (
 // failedRangeMemory: the kernel asks again at once for a range whose
 // readahead failed (a 4 KiB read of the same page), and must get the error
 // at once rather than wait out another deadline. After that, a read tries
-// the store again.
+// the object store again.
 //
 // So a read(2) returns within ReadTimeout + readGrace whatever the server
 // does (accepting connections and never answering included), and a server
@@ -58,7 +58,7 @@ const (
 	// failure (its retry of the failed readahead, the other requests of
 	// the same read(2)), so a second covers it with room for a loaded
 	// machine; and a reader that tries again a little later (a user, a
-	// worker's retry once the server is back) reaches the store.
+	// worker's retry once the server is back) reaches the object store.
 	failedRangeMemory = time.Second
 	// maxFailedRanges bounds the memory of failed downloads.
 	maxFailedRanges = 4096

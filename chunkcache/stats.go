@@ -13,7 +13,7 @@ type Stats struct {
 	Readaheads int64 // fetches started by readahead
 	BadChunks  int64 // chunk files dropped for a wrong checksum or size
 	InFlight   int64 // fetches running now
-	Uncached   int64 // reads served straight from the store: the cache's disk was full
+	Uncached   int64 // reads served straight from the object store: the cache could not store
 }
 
 // counters are the live Stats, shared by the parts of the cache.

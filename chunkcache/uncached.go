@@ -25,7 +25,7 @@ func isNoSpace(err error) bool {
 }
 
 // uncachedFailure: a download failed for want of a place to store it, not
-// for its range: readers are served straight from the store.
+// for its range: readers are served straight from the object store.
 func uncachedFailure(err error) bool {
 	return errors.Is(err, errNoSpace) || errors.Is(err, errDirLost)
 }
@@ -61,26 +61,26 @@ func (f *fullDisk) active(now time.Time) bool {
 }
 
 // noteNoSpace switches reads to uncached for the backoff period, lowers the
-// store's bound if its own entries are what filled the disk (see
-// store.shrinkToFit), and says so.
+// disk's bound if its own entries are what filled the disk (see
+// disk.shrinkToFit), and says so.
 func (d *downloads) noteNoSpace(err error) {
 	logIt := d.full.note(time.Now())
-	limit, lowered := d.store.shrinkToFit()
-	dir := d.store.dir.Load().path
+	limit, lowered := d.disk.shrinkToFit()
+	dir := d.disk.dir.Load().path
 	if logIt {
 		d.log.Error("cache file system full: serving reads uncached", "dir", dir,
 			"retry_in", d.full.backoff, "err", err)
 	}
 	if lowered {
 		d.log.Warn("cache bound lowered to what fits on its file system", "dir", dir,
-			"bound", limit, "configured", d.store.idx.max)
+			"bound", limit, "configured", d.disk.idx.max)
 	}
 }
 
 // bypassing: reads go straight to the object store, uncached, because the
 // cache's disk is full or its directory is gone.
 func (c *Cache) bypassing() bool {
-	return c.store.lost.Load() || c.full.active(time.Now())
+	return c.disk.lost.Load() || c.full.active(time.Now())
 }
 
 // readThrough reads p at off straight from the object store, without

@@ -14,11 +14,11 @@ import (
 // ErrNotCached: no such chunk or blob in the cache (never made, or evicted).
 var ErrNotCached = errors.New("not cached")
 
-// store is what the cache holds: entry files in the cache directory and
+// disk is what the cache holds: entry files in the cache directory and
 // their index, within a byte bound. It knows entries by id only: which
 // bytes of which object an entry holds, whether to fetch it and how, is
 // for the rest of the cache to say.
-type store struct {
+type disk struct {
 	idx   *index
 	stats *counters
 	log   *slog.Logger
@@ -29,7 +29,7 @@ type store struct {
 	// dir is the cache directory held open and locked; it changes only
 	// when the directory was deleted under the daemon (see recover.go).
 	dir   atomic.Pointer[cacheDir]
-	dirMu sync.Mutex // serializes recoverDir and close
+	dirMu sync.Mutex // serializes recoverDir and close; guards retired and movedLogged
 	// retired are directories found deleted, closed by close: a reader
 	// may still be using them.
 	retired []*cacheDir
@@ -41,9 +41,9 @@ type store struct {
 	movedLogged bool
 }
 
-// openStore takes the directory (see takeDir) and indexes what it holds.
-func openStore(dir string, maxBytes, chunkSize int64, stats *counters, log *slog.Logger) (*store, error) {
-	s := &store{idx: newIndex(maxBytes), stats: stats, log: log, chunkSize: chunkSize}
+// openDisk takes the directory (see takeDir) and indexes what it holds.
+func openDisk(dir string, maxBytes, chunkSize int64, stats *counters, log *slog.Logger) (*disk, error) {
+	s := &disk{idx: newIndex(maxBytes), stats: stats, log: log, chunkSize: chunkSize}
 	d, l, err := takeDir(dir, log)
 	if err != nil {
 		return nil, err
@@ -54,7 +54,7 @@ func openStore(dir string, maxBytes, chunkSize int64, stats *counters, log *slog
 }
 
 // close releases the directories, and with them the lock.
-func (s *store) close() {
+func (s *disk) close() {
 	s.dirMu.Lock()
 	defer s.dirMu.Unlock()
 	for _, d := range s.retired {
@@ -68,7 +68,7 @@ func (s *store) close() {
 // leftovers: temporary files of interrupted fetches and entries of the
 // wrong size (all named as s3docs names them: lockDir refused anything
 // else). The index held before is dropped.
-func (s *store) rebuild(d *cacheDir, l layout) {
+func (s *disk) rebuild(d *cacheDir, l layout) {
 	for _, t := range l.tmps {
 		d.removeTemp(t.name)
 	}
@@ -90,15 +90,15 @@ func (s *store) rebuild(d *cacheDir, l layout) {
 		"removed_invalid", len(l.invalid)+len(dups), "removed_tmp", len(l.tmps), "evicted", len(victims))
 }
 
-func (s *store) has(id string) bool { return s.idx.has(id) }
+func (s *disk) has(id string) bool { return s.idx.has(id) }
 
 // hold protects entry id from eviction (delta 1) until the matching
 // release (delta -1).
-func (s *store) hold(id string, delta int) { s.idx.hold(id, delta) }
+func (s *disk) hold(id string, delta int) { s.idx.hold(id, delta) }
 
 // open opens entry id and marks it recently used. The file stays readable
 // through the descriptor even if the entry is evicted meanwhile.
-func (s *store) open(id string) (*os.File, error) {
+func (s *disk) open(id string) (*os.File, error) {
 	now := time.Now()
 	e, touch, ok := s.idx.get(id, now)
 	if !ok {
@@ -128,8 +128,8 @@ func (s *store) open(id string) (*os.File, error) {
 }
 
 // admit indexes an entry that was just committed into chunks/ and evicts
-// the least recently used entries until the store is within its bound.
-func (s *store) admit(id string, e entry) {
+// the least recently used entries until the disk is within its bound.
+func (s *disk) admit(id string, e entry) {
 	replaced, victims := s.idx.add(id, e)
 	for _, old := range replaced {
 		s.dir.Load().remove(old.name)
@@ -138,7 +138,7 @@ func (s *store) admit(id string, e entry) {
 }
 
 // drop removes an entry found to be bad so that the next read fetches it.
-func (s *store) drop(id, why string) {
+func (s *disk) drop(id, why string) {
 	e, ok := s.idx.remove(id)
 	if !ok {
 		return
@@ -150,7 +150,7 @@ func (s *store) drop(id, why string) {
 
 // discard removes the entries ids, except those held, and says how many
 // there were.
-func (s *store) discard(ids []string) int {
+func (s *disk) discard(ids []string) int {
 	victims := s.idx.discard(ids)
 	s.unlink(victims)
 	return len(victims)
@@ -158,7 +158,7 @@ func (s *store) discard(ids []string) int {
 
 // unlink deletes evicted entries' files outside the index's lock: readers
 // holding one open keep reading it.
-func (s *store) unlink(victims []entry) {
+func (s *disk) unlink(victims []entry) {
 	d := s.dir.Load()
 	for _, e := range victims {
 		d.remove(e.name)
@@ -166,24 +166,24 @@ func (s *store) unlink(victims []entry) {
 	s.stats.evictions.Add(int64(len(victims)))
 }
 
-// shrinkToFit brings the bound down to what the store holds less two
-// chunks, when its file system was found full while the store holds at
-// least a chunk more than that: then the store's own entries are what
+// shrinkToFit brings the bound down to what the disk holds less two
+// chunks, when its file system was found full while the disk holds at
+// least a chunk more than that: then the disk's own entries are what
 // filled the disk (--cache-size larger than the room there is), and
 // without a lower bound it would stay full for good. The bound goes back up
 // as the file system gets room again (see raiseBound).
-func (s *store) shrinkToFit() (limit int64, lowered bool) {
+func (s *disk) shrinkToFit() (limit int64, lowered bool) {
 	victims, limit, lowered := s.idx.shrinkTo(2*s.chunkSize, s.chunkSize)
 	s.unlink(victims)
 	return limit, lowered
 }
 
 // raiseBound gives back the bound that shrinkToFit lowered, as far as the
-// file system has room again: what the store holds, plus the space
+// file system has room again: what the disk holds, plus the space
 // available, less two chunks of headroom, up to --cache-size. A disk that
 // was full for a moment (another program's file, since deleted) must not
 // shrink the cache until a restart.
-func (s *store) raiseBound() {
+func (s *disk) raiseBound() {
 	total, limit := s.idx.usage()
 	if limit >= s.idx.max {
 		return
