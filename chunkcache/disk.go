@@ -43,24 +43,24 @@ type disk struct {
 
 // openDisk takes the directory (see takeDir) and indexes what it holds.
 func openDisk(dir string, maxBytes, chunkSize int64, stats *counters, log *slog.Logger) (*disk, error) {
-	s := &disk{idx: newIndex(maxBytes), stats: stats, log: log, chunkSize: chunkSize}
+	dk := &disk{idx: newIndex(maxBytes), stats: stats, log: log, chunkSize: chunkSize}
 	d, l, err := takeDir(dir, log)
 	if err != nil {
 		return nil, err
 	}
-	s.dir.Store(d)
-	s.rebuild(d, l)
-	return s, nil
+	dk.dir.Store(d)
+	dk.rebuild(d, l)
+	return dk, nil
 }
 
 // close releases the directories, and with them the lock.
-func (s *disk) close() {
-	s.dirMu.Lock()
-	defer s.dirMu.Unlock()
-	for _, d := range s.retired {
+func (dk *disk) close() {
+	dk.dirMu.Lock()
+	defer dk.dirMu.Unlock()
+	for _, d := range dk.retired {
 		d.close()
 	}
-	s.dir.Load().close()
+	dk.dir.Load().close()
 }
 
 // rebuild indexes the entries l found in d's chunks/ from names and sizes
@@ -68,7 +68,7 @@ func (s *disk) close() {
 // leftovers: temporary files of interrupted fetches and entries of the
 // wrong size (all named as s3docs names them: lockDir refused anything
 // else). The index held before is dropped.
-func (s *disk) rebuild(d *cacheDir, l layout) {
+func (dk *disk) rebuild(d *cacheDir, l layout) {
 	for _, t := range l.tmps {
 		d.removeTemp(t.name)
 	}
@@ -81,36 +81,36 @@ func (s *disk) rebuild(d *cacheDir, l layout) {
 		found = append(found, indexed{id, entry{name: fe.name, size: size, crc: crc, touched: fe.info.ModTime()}})
 	}
 	sort.Slice(found, func(i, j int) bool { return found[i].e.touched.Before(found[j].e.touched) })
-	dups, victims, entries, total := s.idx.reset(found)
+	dups, victims, entries, total := dk.idx.reset(found)
 	for _, e := range dups {
 		d.remove(e.name)
 	}
-	s.unlink(victims)
-	s.log.Info("chunk cache ready", "dir", d.path, "chunks", entries, "bytes", total,
+	dk.unlink(victims)
+	dk.log.Info("chunk cache ready", "dir", d.path, "chunks", entries, "bytes", total,
 		"removed_invalid", len(l.invalid)+len(dups), "removed_tmp", len(l.tmps), "evicted", len(victims))
 }
 
-func (s *disk) has(id string) bool { return s.idx.has(id) }
+func (dk *disk) has(id string) bool { return dk.idx.has(id) }
 
 // hold protects entry id from eviction (delta 1) until the matching
 // release (delta -1).
-func (s *disk) hold(id string, delta int) { s.idx.hold(id, delta) }
+func (dk *disk) hold(id string, delta int) { dk.idx.hold(id, delta) }
 
 // open opens entry id and marks it recently used. The file stays readable
 // through the descriptor even if the entry is evicted meanwhile.
-func (s *disk) open(id string) (*os.File, error) {
+func (dk *disk) open(id string) (*os.File, error) {
 	now := time.Now()
-	e, touch, ok := s.idx.get(id, now)
+	e, touch, ok := dk.idx.get(id, now)
 	if !ok {
 		return nil, ErrNotCached
 	}
-	d := s.dir.Load()
+	d := dk.dir.Load()
 	if touch {
 		d.touch(e.name, now)
 	}
 	f, err := d.open(e.name)
 	if errors.Is(err, os.ErrNotExist) {
-		s.idx.removeFile(id, e.name)
+		dk.idx.removeFile(id, e.name)
 		return nil, ErrNotCached
 	}
 	if err != nil {
@@ -119,51 +119,51 @@ func (s *disk) open(id string) (*os.File, error) {
 	if !e.verified {
 		if err := verify(f, e.size, e.crc); err != nil {
 			f.Close()
-			s.drop(id, err.Error())
+			dk.drop(id, err.Error())
 			return nil, ErrNotCached
 		}
-		s.idx.markVerified(id)
+		dk.idx.markVerified(id)
 	}
 	return f, nil
 }
 
 // admit indexes an entry that was just committed into chunks/ and evicts
 // the least recently used entries until the disk is within its bound.
-func (s *disk) admit(id string, e entry) {
-	replaced, victims := s.idx.add(id, e)
+func (dk *disk) admit(id string, e entry) {
+	replaced, victims := dk.idx.add(id, e)
 	for _, old := range replaced {
-		s.dir.Load().remove(old.name)
+		dk.dir.Load().remove(old.name)
 	}
-	s.unlink(victims)
+	dk.unlink(victims)
 }
 
 // drop removes an entry found to be bad so that the next read fetches it.
-func (s *disk) drop(id, why string) {
-	e, ok := s.idx.remove(id)
+func (dk *disk) drop(id, why string) {
+	e, ok := dk.idx.remove(id)
 	if !ok {
 		return
 	}
-	s.stats.badChunks.Add(1)
-	s.log.Warn("dropping invalid cached chunk", "file", e.name, "reason", why)
-	s.dir.Load().remove(e.name)
+	dk.stats.badChunks.Add(1)
+	dk.log.Warn("dropping invalid cached chunk", "file", e.name, "reason", why)
+	dk.dir.Load().remove(e.name)
 }
 
 // discard removes the entries ids, except those held, and says how many
 // there were.
-func (s *disk) discard(ids []string) int {
-	victims := s.idx.discard(ids)
-	s.unlink(victims)
+func (dk *disk) discard(ids []string) int {
+	victims := dk.idx.discard(ids)
+	dk.unlink(victims)
 	return len(victims)
 }
 
 // unlink deletes evicted entries' files outside the index's lock: readers
 // holding one open keep reading it.
-func (s *disk) unlink(victims []entry) {
-	d := s.dir.Load()
+func (dk *disk) unlink(victims []entry) {
+	d := dk.dir.Load()
 	for _, e := range victims {
 		d.remove(e.name)
 	}
-	s.stats.evictions.Add(int64(len(victims)))
+	dk.stats.evictions.Add(int64(len(victims)))
 }
 
 // shrinkToFit brings the bound down to what the disk holds less two
@@ -172,9 +172,9 @@ func (s *disk) unlink(victims []entry) {
 // filled the disk (--cache-size larger than the room there is), and
 // without a lower bound it would stay full for good. The bound goes back up
 // as the file system gets room again (see raiseBound).
-func (s *disk) shrinkToFit() (limit int64, lowered bool) {
-	victims, limit, lowered := s.idx.shrinkTo(2*s.chunkSize, s.chunkSize)
-	s.unlink(victims)
+func (dk *disk) shrinkToFit() (limit int64, lowered bool) {
+	victims, limit, lowered := dk.idx.shrinkTo(2*dk.chunkSize, dk.chunkSize)
+	dk.unlink(victims)
 	return limit, lowered
 }
 
@@ -183,18 +183,18 @@ func (s *disk) shrinkToFit() (limit int64, lowered bool) {
 // available, less two chunks of headroom, up to --cache-size. A disk that
 // was full for a moment (another program's file, since deleted) must not
 // shrink the cache until a restart.
-func (s *disk) raiseBound() {
-	total, limit := s.idx.usage()
-	if limit >= s.idx.max {
+func (dk *disk) raiseBound() {
+	total, limit := dk.idx.usage()
+	if limit >= dk.idx.max {
 		return
 	}
-	d := s.dir.Load()
+	d := dk.dir.Load()
 	avail, err := d.available()
 	if err != nil {
 		return
 	}
-	if raised, ok := s.idx.raiseTo(total + avail - 2*s.chunkSize); ok {
-		s.log.Info("cache bound raised: its file system has room again", "dir", d.path,
-			"bound", raised, "configured", s.idx.max)
+	if raised, ok := dk.idx.raiseTo(total + avail - 2*dk.chunkSize); ok {
+		dk.log.Info("cache bound raised: its file system has room again", "dir", d.path,
+			"bound", raised, "configured", dk.idx.max)
 	}
 }

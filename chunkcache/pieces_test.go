@@ -122,12 +122,12 @@ func TestEntriesFor(t *testing.T) {
 	ps := c.geo.pieceSize
 	chunk := func(idx int64) span { return c.geo.chunk(v, idx) }
 	piece := func(idx, k int64) span { return c.geo.piece(v, idx, k) }
-	hold := func(spans ...span) {
+	admit := func(spans ...span) {
 		for _, s := range spans {
 			c.disk.idx.add(s.id, entry{name: s.id, size: s.n})
 		}
 	}
-	hold(piece(1, 0), piece(1, 1), piece(2, 0), chunk(0))
+	admit(piece(1, 0), piece(1, 1), piece(2, 0), chunk(0))
 	for _, tc := range []struct {
 		name        string
 		idx, within int64

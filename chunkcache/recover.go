@@ -27,7 +27,7 @@ var errDirLost = errors.New("cache directory gone")
 
 // watch checks the directory, and whether a bound lowered for a full disk
 // can go back up, until ctx ends.
-func (s *disk) watch(ctx context.Context) {
+func (dk *disk) watch(ctx context.Context) {
 	t := time.NewTicker(dirCheckEvery)
 	defer t.Stop()
 	for {
@@ -36,27 +36,27 @@ func (s *disk) watch(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		s.checkDir(ctx)
-		s.raiseBound()
+		dk.checkDir(ctx)
+		dk.raiseBound()
 	}
 }
 
 // checkDir makes the directory again if it was deleted, and says once if
 // its path now names another directory (it was moved or replaced, and the
 // daemon goes on with the one it holds: that one is locked and consistent).
-func (s *disk) checkDir(ctx context.Context) {
-	d := s.dir.Load()
-	if d.gone() || s.lost.Load() {
-		s.recoverDir(ctx)
+func (dk *disk) checkDir(ctx context.Context) {
+	d := dk.dir.Load()
+	if d.gone() || dk.lost.Load() {
+		dk.recoverDir(ctx)
 		return
 	}
 	if d.replaced() {
-		s.dirMu.Lock()
-		logIt := !s.movedLogged
-		s.movedLogged = true
-		s.dirMu.Unlock()
+		dk.dirMu.Lock()
+		logIt := !dk.movedLogged
+		dk.movedLogged = true
+		dk.dirMu.Unlock()
 		if logIt {
-			s.log.Warn("cache directory was moved or replaced while in use; this daemon goes on using the one it locked",
+			dk.log.Warn("cache directory was moved or replaced while in use; this daemon goes on using the one it locked",
 				"dir", d.path)
 		}
 	}
@@ -65,11 +65,11 @@ func (s *disk) checkDir(ctx context.Context) {
 // dirLost says whether err, from storing an entry, came from the cache
 // directory being deleted; it then tries to make it again, and reports
 // whether saving is worth retrying now.
-func (s *disk) dirLost(ctx context.Context, err error) (lost, retry bool) {
-	if !isGone(err) || !s.dir.Load().gone() {
+func (dk *disk) dirLost(ctx context.Context, err error) (lost, retry bool) {
+	if !isGone(err) || !dk.dir.Load().gone() {
 		return false, false
 	}
-	return true, s.recoverDir(ctx)
+	return true, dk.recoverDir(ctx)
 }
 
 // isGone: the error says a directory of the cache is no longer there (it
@@ -81,30 +81,30 @@ func isGone(err error) bool {
 // recoverDir takes the cache directory again after it was deleted, and
 // reports whether the disk has a directory to write into. Once ctx has
 // ended (the cache is closing) it does nothing.
-func (s *disk) recoverDir(ctx context.Context) bool {
-	s.dirMu.Lock()
-	defer s.dirMu.Unlock()
-	old := s.dir.Load()
-	if !old.gone() && !s.lost.Load() {
+func (dk *disk) recoverDir(ctx context.Context) bool {
+	dk.dirMu.Lock()
+	defer dk.dirMu.Unlock()
+	old := dk.dir.Load()
+	if !old.gone() && !dk.lost.Load() {
 		return true // recovered meanwhile
 	}
 	if ctx.Err() != nil {
 		return false
 	}
-	d, l, err := s.remakeDir(old)
+	d, l, err := dk.remakeDir(old)
 	if err != nil {
-		if !s.lost.Swap(true) {
-			s.log.Error("cache directory was deleted while in use and cannot be taken again: serving reads uncached until it can",
+		if !dk.lost.Swap(true) {
+			dk.log.Error("cache directory was deleted while in use and cannot be taken again: serving reads uncached until it can",
 				"dir", old.path, "err", err, "retry_every", dirCheckEvery)
 		}
 		return false
 	}
-	s.dir.Store(d)
+	dk.dir.Store(d)
 	// What the index held is gone with the old directory; what the new
 	// one holds (if it was made by hand from a copy, say) is indexed.
-	s.rebuild(d, l)
-	s.lost.Store(false)
-	s.log.Warn("cache directory was deleted while in use: made it again; what it held is fetched again when read",
+	dk.rebuild(d, l)
+	dk.lost.Store(false)
+	dk.log.Warn("cache directory was deleted while in use: made it again; what it held is fetched again when read",
 		"dir", d.path)
 	return true
 }
@@ -112,7 +112,7 @@ func (s *disk) recoverDir(ctx context.Context) bool {
 // remakeDir opens the directory again: its missing chunks/ or tmp/ if only
 // those went, else the whole directory, created, checked and locked as at
 // start. The old descriptors stay open until close (readers may hold them).
-func (s *disk) remakeDir(old *cacheDir) (*cacheDir, layout, error) {
+func (dk *disk) remakeDir(old *cacheDir) (*cacheDir, layout, error) {
 	if !old.rootGone() && !old.replaced() {
 		// Still ours and locked: only chunks/ or tmp/ went.
 		d, err := old.renew()
@@ -122,13 +122,13 @@ func (s *disk) remakeDir(old *cacheDir) (*cacheDir, layout, error) {
 		// What is left in the root is indexed afresh; a scan that fails
 		// leaves the index empty, which costs only fetches.
 		l, _ := scanLayout(d.path)
-		s.retired = append(s.retired, old)
+		dk.retired = append(dk.retired, old)
 		return d, l, nil
 	}
-	d, l, err := takeDir(old.path, s.log)
+	d, l, err := takeDir(old.path, dk.log)
 	if err != nil {
 		return nil, layout{}, err
 	}
-	s.retired = append(s.retired, old)
+	dk.retired = append(dk.retired, old)
 	return d, l, nil
 }
