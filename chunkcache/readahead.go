@@ -56,7 +56,7 @@ func (c *Cache) prefetch(v object.Version, idx int64) bool {
 		if started {
 			c.stats.readaheads.Add(1)
 		}
-		f.wait(c.tasks.ctx)
+		_ = f.wait(c.tasks.ctx)
 	}()
 	return true
 }
