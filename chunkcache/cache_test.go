@@ -108,10 +108,7 @@ func (f *fakeFetcher) callsFor(key string, off int64) int {
 func waitDownloads(t *testing.T, c *Cache) {
 	t.Helper()
 	for range 1000 {
-		c.mu.Lock()
-		n := len(c.flights)
-		c.mu.Unlock()
-		if n == 0 {
+		if c.downloads.running() == 0 {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -568,11 +565,11 @@ func TestTruncatedBodyNeverCached(t *testing.T) {
 
 // forgetFailures stands for failedRangeMemory passing.
 func forgetFailures(c *Cache) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for k, f := range c.failed {
+	c.downloads.mu.Lock()
+	defer c.downloads.mu.Unlock()
+	for k, f := range c.downloads.failed {
 		f.until = time.Now().Add(-time.Nanosecond)
-		c.failed[k] = f
+		c.downloads.failed[k] = f
 	}
 }
 

@@ -3,11 +3,11 @@ package chunkcache
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -35,29 +35,27 @@ type cacheDir struct {
 	ownsRoot bool
 }
 
-// ErrInUse: another s3docs process holds the cache directory.
-var ErrInUse = errors.New("in use by another s3docs process")
+// takeDir makes dir private (or checks that it is), locks it, and checks
+// that it holds nothing but s3docs's own files: a directory that holds
+// anything else is refused, never cleaned.
+func takeDir(dir string, log *slog.Logger) (*cacheDir, layout, error) {
+	if err := ensurePrivateDir(dir, log); err != nil {
+		return nil, layout{}, err
+	}
+	return lockDir(dir)
+}
 
 // lockDir opens dir (which exists and has passed ensurePrivateDir), locks
 // it, checks that it holds nothing but s3docs's own files (before making
 // anything in it), and opens (making them if needed) its chunks/ and tmp/.
 // It returns what the directory held.
 func lockDir(dir string) (*cacheDir, layout, error) {
-	root, err := os.Open(dir)
+	root, err := lockExclusive(dir)
+	if errors.Is(err, ErrInUse) {
+		err = fmt.Errorf("chunkcache: %w", err)
+	}
 	if err != nil {
-		return nil, layout{}, fmt.Errorf("chunkcache: %w", err)
-	}
-	if err := flockNB(root, syscall.LOCK_EX); err != nil {
-		root.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, layout{}, fmt.Errorf("chunkcache: cache directory %s is %w", dir, ErrInUse)
-		}
-		return nil, layout{}, fmt.Errorf("chunkcache: lock %s: %w", dir, err)
-	}
-	// A daemon of an earlier version locks a file in the directory.
-	if legacyLockHeld(dir) {
-		root.Close()
-		return nil, layout{}, fmt.Errorf("chunkcache: cache directory %s is %w", dir, ErrInUse)
+		return nil, layout{}, err
 	}
 	l, err := scanLayout(dir)
 	if err == nil {
@@ -76,26 +74,6 @@ func lockDir(dir string) (*cacheDir, layout, error) {
 		return nil, layout{}, fmt.Errorf("chunkcache: %w", err)
 	}
 	return d, l, nil
-}
-
-// flockNB takes a lock of kind how on f without waiting.
-func flockNB(f *os.File, how int) error {
-	for {
-		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
-		if !errors.Is(err, syscall.EINTR) {
-			return err
-		}
-	}
-}
-
-// legacyLockHeld probes the lock file of earlier versions, if there is one.
-func legacyLockHeld(dir string) bool {
-	f, err := os.Open(filepath.Join(dir, legacyLockName))
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	return errors.Is(flockNB(f, syscall.LOCK_SH), syscall.EWOULDBLOCK)
 }
 
 // openSub opens the subdirectory name of the root, making it if missing.
@@ -309,7 +287,7 @@ func (d *cacheDir) available() (int64, error) {
 // isTempOf says whether path is a temporary file of d, and its name.
 func (d *cacheDir) isTempOf(path string) (string, bool) {
 	name := filepath.Base(path)
-	if filepath.Dir(path) != filepath.Join(d.path, tmpDirName) || !isTmpName(name) {
+	if filepath.Dir(path) != tmpDir(d.path) || !isTmpName(name) {
 		return "", false
 	}
 	return name, true

@@ -1,8 +1,11 @@
 package chunkcache
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -11,10 +14,17 @@ import (
 	"syscall"
 )
 
-// The on-disk layout of a cache directory. Open, ReadStatus, Clear and the
-// private-directory check all read it through scanLayout, so that they
-// agree on what is s3docs's own: s3docs deletes only files whose names prove
-// them its own, and refuses a directory holding anything else.
+// The on-disk layout of a cache directory, all of it: the lock, chunks/ and
+// tmp/, how files there are named, and what makes a file valid. Open (see
+// dir.go), ReadStatus and Clear (status.go) and the private-directory check
+// (dirperm.go) know the layout only through this file, so that they agree on
+// what is s3docs's own: s3docs deletes only files whose names prove them its
+// own, and refuses a directory holding anything else.
+//
+//	<dir>/               locked (flock LOCK_EX) by the daemon using it
+//	<dir>/chunks/<id>-<size>-<crc32c>   an entry: a chunk, a piece or a blob
+//	<dir>/tmp/<prefix>.<random>         an entry being written
+//	<dir>/lock           the lock file of earlier versions, never made now
 const (
 	// chunksDirName holds the admitted entries (chunks, pieces, blobs), each
 	// named by fileName.
@@ -24,7 +34,7 @@ const (
 	tmpDirName = "tmp"
 	// legacyLockName is the lock file of earlier versions, which locked a
 	// file and so lost the lock when someone deleted it. It is still known
-	// as ours (and still respected, see lockDir), never made.
+	// as ours (and still respected, see lockExclusive), never made.
 	legacyLockName = "lock"
 	// blobTmpPrefix starts the temporary names of blobs; a chunk's start
 	// with its id.
@@ -34,9 +44,132 @@ const (
 func chunksDir(dir string) string { return filepath.Join(dir, chunksDirName) }
 func tmpDir(dir string) string    { return filepath.Join(dir, tmpDirName) }
 
+// The lock.
+
 // LockPath is what a running daemon keeps locked (flock LOCK_EX): the cache
 // directory itself, so that no file deleted from it takes the lock along.
 func LockPath(dir string) string { return dir }
+
+// ErrInUse: another s3docs process holds the cache directory.
+var ErrInUse = errors.New("in use by another s3docs process")
+
+// lockExclusive opens dir and locks it, without waiting, as the one user of
+// the directory (a daemon, or Clear while it empties it). Closing the file
+// releases the lock.
+func lockExclusive(dir string) (*os.File, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("chunkcache: %w", err)
+	}
+	if err := flockNB(f, syscall.LOCK_EX); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, inUseError(dir)
+		}
+		return nil, fmt.Errorf("chunkcache: lock %s: %w", dir, err)
+	}
+	// A daemon of an earlier version locks a file in the directory.
+	if legacyLockHeld(dir) {
+		f.Close()
+		return nil, inUseError(dir)
+	}
+	return f, nil
+}
+
+func inUseError(dir string) error { return fmt.Errorf("cache directory %s is %w", dir, ErrInUse) }
+
+// lockedByOther probes the daemon's lock without blocking. The shared lock
+// is dropped at once: it would make a daemon starting at this very moment
+// refuse the directory.
+func lockedByOther(dir string) (bool, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false, fmt.Errorf("chunkcache: %w", err)
+	}
+	defer f.Close()
+	err = flockNB(f, syscall.LOCK_SH)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("chunkcache: lock %s: %w", dir, err)
+	}
+	return legacyLockHeld(dir), nil
+}
+
+// flockNB takes a lock of kind how on f without waiting.
+func flockNB(f *os.File, how int) error {
+	for {
+		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
+		if !errors.Is(err, syscall.EINTR) {
+			return err
+		}
+	}
+}
+
+// legacyLockHeld probes the lock file of earlier versions, if there is one.
+func legacyLockHeld(dir string) bool {
+	f, err := os.Open(filepath.Join(dir, legacyLockName))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return errors.Is(flockNB(f, syscall.LOCK_SH), syscall.EWOULDBLOCK)
+}
+
+// Entry names, and what makes an entry valid.
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// fileName keeps the length and checksum with the entry: a restart can check
+// the size from a directory listing and the content on first read. The id
+// is a hash of the version (see chunkID and BlobID), never a key, so no key
+// can reach outside the directory.
+func fileName(id string, size int64, crc uint32) string {
+	return fmt.Sprintf("%s-%d-%08x", id, size, crc)
+}
+
+func parseName(name string) (id string, size int64, crc uint32, ok bool) {
+	parts := strings.Split(name, "-")
+	if len(parts) != 3 || len(parts[0]) != 40 || len(parts[2]) != 8 {
+		return "", 0, 0, false
+	}
+	if raw, err := hex.DecodeString(parts[0]); err != nil || hex.EncodeToString(raw) != parts[0] {
+		return "", 0, 0, false
+	}
+	size, err := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil || size <= 0 {
+		return "", 0, 0, false
+	}
+	c, err := strconv.ParseUint(parts[2], 16, 32)
+	if err != nil {
+		return "", 0, 0, false
+	}
+	// Only the exact spelling fileName writes: no sign, padding or upper
+	// case, so one entry has one name and a restart keeps one file per id.
+	if fileName(parts[0], size, uint32(c)) != name {
+		return "", 0, 0, false
+	}
+	return parts[0], size, uint32(c), true
+}
+
+// verify checks an entry's file against the length and checksum in its
+// name. A listing checks names and sizes only (so that a large cache starts
+// in seconds); this is the rest of what makes an entry valid, checked when
+// it is first read.
+func verify(f *os.File, size int64, crc uint32) error {
+	h := crc32.New(castagnoli)
+	n, err := io.Copy(h, io.NewSectionReader(f, 0, size+1))
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	if n != size || h.Sum32() != crc {
+		return fmt.Errorf("verify: %d bytes with crc32c %08x, want %d bytes with %08x", n, h.Sum32(), size, crc)
+	}
+	return nil
+}
+
+// Temporary names.
 
 // tmpName is the name of a temporary file: its prefix (a chunk id, or
 // blobTmpPrefix) and a random decimal number, as os.CreateTemp made them in
@@ -56,6 +189,40 @@ func isTmpName(name string) bool {
 	}
 	return len(prefix) == 40 && strings.Trim(prefix, "0123456789abcdef") == ""
 }
+
+// What a directory holds.
+
+// ErrNotCacheDir is returned for a directory that has none of a cache's
+// layout: an operator's typo must not empty someone's files.
+var ErrNotCacheDir = errors.New("not an s3docs cache directory (no chunks/ or tmp/)")
+
+// checkCacheDir says whether dir exists and has something of a cache's
+// layout, for the commands that look at a cache without making one.
+func checkCacheDir(dir string) error {
+	info, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return missingDirError(dir)
+	}
+	if err != nil {
+		return fmt.Errorf("cache directory: %w", err)
+	}
+	if !info.IsDir() {
+		return fmt.Errorf("cache directory %s is not a directory", dir)
+	}
+	for _, name := range []string{chunksDirName, tmpDirName, legacyLockName} {
+		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s is %w", dir, ErrNotCacheDir)
+}
+
+// missingDirError reads as one plain sentence yet still matches
+// fs.ErrNotExist, for callers that tell bad input from failures.
+type missingDirError string
+
+func (e missingDirError) Error() string { return "cache directory " + string(e) + " does not exist" }
+func (e missingDirError) Unwrap() error { return fs.ErrNotExist }
 
 // layout is what scanLayout found in a cache directory.
 type layout struct {
@@ -184,10 +351,4 @@ func readDirIfExists(dir string) ([]os.DirEntry, error) {
 		return nil, fmt.Errorf("chunkcache: %w", err)
 	}
 	return des, nil
-}
-
-// isGone: the error says a directory of the cache is no longer there (it
-// was deleted while in use).
-func isGone(err error) bool {
-	return errors.Is(err, syscall.ENOENT)
 }

@@ -51,7 +51,7 @@ func TestReadServedWhileChunkArrives(t *testing.T) {
 		t.Fatalf("a read past the bytes downloaded returned before they arrived: %v", err)
 	case <-time.After(200 * time.Millisecond):
 	}
-	if c.cached(c.chunkID(v, 0)) {
+	if c.disk.has(c.geo.chunkID(v, 0)) {
 		t.Fatal("chunk admitted before its download ended")
 	}
 	close(f.hold)
@@ -324,8 +324,8 @@ func TestDiscardDropsAVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDownloads(t, c)
-	pinned := c.chunkID(old, 1)
-	c.await(pinned, 1)
+	pinned := c.geo.chunkID(old, 1)
+	c.disk.hold(pinned, 1)
 	c.Discard(old)
 	if got, want := c.Bytes(), other.Size+testChunk; got != want {
 		t.Fatalf("cache holds %d bytes after Discard, want %d (the other object and the awaited chunk)", got, want)
@@ -334,10 +334,10 @@ func TestDiscardDropsAVersion(t *testing.T) {
 	if len(des) != 2 {
 		t.Fatalf("%d chunk files after Discard, want 2", len(des))
 	}
-	if !c.cached(pinned) || !c.cached(c.chunkID(other, 0)) {
+	if !c.disk.has(pinned) || !c.disk.has(c.geo.chunkID(other, 0)) {
 		t.Fatal("Discard dropped an awaited chunk or another object's")
 	}
-	c.await(pinned, -1)
+	c.disk.hold(pinned, -1)
 }
 
 // A --cache-size larger than its file system: when the cache's own chunks
@@ -373,9 +373,7 @@ func TestBoundLoweredWhenOwnChunksFillTheDisk(t *testing.T) {
 		}
 		waitDownloads(t, c)
 	}
-	c.mu.Lock()
-	limit, total := c.limit, c.total
-	c.mu.Unlock()
+	total, limit := c.disk.idx.usage()
 	if limit >= 100*testChunk || total > limit {
 		t.Fatalf("bound %d, holding %d: want the bound lowered below 512 KiB and kept", limit, total)
 	}
@@ -397,7 +395,7 @@ func TestBoundLoweredWhenOwnChunksFillTheDisk(t *testing.T) {
 	if n := f.callsFor("obj", last); n > 3 {
 		t.Fatalf("last chunk fetched %d times: caching did not resume within the lowered bound", n)
 	}
-	if !c.cached(c.chunkID(v, 15)) {
+	if !c.disk.has(c.geo.chunkID(v, 15)) {
 		t.Fatal("last chunk not cached after the backoff")
 	}
 }
@@ -467,7 +465,7 @@ func TestBoundRaisedWhenSpaceReturns(t *testing.T) {
 		t.Fatalf("bound %d after a full disk: want it lowered below %d", limit, maxBytes)
 	}
 	os.Remove(filler)
-	c.raiseBound()
+	c.disk.raiseBound()
 	if limit := c.Limit(); limit != maxBytes {
 		t.Fatalf("bound %d once the disk has room again, want %d", limit, maxBytes)
 	}

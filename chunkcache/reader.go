@@ -8,8 +8,9 @@ import (
 )
 
 // Reader reads one object version for one open file handle and watches its
-// access pattern: sequential reads start background fetches of the chunks
-// ahead, random reads do not.
+// access pattern, which is the cache's policy of what to fetch: sequential
+// reads start background fetches of the chunks ahead (readahead.go), reads
+// that keep jumping fetch only the pieces they touch (pieces.go).
 type Reader struct {
 	c *Cache
 	v object.Version
@@ -37,20 +38,17 @@ const randomAfter = 2
 // seqSlack is how far from the frontier a read may start and still count as
 // sequential: enough for the kernel's reordered async reads (its readahead
 // window is 1 MiB), small against a chunk.
-func (c *Cache) seqSlack() int64 { return min(2<<20, c.opt.ChunkSize/4) }
+func (c *Cache) seqSlack() int64 { return min(2<<20, c.geo.chunkSize/4) }
 
 // NewReader starts reading v.
 func (c *Cache) NewReader(v object.Version) *Reader {
 	return &Reader{c: c, v: v, ahead: -1}
 }
 
-// Version is the object version this reader is pinned to.
-func (r *Reader) Version() object.Version { return r.v }
-
 // ReadAt reads like Cache.ReadAt and may schedule readahead; a random
 // reader's misses fetch pieces instead of chunks.
 func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	from, thru, random := r.observe(off, int64(len(p)))
+	from, thru, miss := r.observe(off, int64(len(p)))
 	scheduled := from - 1
 	for idx := from; idx <= thru && r.c.prefetch(r.v, idx); idx++ {
 		scheduled = idx
@@ -60,17 +58,17 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		r.ahead = max(r.ahead, scheduled)
 		r.mu.Unlock()
 	}
-	return r.c.readAt(ctx, r.v, p, off, random)
+	return r.c.read(ctx, r.v, p, off, miss)
 }
 
 // observe updates the access pattern and returns the chunk indexes to fetch
-// ahead (from > thru when none), and whether the reader reads at random.
-func (r *Reader) observe(off, n int64) (from, thru int64, random bool) {
+// ahead (from > thru when none), and what a miss fetches.
+func (r *Reader) observe(off, n int64) (from, thru int64, miss missPolicy) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if slack := r.c.seqSlack(); off >= r.frontier-slack && off <= r.frontier+slack {
 		r.streak++
-		if r.run += n; r.run >= r.c.opt.ChunkSize/4 {
+		if r.run += n; r.run >= r.c.geo.chunkSize/4 {
 			r.jumps = 0
 		}
 	} else {
@@ -79,48 +77,19 @@ func (r *Reader) observe(off, n int64) (from, thru int64, random bool) {
 		r.jumps++
 	}
 	r.frontier = off + n
-	random = r.jumps >= randomAfter
-	if r.c.raChunks == 0 || r.streak < 2 {
-		return 1, 0, random
+	miss = fetchChunks
+	if r.jumps >= randomAfter {
+		miss = fetchPieces
 	}
-	cs := r.c.opt.ChunkSize
+	if r.c.ahead.chunks == 0 || r.streak < 2 {
+		return 1, 0, miss
+	}
+	cs := r.c.geo.chunkSize
 	last := (r.v.Size - 1) / cs
 	cur := min(off+n, r.v.Size-1) / cs
-	return max(cur+1, r.ahead+1), min(cur+r.c.raChunks, last), false
+	return max(cur+1, r.ahead+1), min(cur+r.c.ahead.chunks, last), fetchChunks
 }
 
 // Close releases the reader. Readahead it started finishes on its own: the
 // chunks are useful to the next reader.
 func (r *Reader) Close() error { return nil }
-
-// prefetch starts a background fetch of chunk idx unless it is cached. It
-// reports false when the readahead budget is spent; the reader tries again on
-// its next read, or fetches the chunk itself.
-func (c *Cache) prefetch(v object.Version, idx int64) bool {
-	id := c.chunkID(v, idx)
-	if c.cached(id) {
-		return true
-	}
-	if c.bypassing() {
-		return false // nowhere to put it
-	}
-	size := c.chunkLen(v, idx)
-	if !c.readahead.TryAcquire(size) {
-		return false
-	}
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		c.readahead.Release(size)
-		return false
-	}
-	c.wg.Add(1)
-	c.mu.Unlock()
-	go func() {
-		defer c.wg.Done()
-		defer c.readahead.Release(size)
-		// Errors are logged by download; the reader retries in the foreground.
-		_ = c.fetch(c.ctx, v, span{id, idx * c.opt.ChunkSize, size}, true)
-	}()
-	return true
-}

@@ -1,21 +1,23 @@
 package chunkcache
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"syscall"
 	"time"
 )
 
 // A cache directory deleted under a running daemon (rm -rf by an operator,
 // a cleanup job) used to break every uncached read until a restart, and a
-// second daemon could then start on the path. Now the cache notices within
+// second daemon could then start on the path. Now the disk notices within
 // dirCheckEvery (or at the first fetch that cannot create a file), makes
 // the directory again and locks it, so that a second daemon is refused as
 // before. If it cannot (the path is now another daemon's, or a directory
 // holding other files), reads are served uncached, said once, and the
-// cache tries again every dirCheckEvery.
+// disk tries again every dirCheckEvery.
 
-// dirCheckEvery is how often the cache checks that its directory is still
+// dirCheckEvery is how often the disk checks that its directory is still
 // there: one fstat of three descriptors and a stat of the path.
 const dirCheckEvery = 2 * time.Second
 
@@ -23,90 +25,94 @@ const dirCheckEvery = 2 * time.Second
 // directory is gone; the reader is then served uncached.
 var errDirLost = errors.New("cache directory gone")
 
-// watchDir checks the directory, and whether a bound lowered for a full
-// disk can go back up, until Close.
-func (c *Cache) watchDir() {
+// watch checks the directory, and whether a bound lowered for a full disk
+// can go back up, until ctx ends.
+func (dk *disk) watch(ctx context.Context) {
 	t := time.NewTicker(dirCheckEvery)
 	defer t.Stop()
 	for {
 		select {
-		case <-c.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		c.checkDir()
-		c.raiseBound()
+		dk.checkDir(ctx)
+		dk.raiseBound()
 	}
 }
 
 // checkDir makes the directory again if it was deleted, and says once if
 // its path now names another directory (it was moved or replaced, and the
 // daemon goes on with the one it holds: that one is locked and consistent).
-func (c *Cache) checkDir() {
-	d := c.dir.Load()
-	if d.gone() || c.lost.Load() {
-		c.recoverDir()
+func (dk *disk) checkDir(ctx context.Context) {
+	d := dk.dir.Load()
+	if d.gone() || dk.lost.Load() {
+		dk.recoverDir(ctx)
 		return
 	}
 	if d.replaced() {
-		c.dirMu.Lock()
-		logIt := !c.movedLogged
-		c.movedLogged = true
-		c.dirMu.Unlock()
+		dk.dirMu.Lock()
+		logIt := !dk.movedLogged
+		dk.movedLogged = true
+		dk.dirMu.Unlock()
 		if logIt {
-			c.log.Warn("cache directory was moved or replaced while in use; this daemon goes on using the one it locked",
+			dk.log.Warn("cache directory was moved or replaced while in use; this daemon goes on using the one it locked",
 				"dir", d.path)
 		}
 	}
 }
 
-// dirLost says whether err, from storing a chunk, came from the cache
+// dirLost says whether err, from storing an entry, came from the cache
 // directory being deleted; it then tries to make it again, and reports
-// whether the store is worth retrying now.
-func (c *Cache) dirLost(err error) (lost, retry bool) {
-	if !isGone(err) || !c.dir.Load().gone() {
+// whether saving is worth retrying now.
+func (dk *disk) dirLost(ctx context.Context, err error) (lost, retry bool) {
+	if !isGone(err) || !dk.dir.Load().gone() {
 		return false, false
 	}
-	return true, c.recoverDir()
+	return true, dk.recoverDir(ctx)
+}
+
+// isGone: the error says a directory of the cache is no longer there (it
+// was deleted while in use).
+func isGone(err error) bool {
+	return errors.Is(err, syscall.ENOENT)
 }
 
 // recoverDir takes the cache directory again after it was deleted, and
-// reports whether the cache has a directory to store into.
-func (c *Cache) recoverDir() bool {
-	c.dirMu.Lock()
-	defer c.dirMu.Unlock()
-	old := c.dir.Load()
-	if !old.gone() && !c.lost.Load() {
+// reports whether the disk has a directory to write into. Once ctx has
+// ended (the cache is closing) it does nothing.
+func (dk *disk) recoverDir(ctx context.Context) bool {
+	dk.dirMu.Lock()
+	defer dk.dirMu.Unlock()
+	old := dk.dir.Load()
+	if !old.gone() && !dk.lost.Load() {
 		return true // recovered meanwhile
 	}
-	c.mu.Lock()
-	closed := c.closed
-	c.mu.Unlock()
-	if closed {
+	if ctx.Err() != nil {
 		return false
 	}
-	d, l, err := c.remakeDir(old)
+	d, l, err := dk.remakeDir(old)
 	if err != nil {
-		if !c.lost.Swap(true) {
-			c.log.Error("cache directory was deleted while in use and cannot be taken again: serving reads uncached until it can",
+		if !dk.lost.Swap(true) {
+			dk.log.Error("cache directory was deleted while in use and cannot be taken again: serving reads uncached until it can",
 				"dir", old.path, "err", err, "retry_every", dirCheckEvery)
 		}
 		return false
 	}
-	c.dir.Store(d)
+	dk.dir.Store(d)
 	// What the index held is gone with the old directory; what the new
 	// one holds (if it was made by hand from a copy, say) is indexed.
-	c.rebuild(d, l)
-	c.lost.Store(false)
-	c.log.Warn("cache directory was deleted while in use: made it again; what it held is fetched again when read",
+	dk.rebuild(d, l)
+	dk.lost.Store(false)
+	dk.log.Warn("cache directory was deleted while in use: made it again; what it held is fetched again when read",
 		"dir", d.path)
 	return true
 }
 
 // remakeDir opens the directory again: its missing chunks/ or tmp/ if only
 // those went, else the whole directory, created, checked and locked as at
-// start. The old descriptors stay open until Close (readers may hold them).
-func (c *Cache) remakeDir(old *cacheDir) (*cacheDir, layout, error) {
+// start. The old descriptors stay open until close (readers may hold them).
+func (dk *disk) remakeDir(old *cacheDir) (*cacheDir, layout, error) {
 	if !old.rootGone() && !old.replaced() {
 		// Still ours and locked: only chunks/ or tmp/ went.
 		d, err := old.renew()
@@ -116,42 +122,13 @@ func (c *Cache) remakeDir(old *cacheDir) (*cacheDir, layout, error) {
 		// What is left in the root is indexed afresh; a scan that fails
 		// leaves the index empty, which costs only fetches.
 		l, _ := scanLayout(d.path)
-		c.retired = append(c.retired, old)
+		dk.retired = append(dk.retired, old)
 		return d, l, nil
 	}
-	d, l, err := takeDir(old.path, c.log)
+	d, l, err := takeDir(old.path, dk.log)
 	if err != nil {
 		return nil, layout{}, err
 	}
-	c.retired = append(c.retired, old)
+	dk.retired = append(dk.retired, old)
 	return d, l, nil
-}
-
-// raiseBound gives back the bound that noteNoSpace lowered, as far as the
-// file system has room again: what the cache holds, plus the space
-// available, less two chunks of headroom, up to MaxBytes. A disk that was
-// full for a moment (another program's file, since deleted) must not shrink
-// the cache until a restart.
-func (c *Cache) raiseBound() {
-	c.mu.Lock()
-	limit, total := c.limit, c.total
-	c.mu.Unlock()
-	if limit >= c.opt.MaxBytes {
-		return
-	}
-	avail, err := c.dir.Load().available()
-	if err != nil {
-		return
-	}
-	room := total + avail - 2*c.opt.ChunkSize
-	c.mu.Lock()
-	raised := min(c.opt.MaxBytes, room)
-	if raised <= c.limit {
-		c.mu.Unlock()
-		return
-	}
-	c.limit = raised
-	c.mu.Unlock()
-	c.log.Info("cache bound raised: its file system has room again", "dir", c.opt.Dir,
-		"bound", raised, "configured", c.opt.MaxBytes)
 }

@@ -122,7 +122,7 @@ func TestDirTakenByAnotherCache(t *testing.T) {
 	// The other one goes away: this one takes the directory back.
 	other.Close()
 	deadline := time.Now().Add(3 * dirCheckEvery)
-	for c.lost.Load() {
+	for c.disk.lost.Load() {
 		if time.Now().After(deadline) {
 			t.Fatalf("directory not taken back within %v", 3*dirCheckEvery)
 		}
@@ -154,7 +154,7 @@ func TestUseAfterClose(t *testing.T) {
 	go func() {
 		defer close(done)
 		for range 200 {
-			if f, err := c.OpenBlob(c.chunkID(v, 0)); err == nil {
+			if f, err := c.OpenBlob(c.geo.chunkID(v, 0)); err == nil {
 				f.Close()
 			}
 		}

@@ -35,7 +35,7 @@ import (
 // failedRangeMemory: the kernel asks again at once for a range whose
 // readahead failed (a 4 KiB read of the same page), and must get the error
 // at once rather than wait out another deadline. After that, a read tries
-// the store again.
+// the object store again.
 //
 // So a read(2) returns within ReadTimeout + readGrace whatever the server
 // does (accepting connections and never answering included), and a server
@@ -58,7 +58,7 @@ const (
 	// failure (its retry of the failed readahead, the other requests of
 	// the same read(2)), so a second covers it with room for a loaded
 	// machine; and a reader that tries again a little later (a user, a
-	// worker's retry once the server is back) reaches the store.
+	// worker's retry once the server is back) reaches the object store.
 	failedRangeMemory = time.Second
 	// maxFailedRanges bounds the memory of failed downloads.
 	maxFailedRanges = 4096
@@ -73,42 +73,42 @@ type failure struct {
 	until time.Time
 }
 
-// recentFailure is the error of a download of chunk key that failed less
-// than failedRangeMemory ago, or nil. Called with c.mu held.
-func (c *Cache) recentFailureLocked(key string, now time.Time) error {
-	f, ok := c.failed[key]
+// recentFailureLocked is the error of a download of chunk key that failed
+// less than failedRangeMemory ago, or nil. Called with d.mu held.
+func (d *downloads) recentFailureLocked(key string, now time.Time) error {
+	f, ok := d.failed[key]
 	if !ok {
 		return nil
 	}
 	if now.After(f.until) {
-		delete(c.failed, key)
+		delete(d.failed, key)
 		return nil
 	}
 	return f.err
 }
 
 // noteFailure remembers (or, for err nil, forgets) the outcome of a
-// download of chunk key. A download ended by Close or by a full disk says
-// nothing about the range: it is not remembered.
-func (c *Cache) noteFailure(key string, err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err == nil || errors.Is(err, errClosed) || uncachedFailure(err) || c.ctx.Err() != nil {
-		delete(c.failed, key)
+// download of chunk key. A download ended by Close (ctx ended) or by a full
+// disk says nothing about the range: it is not remembered.
+func (d *downloads) noteFailure(ctx context.Context, key string, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err == nil || errors.Is(err, errClosed) || uncachedFailure(err) || ctx.Err() != nil {
+		delete(d.failed, key)
 		return
 	}
 	now := time.Now()
-	if len(c.failed) >= maxFailedRanges {
-		for k, f := range c.failed {
+	if len(d.failed) >= maxFailedRanges {
+		for k, f := range d.failed {
 			if now.After(f.until) {
-				delete(c.failed, k)
+				delete(d.failed, k)
 			}
 		}
-		if len(c.failed) >= maxFailedRanges {
-			clear(c.failed)
+		if len(d.failed) >= maxFailedRanges {
+			clear(d.failed)
 		}
 	}
-	c.failed[key] = failure{err: err, until: now.Add(failedRangeMemory)}
+	d.failed[key] = failure{err: err, until: now.Add(failedRangeMemory)}
 }
 
 // transient: worth another attempt. A changed or deleted object is not, nor

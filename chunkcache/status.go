@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 )
 
 // Status is what a cache directory holds, read from the directory alone so
@@ -33,10 +32,6 @@ type Status struct {
 	// InUse: a daemon holds the directory's lock.
 	InUse bool
 }
-
-// ErrNotCacheDir is returned for a directory that has none of a cache's
-// layout: an operator's typo must not empty someone's files.
-var ErrNotCacheDir = errors.New("not an s3docs cache directory (no chunks/ or tmp/)")
 
 // ReadStatus counts the files of the cache directory dir. It takes no lock
 // that could stop a daemon from starting, beyond a non-blocking probe.
@@ -68,20 +63,11 @@ func Clear(dir string) (Status, error) {
 	if err := checkCacheDir(dir); err != nil {
 		return Status{}, err
 	}
-	lock, err := os.Open(dir)
+	lock, err := lockExclusive(dir)
 	if err != nil {
-		return Status{}, fmt.Errorf("chunkcache: %w", err)
+		return Status{}, err
 	}
 	defer lock.Close()
-	if err := flockNB(lock, syscall.LOCK_EX); err != nil {
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return Status{}, fmt.Errorf("cache directory %s is %w", dir, ErrInUse)
-		}
-		return Status{}, fmt.Errorf("chunkcache: lock %s: %w", dir, err)
-	}
-	if legacyLockHeld(dir) {
-		return Status{}, fmt.Errorf("cache directory %s is %w", dir, ErrInUse)
-	}
 	l, err := scanLayout(dir)
 	if err != nil {
 		return Status{}, err
@@ -121,49 +107,4 @@ func (st *Status) count(l layout) {
 	if len(l.foreign) > 0 {
 		st.ForeignExample = l.foreign[0]
 	}
-}
-
-func checkCacheDir(dir string) error {
-	info, err := os.Stat(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return missingDirError(dir)
-	}
-	if err != nil {
-		return fmt.Errorf("cache directory: %w", err)
-	}
-	if !info.IsDir() {
-		return fmt.Errorf("cache directory %s is not a directory", dir)
-	}
-	for _, name := range []string{chunksDirName, tmpDirName, legacyLockName} {
-		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
-			return nil
-		}
-	}
-	return fmt.Errorf("%s is %w", dir, ErrNotCacheDir)
-}
-
-// missingDirError reads as one plain sentence yet still matches
-// fs.ErrNotExist, for callers that tell bad input from failures.
-type missingDirError string
-
-func (e missingDirError) Error() string { return "cache directory " + string(e) + " does not exist" }
-func (e missingDirError) Unwrap() error { return fs.ErrNotExist }
-
-// lockedByOther probes the daemon's lock without blocking. The shared lock
-// is dropped at once: it would make a daemon starting at this very moment
-// refuse the directory.
-func lockedByOther(dir string) (bool, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return false, fmt.Errorf("chunkcache: %w", err)
-	}
-	defer f.Close()
-	err = flockNB(f, syscall.LOCK_SH)
-	if errors.Is(err, syscall.EWOULDBLOCK) {
-		return true, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("chunkcache: lock %s: %w", dir, err)
-	}
-	return legacyLockHeld(dir), nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"s3docs/internal/object"
@@ -103,4 +104,50 @@ type plainReader struct {
 
 func (r plainReader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	return r.c.ReadAt(ctx, r.v, p, off)
+}
+
+// policyCache is a Cache with only what the policy of what to fetch looks
+// at: the geometry, the readahead distance, and what the disk holds.
+func policyCache(readaheadChunks int64) *Cache {
+	return &Cache{geo: newGeometry("test", testChunk), ahead: readahead{chunks: readaheadChunks},
+		disk: &disk{idx: newIndex(1 << 30)}}
+}
+
+// Which entries serve a read of one chunk: the chunk when it is held;
+// pieces when they are all held, or when the policy is to fetch pieces;
+// else the chunk.
+func TestEntriesFor(t *testing.T) {
+	c := policyCache(0)
+	v := object.Version{Key: "obj", ETag: `"e"`, Size: 3*testChunk + 10}
+	ps := c.geo.pieceSize
+	chunk := func(idx int64) span { return c.geo.chunk(v, idx) }
+	piece := func(idx, k int64) span { return c.geo.piece(v, idx, k) }
+	admit := func(spans ...span) {
+		for _, s := range spans {
+			c.disk.idx.add(s.id, entry{name: s.id, size: s.n})
+		}
+	}
+	admit(piece(1, 0), piece(1, 1), piece(2, 0), chunk(0))
+	for _, tc := range []struct {
+		name        string
+		idx, within int64
+		n           int64
+		miss        missPolicy
+		want        []span
+	}{
+		{"chunk held", 0, 100, 10, fetchPieces, []span{chunk(0)}},
+		{"pieces held", 1, ps - 5, 10, fetchChunks, []span{piece(1, 0), piece(1, 1)}},
+		{"a piece missing", 2, ps - 5, 10, fetchChunks, []span{chunk(2)}},
+		{"pieces fetched", 2, ps - 5, 10, fetchPieces, []span{piece(2, 0), piece(2, 1)}},
+		{"last chunk's one piece", 3, 0, 10, fetchPieces, []span{piece(3, 0)}},
+		{"nothing held", 3, 0, 10, fetchChunks, []span{chunk(3)}},
+	} {
+		got := c.entriesFor(nil, v, tc.idx, tc.within, tc.n, tc.miss)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: entries %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if last := piece(3, 0); last.off != 3*testChunk || last.n != 10 {
+		t.Fatalf("the last chunk's piece is %+v, want 10 bytes at %d", last, 3*testChunk)
+	}
 }

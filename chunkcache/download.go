@@ -1,0 +1,214 @@
+package chunkcache
+
+import (
+	"context"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+
+	"s3docs/internal/object"
+)
+
+// downloads are the fetches of entries running now: one per entry (a chunk
+// or a piece) however many readers want it, each one ranged GET with its
+// retries under one deadline (retry.go), within a limit of GETs in flight.
+// A download writes its range to a temp file, which readers of the flight
+// see as it grows (flight.go), and commits it to the disk. Which entries
+// to fetch, and when, is for the readers to say (read.go, pieces.go,
+// readahead.go).
+type downloads struct {
+	geo     geometry
+	fetcher Fetcher
+	disk    *disk
+	full    *fullDisk
+	tasks   *tasks
+	stats   *counters
+	log     *slog.Logger
+	timeout time.Duration // Options.ReadTimeout
+	onFetch func(bytes int64, d time.Duration, err error)
+	// gets bounds GETs in flight: downloads, foreground and readahead,
+	// and uncached reads.
+	gets *semaphore.Weighted
+
+	mu      sync.Mutex
+	flights map[string]*flight // by entry id
+	failed  map[string]failure // by chunk id: see retry.go
+}
+
+// copyBufs keep the per-fetch copy buffer off the heap's growth path: entry
+// bytes only pass through one of these on their way to disk.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+// join returns the running download of s, starting one if there is none
+// (started), or a nil flight if the disk holds s already. The download
+// runs on the tasks' context: a caller that gives up (its FUSE request was
+// interrupted) stops waiting but does not cancel the download others wait
+// for. An entry of a chunk whose download failed moments ago is not tried
+// again: join returns that failure (see failedRangeMemory).
+func (d *downloads) join(v object.Version, s span) (f *flight, started bool, err error) {
+	chunk := d.geo.chunkID(v, s.off/d.geo.chunkSize)
+	d.mu.Lock()
+	if d.tasks.stopping() {
+		d.mu.Unlock()
+		return nil, false, errClosed
+	}
+	if running, ok := d.flights[s.id]; ok {
+		d.mu.Unlock()
+		return running, false, nil
+	}
+	if err := d.recentFailureLocked(chunk, time.Now()); err != nil {
+		d.mu.Unlock()
+		d.log.Debug("range failed moments ago: failing at once", "key", v.Key, "offset", s.off, "err", err)
+		return nil, false, err
+	}
+	// The caller may have missed s just before another download of it
+	// ended: downloads commit their entry before they leave flights.
+	if d.disk.has(s.id) {
+		d.mu.Unlock()
+		return nil, false, nil
+	}
+	// Not the named result: the goroutine below would capture it by
+	// reference, which costs an allocation per download.
+	fl := newFlight()
+	d.flights[s.id] = fl
+	if !d.tasks.add() {
+		delete(d.flights, s.id)
+		d.mu.Unlock()
+		return nil, false, errClosed
+	}
+	d.mu.Unlock()
+	go func() {
+		defer d.tasks.done()
+		err := d.download(d.tasks.ctx, fl, v, s)
+		d.noteFailure(d.tasks.ctx, chunk, err)
+		// The entry is admitted (or the download failed) before the
+		// flight goes: a caller finds one or the other, never neither.
+		d.mu.Lock()
+		delete(d.flights, s.id)
+		d.mu.Unlock()
+		fl.end(err)
+	}()
+	return fl, true, nil
+}
+
+// running is how many downloads are running now.
+func (d *downloads) running() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.flights)
+}
+
+// download fetches s under one deadline, ReadTimeout, for all its attempts
+// (see retry.go); ctx ends when the cache closes. Attempts are logged at
+// debug level only: the read that fails says so, once, where errors become
+// errno values.
+func (d *downloads) download(ctx context.Context, f *flight, v object.Version, s span) error {
+	dl, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		err := d.fetchOnce(dl, f, v, s)
+		if err == nil {
+			return nil
+		}
+		if isNoSpace(err) {
+			d.noteNoSpace(err)
+			return fmt.Errorf("fetch %s at %d: %w: %w", v.Key, s.off, errNoSpace, err)
+		}
+		if lost, retry := d.disk.dirLost(ctx, err); lost {
+			if retry && attempt < fetchAttempts {
+				continue
+			}
+			return fmt.Errorf("fetch %s at %d: %w: %w", v.Key, s.off, errDirLost, err)
+		}
+		d.log.Debug("chunk fetch attempt failed", "key", v.Key, "offset", s.off, "length", s.n, "attempt", attempt, "err", err)
+		if dl.Err() != nil && ctx.Err() == nil {
+			return fmt.Errorf("fetch %s at %d: no complete answer within %v (%d attempts): %w",
+				v.Key, s.off, d.timeout, attempt, err)
+		}
+		if attempt == fetchAttempts || !transient(err) || ctx.Err() != nil {
+			return fmt.Errorf("fetch %s at %d: %w", v.Key, s.off, err)
+		}
+		// The fetcher retried within the attempt already; this covers a
+		// burst of failures longer than its own retries. The GET slot is
+		// free meanwhile, for fetches that may succeed.
+		t := time.NewTimer(time.Duration(attempt) * fetchBackoff)
+		select {
+		case <-dl.Done():
+			t.Stop()
+			return fmt.Errorf("fetch %s at %d: no complete answer within %v (%d attempts): %w",
+				v.Key, s.off, d.timeout, attempt, err)
+		case <-t.C:
+		}
+	}
+}
+
+// fetchOnce is one attempt: a GET slot and one GET saved to the disk, within the
+// download's deadline.
+func (d *downloads) fetchOnce(ctx context.Context, f *flight, v object.Version, s span) error {
+	if err := d.gets.Acquire(ctx, 1); err != nil {
+		return err
+	}
+	defer d.gets.Release(1)
+	d.stats.gets.Add(1)
+	d.stats.inFlight.Add(1)
+	start := time.Now()
+	e, err := d.save(ctx, f, v, s)
+	d.stats.inFlight.Add(-1)
+	if d.onFetch != nil {
+		d.onFetch(e.size, time.Since(start), err)
+	}
+	if err != nil {
+		return err
+	}
+	d.stats.getBytes.Add(e.size)
+	d.disk.admit(s.id, e)
+	return nil
+}
+
+// save streams s into a temp file, checks its length, and commits it under
+// a name carrying its length and checksum. A short body never becomes an
+// entry; readers of the flight see its bytes as they land.
+func (d *downloads) save(ctx context.Context, f *flight, v object.Version, s span) (entry, error) {
+	body, err := d.fetcher.GetRange(ctx, v, s.off, s.n)
+	if err != nil {
+		return entry{}, err
+	}
+	defer body.Close()
+	dir := d.disk.dir.Load()
+	tmp, err := dir.createTemp(s.id)
+	if err != nil {
+		return entry{}, err
+	}
+	tmpName := filepath.Base(tmp.Name())
+	f.setFile(tmp)
+	committed := false
+	defer func() {
+		f.setFile(nil)
+		tmp.Close()
+		if !committed {
+			dir.removeTemp(tmpName)
+		}
+	}()
+	h := crc32.New(castagnoli)
+	buf := copyBufs.Get().(*[]byte)
+	got, err := io.CopyBuffer(io.MultiWriter(progressWriter{f, tmp}, h), io.LimitReader(body, s.n+1), *buf)
+	copyBufs.Put(buf)
+	if err != nil {
+		return entry{}, err
+	}
+	if got != s.n {
+		return entry{}, fmt.Errorf("got %d bytes for a range of %d: %w", got, s.n, io.ErrUnexpectedEOF)
+	}
+	e := entry{name: fileName(s.id, s.n, h.Sum32()), size: s.n, crc: h.Sum32(), verified: true, touched: time.Now()}
+	if err := dir.commit(tmpName, e.name); err != nil {
+		return entry{}, err
+	}
+	committed = true
+	return e, nil
+}

@@ -1,0 +1,104 @@
+package chunkcache
+
+import (
+	"context"
+	"os"
+	"sync"
+)
+
+// flight is one download, shared by every caller that wants its entry
+// while it runs. Besides its outcome it publishes its progress, the bytes
+// of the entry already in its temp file, so that a reader waiting for the
+// start of a chunk (a first byte, a random read) is answered when those
+// bytes arrive rather than when the whole chunk has. (singleflight has no
+// way to share partial results, hence this type of our own.)
+type flight struct {
+	done chan struct{} // closed when the download has ended
+	err  error         // its outcome, set before done is closed
+
+	mu       sync.Mutex
+	file     *os.File      // the current attempt's temp file, nil when none
+	written  int64         // bytes of the entry at the start of file
+	advanced chan struct{} // closed and replaced whenever file or written changes
+}
+
+func newFlight() *flight {
+	return &flight{done: make(chan struct{}), advanced: make(chan struct{})}
+}
+
+// end publishes the download's outcome.
+func (f *flight) end(err error) {
+	f.err = err
+	close(f.done)
+}
+
+// wait waits for the download to end and returns its outcome.
+func (f *flight) wait(ctx context.Context) error {
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (f *flight) notifyLocked() {
+	close(f.advanced)
+	f.advanced = make(chan struct{})
+}
+
+// setFile starts an attempt on file (or ends one, with nil).
+func (f *flight) setFile(file *os.File) {
+	f.mu.Lock()
+	f.file, f.written = file, 0
+	f.notifyLocked()
+	f.mu.Unlock()
+}
+
+func (f *flight) advance(n int64) {
+	f.mu.Lock()
+	f.written += n
+	f.notifyLocked()
+	f.mu.Unlock()
+}
+
+// readAt fills p with the entry's bytes at within as soon as the download
+// has written them. ok is false when the download ended first: the caller
+// then looks on the disk, or at the flight's error. A read that needs the
+// entry's last byte (size) waits for the end, so that whoever has read a
+// whole chunk finds it cached.
+func (f *flight) readAt(ctx context.Context, p []byte, within, size int64) (ok bool, err error) {
+	need := within + int64(len(p))
+	for {
+		f.mu.Lock()
+		if f.file != nil && f.written >= need && need < size {
+			// Under the lock: the attempt's file cannot be closed meanwhile.
+			n, err := f.file.ReadAt(p, within)
+			f.mu.Unlock()
+			return err == nil && n == len(p), nil
+		}
+		advanced := f.advanced
+		f.mu.Unlock()
+		select {
+		case <-advanced:
+		case <-f.done:
+			return false, nil
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+}
+
+// progressWriter is the temp file of an attempt, publishing what it wrote.
+type progressWriter struct {
+	f    *flight
+	file *os.File
+}
+
+func (w progressWriter) Write(b []byte) (int, error) {
+	n, err := w.file.Write(b)
+	if n > 0 {
+		w.f.advance(int64(n))
+	}
+	return n, err
+}
