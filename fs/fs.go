@@ -71,28 +71,20 @@ type FS struct {
 	log   *slog.Logger
 	meta  *metaCache
 	nodes *nodeTable
+	// pages drops the kernel's cached pages of versions found gone.
+	pages *pageDropper
 	// lookups shares one remote lookup of a key among its callers.
 	lookups singleflight.Group
 	// listSem bounds the listing requests in flight (maxListRequests).
 	listSem chan struct{}
 	warns   *warnOnce
 	// ctx ends when the file system is unmounted: listings and lookups in
-	// flight stop, and so does the pruner.
+	// flight stop, and so do the node pruner and the page dropper.
 	ctx  context.Context
 	stop context.CancelFunc
 	// started stands in for directory times: prefixes have none in S3.
 	started  time.Time
 	errLimit errorLimiter
-}
-
-// replaced notes that a node moved from version old to current, and says
-// whether that was a change.
-func (f *FS) replaced(old, current object.Version) bool {
-	if old.Key == "" || old.Identity() == current.Identity() {
-		return false
-	}
-	f.discard(old)
-	return true
 }
 
 func (f *FS) discard(v object.Version) {
@@ -122,6 +114,7 @@ func New(o Options) *FS {
 		warns:   &warnOnce{seen: map[string]bool{}, log: o.Logger},
 		meta:    newMetaCache(o.MetadataTTL, o.MetadataCacheBytes),
 		nodes:   newNodeTable(),
+		pages:   newPageDropper(),
 		listSem: make(chan struct{}, maxListRequests),
 		ctx:     ctx,
 		stop:    stop,
@@ -211,7 +204,7 @@ type Mounted struct {
 	server     *fuse.Server
 	mountpoint string
 	fsys       *FS
-	pruner     sync.WaitGroup
+	workers    sync.WaitGroup // the node pruner and the page dropper
 }
 
 // Mount serves the tree at mountpoint, read-only, and returns once the
@@ -224,10 +217,14 @@ func (f *FS) Mount(mountpoint string, mo MountOptions) (*Mounted, error) {
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
 	m := &Mounted{server: server, mountpoint: mountpoint, fsys: f}
-	m.pruner.Add(1)
+	m.workers.Add(2)
 	go func() {
-		defer m.pruner.Done()
+		defer m.workers.Done()
 		f.nodes.pruneKernelNodes(f.ctx, root.EmbeddedInode())
+	}()
+	go func() {
+		defer m.workers.Done()
+		f.pages.run(f.ctx)
 	}()
 	return m, nil
 }
@@ -261,7 +258,7 @@ func (f *FS) mountOptions(mo MountOptions) *gofs.Options {
 func (m *Mounted) Wait() {
 	m.server.Wait()
 	m.fsys.stop()
-	m.pruner.Wait()
+	m.workers.Wait()
 }
 
 // Unmount detaches the mount. If it is busy (a process has a file open or

@@ -115,20 +115,22 @@ func (f *FS) pdfPartsChild(ctx context.Context, parent *gofs.Inode, v object.Ver
 	ino := partsIno(v.Key)
 	f.fillDirAttr(&out.Attr, ino)
 	ch := f.nodes.node(ino, func() *gofs.Inode {
-		return parent.NewInode(ctx, &pdfPartsNode{fsys: f, v: v}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino})
+		return parent.NewInode(ctx, &pdfPartsNode{fsys: f, objectNode: objectNode{state: newVersions(v)}}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino})
 	})
-	ch.Operations().(*pdfPartsNode).setVersion(v)
+	pn := ch.Operations().(*pdfPartsNode)
+	pn.apply(pn.listed(v))
 	return ch
 }
 
 // pdfPartsNode is the directory of one PDF's parts. Listing it needs only
-// the page count; a part is made when it is looked up.
+// the page count; a part is made when it is looked up. Its version follows
+// the same rules as the file's (versions): a part of a version found gone
+// is not made; the next lookup asks the store.
 type pdfPartsNode struct {
 	gofs.Inode
 	readOnlyDir
+	objectNode
 	fsys *FS
-	mu   sync.Mutex
-	v    object.Version
 }
 
 var (
@@ -139,16 +141,41 @@ var (
 
 func (n *pdfPartsNode) OnForget() { n.fsys.nodes.forgotten(&n.Inode) }
 
-func (n *pdfPartsNode) setVersion(v object.Version) {
-	n.mu.Lock()
-	n.v = v
-	n.mu.Unlock()
+// apply carries out a transition's effects. The directory has no pages of
+// its own to drop: a part of another version is another inode (partIno).
+func (n *pdfPartsNode) apply(e effects) {
+	if e.discard.Key != "" {
+		n.fsys.discard(e.discard)
+	}
+	if e.forgetAnswer {
+		n.fsys.meta.invalidate(n.version().Key)
+	}
 }
 
-func (n *pdfPartsNode) version() object.Version {
+// currentVersion is the version to split: the newest known, asked of the
+// store first if that one was found gone.
+func (n *pdfPartsNode) currentVersion(ctx context.Context) (object.Version, error) {
+	fresh, asked, err := n.headIfStale(ctx, n.fsys)
+	if err != nil {
+		return asked, err
+	}
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.v
+	var e effects
+	if fresh.Key != "" {
+		e = n.state.headed(asked, fresh)
+	}
+	v := n.state.current()
+	n.mu.Unlock()
+	n.apply(e)
+	return v, nil
+}
+
+// splitFailed notes a version the splitter found changed under it (its
+// GETs were answered 412): the next lookup asks the store.
+func (n *pdfPartsNode) splitFailed(v object.Version, err error) {
+	if errors.Is(err, object.ErrChanged) {
+		n.apply(n.failed(v))
+	}
 }
 
 func (n *pdfPartsNode) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -160,9 +187,13 @@ func (n *pdfPartsNode) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse
 // answers the kernel's READDIRPLUS lookups with "no attributes" (not
 // ENOENT): a lookup makes the part, and listing must not make every part.
 func (n *pdfPartsNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	v := n.version()
+	v, err := n.currentVersion(ctx)
+	if err != nil {
+		return nil, 0, n.fsys.errno(err, "head", v.Key)
+	}
 	count, err := n.fsys.opt.Parts.PageCount(ctx, v)
 	if err != nil {
+		n.splitFailed(v, err)
 		return nil, 0, n.fsys.errno(err, "page count", v.Key)
 	}
 	h := &partsListing{}
@@ -217,9 +248,13 @@ func (n *pdfPartsNode) Lookup(ctx context.Context, name string, out *fuse.EntryO
 	if !ok || from < 1 || thru < from {
 		return nil, syscall.ENOENT
 	}
-	v := n.version()
+	v, err := n.currentVersion(ctx)
+	if err != nil {
+		return nil, n.fsys.errno(err, "head", v.Key)
+	}
 	count, err := n.fsys.opt.Parts.PageCount(ctx, v)
 	if err != nil {
+		n.splitFailed(v, err)
 		return nil, n.fsys.errno(err, "page count", v.Key)
 	}
 	if thru > count {
@@ -228,6 +263,7 @@ func (n *pdfPartsNode) Lookup(ctx context.Context, name string, out *fuse.EntryO
 	// Made now, so that stat gives the exact size.
 	f, err := n.fsys.opt.Parts.Part(ctx, v, from, thru)
 	if err != nil {
+		n.splitFailed(v, err)
 		return nil, n.fsys.errno(err, "split "+name, v.Key)
 	}
 	info, err := f.Stat()
