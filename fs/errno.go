@@ -16,8 +16,8 @@ import (
 func (f *FS) errno(err error, op, key string, attrs ...any) syscall.Errno {
 	// Failures that their source has logged once already (a broken PDF)
 	// are only repeated at debug level.
-	var logged interface{ AlreadyLogged() bool }
-	if errors.As(err, &logged) && logged.AlreadyLogged() {
+	var logged *object.LoggedError
+	if errors.As(err, &logged) {
 		f.log.Debug("operation failed", "op", op, "key", key, "err", err)
 		if errors.Is(err, object.ErrNotFound) {
 			return syscall.ENOENT

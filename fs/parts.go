@@ -337,7 +337,7 @@ func (n *partNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if err != nil {
 		return nil, 0, n.fsys.errno(err, "open part", p.v.Key)
 	}
-	return &partHandle{f: f}, fuse.FOPEN_KEEP_CACHE, 0
+	return &partHandle{fsys: n.fsys, part: p, f: f}, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 func (n *partNode) Setattr(context.Context, gofs.FileHandle, *fuse.SetAttrIn, *fuse.AttrOut) syscall.Errno {
@@ -356,13 +356,15 @@ func (n *partNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint
 // partHandle reads an open part file; the file stays readable even if the
 // cache evicts it meanwhile.
 type partHandle struct {
-	f *os.File
+	fsys *FS
+	part partFile
+	f    *os.File
 }
 
 func (h *partHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	n, err := h.f.ReadAt(dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, syscall.EIO
+		return nil, h.fsys.errno(err, "read part", h.part.v.Key, "offset", off, "length", len(dest))
 	}
 	return fuse.ReadResultData(dest[:n]), 0
 }

@@ -246,17 +246,10 @@ func (s *Service) remember(v object.Version, err error) error {
 	if errors.As(err, &de) && de.Kind == KindNotPDF {
 		err = fmt.Errorf("%w: %w", object.ErrNotFound, err)
 	}
-	err = loggedError{err}
+	err = &object.LoggedError{Err: err}
 	s.failures[versionKey(v)] = err
 	return err
 }
-
-// loggedError is a failure already logged here: the file system answers it
-// on every lookup, and one log line per broken PDF is enough.
-type loggedError struct{ error }
-
-func (e loggedError) Unwrap() error       { return e.error }
-func (e loggedError) AlreadyLogged() bool { return true }
 
 func (s *Service) cachedCount(id string) (int, error) {
 	f, err := s.cache.OpenBlob(id)

@@ -163,7 +163,7 @@ func TestServiceRetriesAWorkerCrashOnce(t *testing.T) {
 			if asked := fw.calls > before; asked == tc.remembered {
 				t.Errorf("second call asked the workers: %v; remembered should be %v (err %v)", asked, tc.remembered, err2)
 			}
-			var logged interface{ AlreadyLogged() bool }
+			var logged *object.LoggedError
 			if tc.remembered && !errors.As(err, &logged) {
 				t.Errorf("remembered failure %v is not marked logged", err)
 			}

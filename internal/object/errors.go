@@ -18,3 +18,12 @@ var (
 	// on, more pages than any directory has). Not worth retrying.
 	ErrBadListing = errors.New("the server's listing is broken")
 )
+
+// LoggedError is a failure that its source has logged once already (a
+// broken PDF, remembered by the splitter): the file system answers it on
+// every lookup, but logs it only at debug level, so that one broken
+// document makes one log line however often it is asked for.
+type LoggedError struct{ Err error }
+
+func (e *LoggedError) Error() string { return e.Err.Error() }
+func (e *LoggedError) Unwrap() error { return e.Err }
