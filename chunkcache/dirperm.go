@@ -44,11 +44,11 @@ func ensurePrivateDir(dir string, log *slog.Logger) error {
 		dir = real
 	}
 	if !info.IsDir() {
-		return fmt.Errorf("chunkcache: cache directory %s is not a directory", named)
+		return refused("chunkcache: cache directory %s is not a directory", named)
 	}
 	st, ok := info.Sys().(*syscall.Stat_t)
 	if ok && int(st.Uid) != os.Geteuid() {
-		return fmt.Errorf("chunkcache: cache directory %s belongs to uid %d, not to this process (uid %d): refusing it",
+		return refused("chunkcache: cache directory %s belongs to uid %d, not to this process (uid %d): refusing it",
 			named, st.Uid, os.Geteuid())
 	}
 	perm := info.Mode().Perm()
@@ -71,10 +71,10 @@ func ensurePrivateDir(dir string, log *slog.Logger) error {
 		// is the operator's call (someone may have been let in on
 		// purpose), and the fix is safe to suggest because nothing else
 		// lives there. It names the real directory, not a symlink to it.
-		return fmt.Errorf("chunkcache: cache directory %s has mode %04o: it must be private to its owner (chmod 700 %s)",
+		return refused("chunkcache: cache directory %s has mode %04o: it must be private to its owner (chmod 700 %s)",
 			named, perm, dir)
 	}
-	return fmt.Errorf("chunkcache: cache directory %s has mode %04o and holds other files: give s3docs a directory of its own (a new path, which it creates private)",
+	return refused("chunkcache: cache directory %s has mode %04o and holds other files: give s3docs a directory of its own (a new path, which it creates private)",
 		named, perm)
 }
 
@@ -87,3 +87,19 @@ func dirNames(dir string) ([]string, error) {
 	defer f.Close()
 	return f.Readdirnames(-1)
 }
+
+// ErrRefused marks a cache directory refused for what it is: another user's,
+// open to others, not a directory, holding files that are not s3docs's, or
+// in use by another daemon. The operator's to fix, unlike an I/O failure.
+var ErrRefused = errors.New("cache directory refused")
+
+// refusal is an error that errors.Is finds as ErrRefused, whatever else it
+// wraps, with its message as written.
+type refusal struct{ err error }
+
+func (r *refusal) Error() string        { return r.err.Error() }
+func (r *refusal) Unwrap() error        { return r.err }
+func (r *refusal) Is(target error) bool { return target == ErrRefused }
+
+// refused is fmt.Errorf marked as a refusal.
+func refused(format string, args ...any) error { return &refusal{fmt.Errorf(format, args...)} }

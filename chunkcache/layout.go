@@ -76,7 +76,7 @@ func lockExclusive(dir string) (*os.File, error) {
 	return f, nil
 }
 
-func inUseError(dir string) error { return fmt.Errorf("cache directory %s is %w", dir, ErrInUse) }
+func inUseError(dir string) error { return refused("cache directory %s is %w", dir, ErrInUse) }
 
 // lockedByOther probes the daemon's lock without blocking. The shared lock
 // is dropped at once: it would make a daemon starting at this very moment
@@ -339,6 +339,9 @@ func (e *foreignError) Error() string {
 }
 
 func (e *foreignError) Unwrap() error { return ErrForeignFiles }
+
+// Is makes a directory holding foreign files a refusal (ErrRefused).
+func (e *foreignError) Is(target error) bool { return target == ErrRefused }
 
 // readDirIfExists treats a missing subdirectory as empty: a daemon makes
 // them at start, so a cache dir that never saw one may lack them.

@@ -3,6 +3,7 @@ package chunkcache
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -471,5 +472,38 @@ func TestBoundRaisedWhenSpaceReturns(t *testing.T) {
 	}
 	if c.MaxBytes() != maxBytes {
 		t.Fatalf("MaxBytes %d", c.MaxBytes())
+	}
+}
+
+// Every refusal of a directory for what it is says so (ErrRefused), so that
+// the command can tell the operator's mistake (exit 2) from an I/O failure;
+// a directory that is fine does not.
+func TestRefusalsAreErrRefused(t *testing.T) {
+	base := t.TempDir()
+	f := newFakeFetcher()
+	open := func(dir string) (*Cache, error) {
+		return Open(Options{Dir: dir, MaxBytes: 10 * testChunk, ChunkSize: testChunk}, f)
+	}
+	wide := filepath.Join(base, "wide")
+	mkdirMode(t, wide, 0o755)
+	os.WriteFile(filepath.Join(wide, "notes.txt"), []byte("x"), 0o600)
+	foreign := filepath.Join(base, "foreign")
+	mkdirMode(t, foreign, 0o700)
+	os.WriteFile(filepath.Join(foreign, ".bashrc"), []byte("x"), 0o600)
+	notDir := filepath.Join(base, "file")
+	os.WriteFile(notDir, nil, 0o600)
+	for _, dir := range []string{wide, foreign, notDir} {
+		if _, err := open(dir); !errors.Is(err, ErrRefused) {
+			t.Errorf("%s: %v, want ErrRefused", dir, err)
+		}
+	}
+	ok := filepath.Join(base, "ok")
+	c, err := open(ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := open(ok); !errors.Is(err, ErrRefused) || !errors.Is(err, ErrInUse) {
+		t.Errorf("second daemon on one directory: %v, want ErrRefused and ErrInUse", err)
 	}
 }

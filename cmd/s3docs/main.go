@@ -109,16 +109,49 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		return exitOK
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "s3docs: %v\n", err)
-		return exitUsage
+		return exitWith(stderr, badSetup(err))
 	}
 	if cfg.Detach {
 		return runDetached(cfg, stderr)
 	}
+	return exitWith(stderr, serveMount(cfg, args, detached, stderr, getenv))
+}
+
+// setupError is bad input, or a setup that cannot work (mount point, cache
+// directory, bucket, credentials, endpoint): the operator's to fix.
+type setupError struct{ err error }
+
+func (e setupError) Error() string { return e.err.Error() }
+func (e setupError) Unwrap() error { return e.err }
+
+func badSetup(err error) error {
+	if err == nil {
+		return nil
+	}
+	return setupError{err}
+}
+
+// exitWith is the one place where the mount command's errors become exit
+// codes: nil 0, a setup error (or a cache directory refused for what it
+// is) 2, anything else 1, each reported in one line.
+func exitWith(stderr io.Writer, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "s3docs: %v\n", err)
+	var se setupError
+	if errors.As(err, &se) || errors.Is(err, chunkcache.ErrRefused) {
+		return exitUsage
+	}
+	return exitFailure
+}
+
+// serveMount wires store → cache → splitter → tree, mounts, and serves
+// until unmounted or signalled. Its errors are reported by exitWith.
+func serveMount(cfg mountopts.Config, args []string, detached *readyNotifier, stderr io.Writer, getenv func(string) string) error {
 	logOut, closeLog, err := logOutput(cfg, stderr)
 	if err != nil {
-		fmt.Fprintf(stderr, "s3docs: %v\n", err)
-		return exitUsage
+		return badSetup(err)
 	}
 	defer closeLog()
 	log := newLogger(cfg, logOut)
@@ -127,39 +160,20 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	}
 	tuneGC(getenv)
 	if err := checkMountPoint(cfg.MountPoint); err != nil {
-		fmt.Fprintf(stderr, "s3docs: %v\n", err)
-		return exitUsage
+		return badSetup(err)
 	}
 	if err := checkCachePlacement(cfg.CacheDir, cfg.MountPoint); err != nil {
-		fmt.Fprintf(stderr, "s3docs: %v\n", err)
-		return exitUsage
+		return badSetup(err)
 	}
 	warnSecretsInArgs(args, cfg, log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	store, err := s3store.New(ctx, s3store.Options{
-		Bucket:         cfg.Bucket,
-		Prefix:         cfg.Prefix,
-		EndpointURL:    cfg.EndpointURL,
-		Region:         cfg.Region,
-		ForcePathStyle: cfg.ForcePathStyle,
-		MaxConns:       cfg.MaxConcurrentGets,
-		Logger:         log,
-	})
+	store, err := openStore(ctx, cfg, log)
 	if err != nil {
-		fmt.Fprintf(stderr, "s3docs: %v\n", err)
-		return exitUsage
+		return err
 	}
-	checkCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	err = store.Check(checkCtx)
-	cancel()
-	if err != nil {
-		fmt.Fprintf(stderr, "s3docs: %v\n", err)
-		return exitUsage
-	}
-
 	m := newMetrics()
 	cache, err := chunkcache.Open(chunkcache.Options{
 		Dir:               cfg.CacheDir,
@@ -173,8 +187,7 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		OnFetch:           m.observeFetch,
 	}, store)
 	if err != nil {
-		fmt.Fprintf(stderr, "s3docs: %v\n", err)
-		return exitUsage
+		return err // exitWith tells a refused directory from an I/O failure
 	}
 	defer cache.Close()
 	m.watchCache(cache)
@@ -182,29 +195,12 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		mctx, stopMetrics := context.WithCancel(ctx)
 		defer stopMetrics()
 		if _, err := m.serve(mctx, cfg.MetricsAddr, cfg.Pprof, log); err != nil {
-			fmt.Fprintf(stderr, "s3docs: %v\n", err)
-			return exitUsage
+			return badSetup(err)
 		}
 	}
-
-	exe, err := os.Executable()
+	pool, err := newSplitPool(cfg, log)
 	if err != nil {
-		fmt.Fprintf(stderr, "s3docs: cannot find own executable for split workers: %v\n", err)
-		return exitFailure
-	}
-	pool, err := worker.NewPool(worker.Options{
-		Command:     []string{exe, splitWorkerCommand},
-		MemoryLimit: cfg.SplitMemoryLimit,
-		Timeout:     cfg.SplitTimeout,
-		IdleTimeout: splitIdleTimeout,
-		MaxWorkers:  cfg.SplitWorkers,
-		UID:         int(cfg.SplitUID),
-		GID:         int(cfg.SplitGID),
-		Logger:      log,
-	})
-	if err != nil {
-		fmt.Fprintf(stderr, "s3docs: %v\n", err)
-		return exitFailure
+		return err
 	}
 	defer pool.Close()
 	parts := splitter.NewService(pool, cache, log, m.observeSplit)
@@ -228,8 +224,7 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		Debug:      getenv("S3DOCS_FUSE_DEBUG") != "",
 	})
 	if err != nil {
-		fmt.Fprintf(stderr, "s3docs: %v\n", err)
-		return exitFailure
+		return err
 	}
 	log.Info("mounted", "source", cfg.Source, "mountpoint", cfg.MountPoint, "endpoint", store.Endpoint(),
 		"cache_dir", cfg.CacheDir, "cache_size", cfg.CacheSize)
@@ -244,7 +239,53 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	st := cache.Stats()
 	log.Info("stopped", "gets", st.Gets, "get_bytes", st.GetBytes, "hits", st.Hits, "misses", st.Misses,
 		"joins", st.Joins, "evictions", st.Evictions, "cache_bytes", cache.Bytes())
-	return exitOK
+	return nil
+}
+
+// openStore builds the S3 client and checks, with one cheap request, that
+// the bucket answers: the usual setup mistakes (wrong bucket, credentials,
+// endpoint) are setup errors, reported before anything is mounted.
+func openStore(ctx context.Context, cfg mountopts.Config, log *slog.Logger) (*s3store.Store, error) {
+	store, err := s3store.New(ctx, s3store.Options{
+		Bucket:         cfg.Bucket,
+		Prefix:         cfg.Prefix,
+		EndpointURL:    cfg.EndpointURL,
+		Region:         cfg.Region,
+		ForcePathStyle: cfg.ForcePathStyle,
+		MaxConns:       cfg.MaxConcurrentGets,
+		Logger:         log,
+	})
+	if err != nil {
+		return nil, badSetup(err)
+	}
+	checkCtx, cancel := context.WithTimeout(ctx, storeCheckTimeout)
+	defer cancel()
+	if err := store.Check(checkCtx); err != nil {
+		return nil, badSetup(err)
+	}
+	return store, nil
+}
+
+// storeCheckTimeout bounds the one request that checks the bucket at start.
+const storeCheckTimeout = 5 * time.Second
+
+// newSplitPool is the pool of PDF-splitting worker processes: this binary,
+// re-executed with the hidden worker subcommand.
+func newSplitPool(cfg mountopts.Config, log *slog.Logger) (*worker.Pool, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("cannot find own executable for split workers: %w", err)
+	}
+	return worker.NewPool(worker.Options{
+		Command:     []string{exe, splitWorkerCommand},
+		MemoryLimit: cfg.SplitMemoryLimit,
+		Timeout:     cfg.SplitTimeout,
+		IdleTimeout: splitIdleTimeout,
+		MaxWorkers:  cfg.SplitWorkers,
+		UID:         int(cfg.SplitUID),
+		GID:         int(cfg.SplitGID),
+		Logger:      log,
+	})
 }
 
 // logOutput is stderr, or the --log-file, reopened on SIGHUP for logrotate.

@@ -369,21 +369,35 @@ func TestBadInput(t *testing.T) {
 		}
 	}
 	badCreds = append(badCreds, "AWS_SECRET_ACCESS_KEY=wrong")
+	fileAsCache := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(fileAsCache, nil, 0o600)
+	readOnly := t.TempDir()
+	if out, err := testenv.Command(testenv.Tool(t, "mount"), "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", readOnly).CombinedOutput(); err != nil {
+		t.Fatalf("mount a read-only tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { syscall.Unmount(readOnly, syscall.MNT_DETACH) })
+	withCache := func(dir string, rest ...string) []string {
+		return append([]string{"mount", "--endpoint-url", w.s3.Endpoint, "--force-path-style", "--cache-dir", dir}, rest...)
+	}
 
 	cases := []struct {
 		name string
 		args []string
 		env  []string
 		want string
+		code int // 0: exitUsage
 	}{
-		{"unknown flag", base(w.s3.Endpoint, "--no-such-flag", "s3://docs", empty), nil, "unknown flag"},
-		{"malformed url", base(w.s3.Endpoint, "docs", empty), nil, "s3://"},
-		{"missing mount point", base(w.s3.Endpoint, "s3://docs", filepath.Join(empty, "nope")), nil, "does not exist"},
-		{"mount point not empty", base(w.s3.Endpoint, "s3://docs", nonEmpty), nil, "not empty"},
-		{"already mounted", base(w.s3.Endpoint, "s3://docs", mounted.mountpoint), nil, "already mounted"},
-		{"no such bucket", base(w.s3.Endpoint, "s3://nosuchbucket", empty), nil, "does not exist"},
-		{"wrong credentials", base(w.s3.Endpoint, "s3://docs", empty), badCreds, "credentials"},
-		{"unreachable", base(closedPort, "s3://docs", empty), nil, closedPort},
+		{"unknown flag", base(w.s3.Endpoint, "--no-such-flag", "s3://docs", empty), nil, "unknown flag", 0},
+		{"malformed url", base(w.s3.Endpoint, "docs", empty), nil, "s3://", 0},
+		{"missing mount point", base(w.s3.Endpoint, "s3://docs", filepath.Join(empty, "nope")), nil, "does not exist", 0},
+		{"mount point not empty", base(w.s3.Endpoint, "s3://docs", nonEmpty), nil, "not empty", 0},
+		{"already mounted", base(w.s3.Endpoint, "s3://docs", mounted.mountpoint), nil, "already mounted", 0},
+		{"no such bucket", base(w.s3.Endpoint, "s3://nosuchbucket", empty), nil, "does not exist", 0},
+		{"wrong credentials", base(w.s3.Endpoint, "s3://docs", empty), badCreds, "credentials", 0},
+		{"unreachable", base(closedPort, "s3://docs", empty), nil, closedPort, 0},
+		{"cache directory is a file", withCache(fileAsCache, "s3://docs", empty), nil, "not a directory", 0},
+		// Not the operator's input: the file system fails (it was exit 2).
+		{"cache directory on a read-only file system", withCache(filepath.Join(readOnly, "cache"), "s3://docs", empty), nil, "read-only file system", exitFailure},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -400,8 +414,12 @@ func TestBadInput(t *testing.T) {
 				t.Fatal("still running after 20s")
 			}
 			out := strings.TrimSpace(d.stderr.String())
-			if d.exitCode != 2 {
-				t.Fatalf("exit code %d, want 2; output:\n%s", d.exitCode, out)
+			want := c.code
+			if want == 0 {
+				want = exitUsage
+			}
+			if d.exitCode != want {
+				t.Fatalf("exit code %d, want %d; output:\n%s", d.exitCode, want, out)
 			}
 			if strings.Count(out, "\n") != 0 || !strings.Contains(out, c.want) {
 				t.Fatalf("want one line containing %q, got:\n%s", c.want, out)
