@@ -102,11 +102,13 @@ func Open(o Options, f Fetcher) (*Cache, error) {
 	if o.MaxBytes < o.ChunkSize {
 		return nil, fmt.Errorf("chunkcache: cache size %d is smaller than one chunk (%d)", o.MaxBytes, o.ChunkSize)
 	}
+	// Their defaults are mountopts's (--max-concurrent-gets,
+	// --read-timeout), passed down: defined once, there.
 	if o.MaxConcurrentGets <= 0 {
-		o.MaxConcurrentGets = 16
+		return nil, errors.New("chunkcache: MaxConcurrentGets must be positive")
 	}
 	if o.ReadTimeout <= 0 {
-		o.ReadTimeout = DefaultReadTimeout
+		return nil, errors.New("chunkcache: ReadTimeout must be positive")
 	}
 	if o.NoSpaceBackoff <= 0 {
 		o.NoSpaceBackoff = 10 * time.Second

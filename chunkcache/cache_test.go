@@ -399,7 +399,7 @@ func TestForeignFilesRefusedNeverDeleted(t *testing.T) {
 				os.WriteFile(path, []byte("mine"), 0o600)
 			}
 			before := snapshot(t, dir)
-			_, err := Open(Options{Dir: dir, MaxBytes: 100 * testChunk, ChunkSize: testChunk}, f)
+			_, err := Open(Options{MaxConcurrentGets: testGets, ReadTimeout: testReadTimeout, Dir: dir, MaxBytes: 100 * testChunk, ChunkSize: testChunk}, f)
 			want := strings.TrimSuffix(foreign, "/")
 			if foreign == "tmp/sub/deep.txt" {
 				want = "tmp/sub" // a directory is named, not what it holds
@@ -426,7 +426,7 @@ func TestHomeDirRefusedUntouched(t *testing.T) {
 	home := t.TempDir()
 	os.WriteFile(filepath.Join(home, ".bashrc"), []byte("x"), 0o600)
 	before := snapshot(t, home)
-	if _, err := Open(Options{Dir: home, MaxBytes: 10 * testChunk, ChunkSize: testChunk}, newFakeFetcher()); !errors.Is(err, ErrForeignFiles) {
+	if _, err := Open(Options{MaxConcurrentGets: testGets, ReadTimeout: testReadTimeout, Dir: home, MaxBytes: 10 * testChunk, ChunkSize: testChunk}, newFakeFetcher()); !errors.Is(err, ErrForeignFiles) {
 		t.Fatalf("Open of a home directory: %v, want ErrForeignFiles", err)
 	}
 	if after := snapshot(t, home); after != before {
@@ -733,7 +733,7 @@ func TestReadaheadSequentialOnly(t *testing.T) {
 func TestSecondDaemonRefused(t *testing.T) {
 	dir := t.TempDir()
 	openCache(t, dir, newFakeFetcher(), 10*testChunk, 0)
-	if _, err := Open(Options{Dir: dir, MaxBytes: 10 * testChunk, ChunkSize: testChunk}, newFakeFetcher()); err == nil {
+	if _, err := Open(Options{MaxConcurrentGets: testGets, ReadTimeout: testReadTimeout, Dir: dir, MaxBytes: 10 * testChunk, ChunkSize: testChunk}, newFakeFetcher()); err == nil {
 		t.Fatal("second Open of a locked directory succeeded")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // Open refuses a cache directory others can read, and t.TempDir makes
@@ -13,3 +14,9 @@ func TestMain(m *testing.M) {
 	syscall.Umask(0o077)
 	os.Exit(m.Run())
 }
+
+// The options mountopts gives a daemon, for tests that do not care.
+const (
+	testGets        = 16
+	testReadTimeout = time.Minute
+)

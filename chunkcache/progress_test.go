@@ -183,7 +183,7 @@ func TestCacheDirMustBePrivate(t *testing.T) {
 	base := t.TempDir()
 	f := newFakeFetcher()
 	open := func(dir string) error {
-		c, err := Open(Options{Dir: dir, MaxBytes: 10 * testChunk, ChunkSize: testChunk}, f)
+		c, err := Open(Options{MaxConcurrentGets: testGets, ReadTimeout: testReadTimeout, Dir: dir, MaxBytes: 10 * testChunk, ChunkSize: testChunk}, f)
 		if err == nil {
 			c.Close()
 		}
@@ -203,7 +203,7 @@ func TestCacheDirMustBePrivate(t *testing.T) {
 	wideEmpty := filepath.Join(base, "wide-empty")
 	mkdirMode(t, wideEmpty, 0o755)
 	var logged testenv.LockedBuffer
-	c, err := Open(Options{Dir: wideEmpty, MaxBytes: 10 * testChunk, ChunkSize: testChunk,
+	c, err := Open(Options{MaxConcurrentGets: testGets, ReadTimeout: testReadTimeout, Dir: wideEmpty, MaxBytes: 10 * testChunk, ChunkSize: testChunk,
 		Logger: slog.New(slog.NewTextHandler(&logged, nil))}, f)
 	if err != nil {
 		t.Fatalf("empty 0755 directory: %v; want it made private and used", err)
@@ -482,7 +482,7 @@ func TestRefusalsAreErrRefused(t *testing.T) {
 	base := t.TempDir()
 	f := newFakeFetcher()
 	open := func(dir string) (*Cache, error) {
-		return Open(Options{Dir: dir, MaxBytes: 10 * testChunk, ChunkSize: testChunk}, f)
+		return Open(Options{MaxConcurrentGets: testGets, ReadTimeout: testReadTimeout, Dir: dir, MaxBytes: 10 * testChunk, ChunkSize: testChunk}, f)
 	}
 	wide := filepath.Join(base, "wide")
 	mkdirMode(t, wide, 0o755)

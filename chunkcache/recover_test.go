@@ -24,7 +24,7 @@ func TestDirDeletedWhileInUse(t *testing.T) {
 	b := f.add("b", randomBytes(41, testChunk+5))
 	dir := filepath.Join(t.TempDir(), "cache")
 	var logs testenv.LockedBuffer
-	c, err := Open(Options{Dir: dir, MaxBytes: 100 * testChunk, ChunkSize: testChunk,
+	c, err := Open(Options{MaxConcurrentGets: testGets, ReadTimeout: testReadTimeout, Dir: dir, MaxBytes: 100 * testChunk, ChunkSize: testChunk,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))}, f)
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +51,7 @@ func TestDirDeletedWhileInUse(t *testing.T) {
 	if st, err := ReadStatus(dir); err != nil || st.Entries != 5 || !st.InUse {
 		t.Fatalf("directory made again: %+v, %v; want 5 entries, in use", st, err)
 	}
-	if _, err := Open(Options{Dir: dir, MaxBytes: 100 * testChunk, ChunkSize: testChunk}, f); !errors.Is(err, ErrInUse) {
+	if _, err := Open(Options{MaxConcurrentGets: testGets, ReadTimeout: testReadTimeout, Dir: dir, MaxBytes: 100 * testChunk, ChunkSize: testChunk}, f); !errors.Is(err, ErrInUse) {
 		t.Fatalf("second cache on the directory made again: %v, want ErrInUse", err)
 	}
 	if n := strings.Count(logs.String(), "made it again"); n != 1 {
@@ -69,7 +69,7 @@ func TestDirDeletedWhileInUse(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if _, err := Open(Options{Dir: dir, MaxBytes: 100 * testChunk, ChunkSize: testChunk}, f); !errors.Is(err, ErrInUse) {
+	if _, err := Open(Options{MaxConcurrentGets: testGets, ReadTimeout: testReadTimeout, Dir: dir, MaxBytes: 100 * testChunk, ChunkSize: testChunk}, f); !errors.Is(err, ErrInUse) {
 		t.Fatalf("second cache after the watcher made the directory again: %v, want ErrInUse", err)
 	}
 }
@@ -83,7 +83,7 @@ func TestDirTakenByAnotherCache(t *testing.T) {
 	b := f.add("b", randomBytes(43, 3*testChunk))
 	dir := filepath.Join(t.TempDir(), "cache")
 	var logs testenv.LockedBuffer
-	c, err := Open(Options{Dir: dir, MaxBytes: 100 * testChunk, ChunkSize: testChunk,
+	c, err := Open(Options{MaxConcurrentGets: testGets, ReadTimeout: testReadTimeout, Dir: dir, MaxBytes: 100 * testChunk, ChunkSize: testChunk,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))}, f)
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +94,7 @@ func TestDirTakenByAnotherCache(t *testing.T) {
 	}
 	waitDownloads(t, c)
 	os.RemoveAll(dir)
-	other, err := Open(Options{Dir: dir, MaxBytes: 100 * testChunk, ChunkSize: testChunk}, f)
+	other, err := Open(Options{MaxConcurrentGets: testGets, ReadTimeout: testReadTimeout, Dir: dir, MaxBytes: 100 * testChunk, ChunkSize: testChunk}, f)
 	if err != nil {
 		t.Fatalf("a second cache on the path of a deleted one: %v", err)
 	}
@@ -142,7 +142,7 @@ func TestDirTakenByAnotherCache(t *testing.T) {
 func TestUseAfterClose(t *testing.T) {
 	f := newFakeFetcher()
 	v := f.add("a", randomBytes(44, testChunk))
-	c, err := Open(Options{Dir: t.TempDir(), MaxBytes: 100 * testChunk, ChunkSize: testChunk}, f)
+	c, err := Open(Options{MaxConcurrentGets: testGets, ReadTimeout: testReadTimeout, Dir: t.TempDir(), MaxBytes: 100 * testChunk, ChunkSize: testChunk}, f)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,9 +62,6 @@ const (
 	failedRangeMemory = time.Second
 	// maxFailedRanges bounds the memory of failed downloads.
 	maxFailedRanges = 4096
-
-	// DefaultReadTimeout is ReadTimeout when Options leave it zero.
-	DefaultReadTimeout = 2 * time.Minute
 )
 
 // failure is a download that failed, remembered until until.

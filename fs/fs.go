@@ -94,12 +94,13 @@ func (f *FS) discard(v object.Version) {
 }
 
 // New builds the tree; Mount serves it.
-func New(o Options) *FS {
+func New(o Options) (*FS, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.PartPages <= 0 {
-		o.PartPages = 50
+	if o.Parts != nil && o.PartPages <= 0 {
+		// Its default is mountopts's --part-pages, passed down.
+		return nil, errors.New("fs: PartPages must be positive")
 	}
 	if o.LookupTimeout <= 0 {
 		o.LookupTimeout = DefaultLookupTimeout
@@ -119,7 +120,7 @@ func New(o Options) *FS {
 		ctx:     ctx,
 		stop:    stop,
 		started: time.Now(),
-	}
+	}, nil
 }
 
 // inode numbers are a hash of the key, so they survive remounts; files and

@@ -230,7 +230,7 @@ func mountFakeFS(t *testing.T, store Store, content *contents, ttl time.Duration
 	for _, m := range mutate {
 		m(&o)
 	}
-	tree := New(o)
+	tree := mustNew(t, o)
 	mp := t.TempDir()
 	m, err := tree.Mount(mp, MountOptions{FsName: "test"})
 	if err != nil {
@@ -420,7 +420,7 @@ func TestNewVersionAfterTTLAndNoMixedPageCache(t *testing.T) {
 
 func TestRepeatedErrorsAreRateLimited(t *testing.T) {
 	logs := &testenv.LockedBuffer{}
-	f := New(Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	f := mustNew(t, Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	for i := 0; i < 50; i++ {
 		f.errno(errors.New("boom"), "read", "a.pdf", "offset", i)
 	}
@@ -473,4 +473,14 @@ func TestWarnOnceIsBounded(t *testing.T) {
 	if lines != maxWarned+1 || suppressed != 1 {
 		t.Fatalf("%d log lines (%d about suppression), want %d and 1", lines, suppressed, maxWarned+1)
 	}
+}
+
+// mustNew is New for tests, whose options are valid.
+func mustNew(t testing.TB, o Options) *FS {
+	t.Helper()
+	f, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

@@ -21,7 +21,7 @@ import (
 func newTree(t *testing.T, store Store, ttl time.Duration) (*FS, *testenv.LockedBuffer) {
 	t.Helper()
 	logs := &testenv.LockedBuffer{}
-	f := New(Options{Store: store, MetadataTTL: ttl, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	f := mustNew(t, Options{Store: store, MetadataTTL: ttl, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	t.Cleanup(f.stop)
 	return f, logs
 }

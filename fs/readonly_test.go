@@ -38,7 +38,7 @@ func mountReadOnlyTree(t *testing.T, rw bool) (string, *testenv.LockedBuffer) {
 	testenv.RequireFUSE(t)
 	store, content, parts := readOnlyTree(t)
 	logs := &testenv.LockedBuffer{}
-	tree := New(Options{
+	tree := mustNew(t, Options{
 		Store:       store,
 		OpenReader:  func(v object.Version) Reader { return memReader{content: content, v: v} },
 		MetadataTTL: time.Minute,

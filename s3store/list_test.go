@@ -134,7 +134,7 @@ func TestListPageDistrustsTheServer(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			srv, calls := hostileServer(t, c.body)
-			s, err := New(context.Background(), Options{Bucket: "docs", EndpointURL: srv.URL, Region: "us-east-1", ForcePathStyle: true, MaxAttempts: 3})
+			s, err := New(context.Background(), Options{Bucket: "docs", EndpointURL: srv.URL, Region: "us-east-1", ForcePathStyle: true, MaxConns: 4, MaxAttempts: 3})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -151,7 +151,7 @@ func TestListPageDistrustsTheServer(t *testing.T) {
 	}
 	// A well-formed answer passes.
 	srv, _ := hostileServer(t, func(int64) string { return listPage([]string{"a", "b"}, true, "next") })
-	s, err := New(context.Background(), Options{Bucket: "docs", EndpointURL: srv.URL, Region: "us-east-1", ForcePathStyle: true})
+	s, err := New(context.Background(), Options{Bucket: "docs", EndpointURL: srv.URL, Region: "us-east-1", ForcePathStyle: true, MaxConns: 4})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,7 +83,8 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		o.MaxAttempts = sdkMaxAttempts
 	}
 	if o.MaxConns <= 0 {
-		o.MaxConns = 16
+		// Its default is mountopts's --max-concurrent-gets, passed down.
+		return nil, errors.New("s3store: MaxConns must be positive")
 	}
 	if o.StallTimeout <= 0 {
 		o.StallTimeout = defaultStallTimeout

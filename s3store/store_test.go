@@ -35,7 +35,7 @@ func newWorld(t *testing.T) *world {
 
 func (w *world) store(t *testing.T, mutate ...func(*Options)) *Store {
 	t.Helper()
-	o := Options{Bucket: bucket, EndpointURL: w.proxy.URL(), Region: "us-east-1", ForcePathStyle: true,
+	o := Options{Bucket: bucket, EndpointURL: w.proxy.URL(), Region: "us-east-1", ForcePathStyle: true, MaxConns: 16,
 		MaxAttempts: 3, StallTimeout: 500 * time.Millisecond}
 	for _, m := range mutate {
 		m(&o)

@@ -102,7 +102,7 @@ func TestCacheStatusAndClear(t *testing.T) {
 // holds the lock as a daemon would.
 func TestCacheCommandLocally(t *testing.T) {
 	dir := t.TempDir()
-	c, err := chunkcache.Open(chunkcache.Options{Dir: dir, MaxBytes: 1 << 20, ChunkSize: 64 << 10}, nil)
+	c, err := chunkcache.Open(chunkcache.Options{MaxConcurrentGets: 16, ReadTimeout: time.Minute, Dir: dir, MaxBytes: 1 << 20, ChunkSize: 64 << 10}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

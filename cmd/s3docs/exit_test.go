@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"s3docs/chunkcache"
 	"s3docs/internal/object"
@@ -34,7 +35,7 @@ func TestExitCodes(t *testing.T) {
 	if err := os.WriteFile(refusedDir, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, refused := chunkcache.Open(chunkcache.Options{Dir: refusedDir, MaxBytes: 1 << 30, ChunkSize: 8 << 20}, noFetcher{})
+	_, refused := chunkcache.Open(chunkcache.Options{MaxConcurrentGets: 16, ReadTimeout: time.Minute, Dir: refusedDir, MaxBytes: 1 << 30, ChunkSize: 8 << 20}, noFetcher{})
 
 	ioFailure := fmt.Errorf("chunkcache: mkdir /mnt/ro/cache: %w", syscall.EROFS)
 

@@ -205,7 +205,7 @@ func serveMount(cfg mountopts.Config, args []string, detached *readyNotifier, st
 	defer pool.Close()
 	parts := splitter.NewService(pool, cache, log, m.observeSplit)
 
-	tree := fs.New(fs.Options{
+	tree, err := fs.New(fs.Options{
 		Store:       store,
 		OpenReader:  func(v object.Version) fs.Reader { return cache.NewReader(v) },
 		Discard:     cache.Discard,
@@ -218,6 +218,9 @@ func serveMount(cfg mountopts.Config, args []string, detached *readyNotifier, st
 		Parts:       parts,
 		PartPages:   cfg.PartPages,
 	})
+	if err != nil {
+		return err
+	}
 	mnt, err := tree.Mount(cfg.MountPoint, fs.MountOptions{
 		AllowOther: cfg.AllowOther,
 		FsName:     cfg.Source,
