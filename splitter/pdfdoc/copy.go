@@ -33,7 +33,11 @@ type copier struct {
 	// fields), for its /AcroForm.
 	widgets    types.Array
 	widgetSeen map[int]bool
-	err        error // the first failure; copying stops at it
+	// The scan of the page being copied (resources): the decoded bytes it
+	// may still scan, and the streams it has scanned.
+	scanLeft int64
+	scanned  map[int]bool
+	err      error // the first failure; copying stops at it
 }
 
 type pending struct{ src, dst int }
