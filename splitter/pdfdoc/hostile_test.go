@@ -272,3 +272,26 @@ func TestScanBudget(t *testing.T) {
 		}
 	})
 }
+
+// TestContentsThatAreNotStreams: a page's /Contents may name things that are
+// not streams (numbers, names, strings, a dictionary, nulls, objects that do
+// not exist). They were copied as they were, and qpdf --check warned about
+// the part ("ignoring non-stream in an array of streams", "object is
+// supposed to be a stream or an array of streams but is neither"). The part
+// keeps only the streams, reached through any references.
+func TestContentsThatAreNotStreams(t *testing.T) {
+	pdf := pdfgen.Objects([]string{
+		/* 1 */ "<< /Type /Catalog /Pages 2 0 R >>",
+		/* 2 */ "<< /Type /Pages /Kids [3 0 R 4 0 R 10 0 R 11 0 R] /Count 4 /MediaBox [0 0 612 792] /Resources << /Font << /F1 7 0 R >> >> >>",
+		/* 3 */ "<< /Type /Page /Parent 2 0 R /Contents [5 0 R 9 /N (s) 7 0 R null 99 0 R] >>",
+		/* 4 */ "<< /Type /Page /Parent 2 0 R /Contents 7 0 R >>",
+		/* 5 */ textPage("First page"),
+		/* 6 */ textPage("Second page"),
+		/* 7 */ "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+		/* 8 */ "6 0 R",
+		/* 9 */ "[8 0 R 7 0 R]",
+		/* 10 */ "<< /Type /Page /Parent 2 0 R /Contents 8 0 R >>",
+		/* 11 */ "<< /Type /Page /Parent 2 0 R /Contents 9 0 R >>",
+	})
+	checkTexts(t, pdf, "First page", "", "Second page", "Second page")
+}
