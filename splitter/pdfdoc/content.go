@@ -33,6 +33,7 @@ func (c *copier) resources(p page) types.Dict {
 		return types.NewDict() // none, or not a dictionary: nothing usable
 	}
 	names := map[string]bool{}
+	c.scanLeft, c.scanned = pageScanStreams*c.r.opts.ScanBytes, map[int]bool{}
 	complete := c.scanContents(p.dict["Contents"], names)
 	if complete {
 		complete = c.scanBorrowers(res, names)
@@ -94,6 +95,9 @@ func (c *copier) scanContents(contents types.Object, names map[string]bool) bool
 		return false
 	}
 	for _, s := range streams {
+		if c.ctx.Err() != nil {
+			return false
+		}
 		o, err := c.r.resolve(c.ctx, s)
 		if err != nil {
 			return false
@@ -109,20 +113,36 @@ func (c *copier) scanContents(contents types.Object, names map[string]bool) bool
 	return true
 }
 
+// pageScanStreams is how many streams of ScanBytes one page's scan may
+// decode in all.
+const pageScanStreams = 4
+
 // scanStream adds the names mentioned in one stream to names. Options'
 // ScanBytes bounds the decoded size of a stream that is scanned. Real
 // content streams are far smaller; a decompression bomb (a few KB of Flate
 // in two layers inflating to gigabytes) would otherwise be inflated in
 // memory here. A stream over it is not scanned, so its page keeps its
-// resources whole: a bigger part, never a wrong one.
+// resources whole: a bigger part, never a wrong one. The same goes for a
+// page whose streams decode to more than pageScanStreams times ScanBytes
+// in all: a /Contents array or a Type 3 font's /CharProcs may name one
+// small bomb a million times, or many bombs. A stream the page has
+// already had scanned is not scanned again.
 func (c *copier) scanStream(s *stream, names map[string]bool) bool {
-	b, err := c.r.decode(c.ctx, s, c.r.opts.ScanBytes)
+	if c.scanned[s.num] {
+		return true
+	}
+	if c.scanLeft <= 0 {
+		return false
+	}
+	b, err := c.r.decode(c.ctx, s, min(c.r.opts.ScanBytes, c.scanLeft))
 	if err != nil {
 		if fatal(c.ctx, err) && !errors.Is(err, ErrTooLarge) {
 			c.fail(err)
 		}
 		return false
 	}
+	c.scanLeft -= int64(len(b))
+	c.scanned[s.num] = true
 	return scanNames(b, names)
 }
 

@@ -33,7 +33,11 @@ type copier struct {
 	// fields), for its /AcroForm.
 	widgets    types.Array
 	widgetSeen map[int]bool
-	err        error // the first failure; copying stops at it
+	// The scan of the page being copied (resources): the decoded bytes it
+	// may still scan, and the streams it has scanned.
+	scanLeft int64
+	scanned  map[int]bool
+	err      error // the first failure; copying stops at it
 }
 
 type pending struct{ src, dst int }
@@ -316,15 +320,10 @@ func (c *copier) copyPage(p page, parent types.IndirectRef) types.Dict {
 			}
 			continue
 		case "Contents":
-			// A content stream that is gone (freed, missing) is no
-			// content, not a null in the array, which readers reject.
-			if a, ok := c.copy(v).(types.Array); ok {
-				a = slices.DeleteFunc(a, func(o types.Object) bool { return o == nil })
-				if len(a) > 0 {
-					out[k] = a
-				}
-				continue
+			if cv := c.contents(v); cv != nil {
+				out[k] = cv
 			}
+			continue
 		}
 		if cv := c.copy(v); cv != nil {
 			out[k] = cv
@@ -343,6 +342,47 @@ func (c *copier) copyPage(p page, parent types.IndirectRef) types.Dict {
 		if cv := c.copy(a.v); cv != nil {
 			out[a.key] = cv
 		}
+	}
+	return out
+}
+
+// contents returns the part's /Contents for a page's v: the streams among
+// what v names, nil if none. Anything else there is no content: a stream
+// that is gone (freed, missing) would be a null, which readers reject, and
+// a dictionary, a number or a name make qpdf --check warn about the part
+// (poppler ignores them).
+func (c *copier) contents(v types.Object) types.Object {
+	o, err := c.r.resolve(c.ctx, v)
+	if err != nil {
+		c.fail(err)
+		return nil
+	}
+	streamRef := func(o types.Object) types.Object {
+		if s, ok := o.(*stream); ok {
+			return c.ref(newRef(s.num))
+		}
+		return nil
+	}
+	arr, ok := o.(types.Array)
+	if !ok {
+		return streamRef(o)
+	}
+	var out types.Array
+	for _, e := range arr {
+		if _, isRef := e.(types.IndirectRef); !isRef {
+			continue // a stream is never a direct object
+		}
+		s, err := c.r.resolve(c.ctx, e)
+		if err != nil {
+			c.fail(err)
+			return nil
+		}
+		if r := streamRef(s); r != nil {
+			out = append(out, r)
+		}
+	}
+	if len(out) == 0 {
+		return nil
 	}
 	return out
 }

@@ -53,6 +53,14 @@ type Options struct {
 	// MaxDecodeBytes bounds the decoded size of one object or
 	// cross-reference stream (32 MiB: 4 million cross-reference entries).
 	MaxDecodeBytes int64
+	// MaxDecodeTotal bounds the decoded bytes of all the object and
+	// cross-reference streams one Open or Extract decodes, decoding again
+	// after a cache eviction included (16 times MaxDecodeBytes: a second or
+	// two of inflating). Without it, a few KB of Flate per stream make a
+	// small file cost minutes: hybrid sections that all name one big
+	// /XRefStm, or objects that alternate between two big object streams
+	// (the cache keeps one).
+	MaxDecodeTotal int64
 	// MaxReads bounds the objects parsed by one Open or Extract (4,194,304).
 	MaxReads int
 	// MaxPartObjects bounds the objects one Extract writes (1,048,576).
@@ -62,7 +70,8 @@ type Options struct {
 	// a hostile file comes near).
 	MaxPartBytes int64
 	// ScanBytes bounds the decoded bytes of one content stream scanned for
-	// the resource names it uses; a page with a bigger one keeps all its
+	// the resource names it uses, and four times ScanBytes those of all the
+	// streams scanned for one page; a page over either keeps all its
 	// resources (4 MiB).
 	ScanBytes int64
 	// CacheObjects and CacheBytes bound the cache of parsed objects (4096
@@ -92,6 +101,7 @@ func (o Options) withDefaults(size int64) Options {
 	def(&o.MaxObjectBytes, 4<<20)
 	def(&o.MaxDepth, 100)
 	def64(&o.MaxDecodeBytes, 32<<20)
+	def64(&o.MaxDecodeTotal, 16*o.MaxDecodeBytes)
 	def(&o.MaxReads, 1<<22)
 	def(&o.MaxPartObjects, 1<<20)
 	def64(&o.MaxPartBytes, 2*size+64<<20)
@@ -117,7 +127,8 @@ type reader struct {
 	// indirect /Length) while the table is being built.
 	loadingXref bool
 	hybridFree  []int
-	reads       int // objects parsed in the current call
+	reads       int   // objects parsed in the current call
+	decoded     int64 // bytes of object and cross-reference streams decoded in the current call
 }
 
 // Doc is an open PDF: its cross-reference data, its page tree's inner
@@ -313,7 +324,7 @@ func (d *Doc) Extract(ctx context.Context, from, thru int, w io.Writer) (err err
 			err = fmt.Errorf("pdfdoc: extract pages %d-%d: parser panicked: %v", from, thru, p)
 		}
 	}()
-	d.r.reads = 0
+	d.r.reads, d.r.decoded = 0, 0
 	if err := d.extract(ctx, from, thru, w); err != nil {
 		return fmt.Errorf("pdfdoc: extract pages %d-%d: %w", from, thru, err)
 	}

@@ -305,7 +305,7 @@ func (r *reader) objStm(ctx context.Context, stm int) (*objStm, error) {
 	if n < 0 || first < 0 || n > r.opts.MaxObjects {
 		return nil, errors.New("bad /N or /First")
 	}
-	data, err := r.decode(ctx, s, r.opts.MaxDecodeBytes)
+	data, err := r.decodeCharged(ctx, s)
 	if err != nil {
 		return nil, err
 	}
@@ -481,6 +481,29 @@ func filterList(d types.Dict) ([]string, []types.Dict) {
 var filterAliases = map[string]string{
 	"AHx": filter.ASCIIHex, "A85": filter.ASCII85, "LZW": filter.LZW, "Fl": filter.Flate,
 	"RL": filter.RunLength, "CCF": filter.CCITTFax, "DCT": filter.DCT,
+}
+
+// decodeCharged decodes an object or cross-reference stream within
+// MaxDecodeBytes, charging what it decodes (or what a decoding that went
+// over cost) to the current call's MaxDecodeTotal.
+func (r *reader) decodeCharged(ctx context.Context, s *stream) ([]byte, error) {
+	left := r.opts.MaxDecodeTotal - r.decoded
+	if left <= 0 {
+		return nil, fmt.Errorf("%w: streams decoded to over %d bytes in all", ErrTooLarge, r.opts.MaxDecodeTotal)
+	}
+	limit := min(r.opts.MaxDecodeBytes, left)
+	data, err := r.decode(ctx, s, limit)
+	if err != nil {
+		if errors.Is(err, ErrTooLarge) {
+			r.decoded += limit
+			if limit < r.opts.MaxDecodeBytes {
+				return nil, fmt.Errorf("%w: streams decoded to over %d bytes in all", ErrTooLarge, r.opts.MaxDecodeTotal)
+			}
+		}
+		return nil, err
+	}
+	r.decoded += int64(len(data))
+	return data, nil
 }
 
 // decode returns a stream's data decoded by its filters, in memory: for

@@ -400,7 +400,7 @@ func (r *reader) readXrefStream(ctx context.Context, off int64, hybrid bool) (ty
 	if len(index)%2 != 0 {
 		return nil, errors.New("cross-reference stream: bad /Index")
 	}
-	data, err := r.decode(ctx, s, r.opts.MaxDecodeBytes)
+	data, err := r.decodeCharged(ctx, s)
 	if err != nil {
 		return nil, fmt.Errorf("cross-reference stream: %w", err)
 	}
