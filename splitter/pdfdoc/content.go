@@ -52,17 +52,33 @@ func (c *copier) resources(p page) types.Dict {
 			kept[k] = v // not a dictionary: leave it as it was
 			continue
 		}
-		f := types.NewDict()
-		for name, r := range sub {
-			if names[name] {
-				f[name] = r
-			}
-		}
-		if len(f) > 0 {
+		if f := usedEntries(sub, names); len(f) > 0 {
 			kept[k] = f
 		}
 	}
 	return c.copyDict(kept)
+}
+
+// usedEntries returns the entries of dict named in names, walking whichever
+// of the two is smaller: a dictionary shared by every page may name hundreds
+// of thousands of fonts while one page uses a few, and walking it for each
+// page of a part cost a tenth of a second a page.
+func usedEntries(dict types.Dict, names map[string]bool) types.Dict {
+	used := types.NewDict()
+	if len(names) < len(dict) {
+		for name := range names {
+			if v, ok := dict[name]; ok {
+				used[name] = v
+			}
+		}
+		return used
+	}
+	for name, v := range dict {
+		if names[name] {
+			used[name] = v
+		}
+	}
+	return used
 }
 
 // namedCategory reports whether resource category k maps names used in
@@ -163,8 +179,8 @@ func (c *copier) scanBorrowers(res types.Dict, names map[string]bool) bool {
 	seenX, seenF := map[string]bool{}, map[string]bool{}
 	for {
 		found := false
-		for name, v := range xobjs {
-			if !names[name] || seenX[name] {
+		for name, v := range usedEntries(xobjs, names) {
+			if seenX[name] {
 				continue
 			}
 			seenX[name] = true
@@ -181,8 +197,8 @@ func (c *copier) scanBorrowers(res types.Dict, names map[string]bool) bool {
 			}
 			found = true
 		}
-		for name, v := range fonts {
-			if !names[name] || seenF[name] {
+		for name, v := range usedEntries(fonts, names) {
+			if seenF[name] {
 				continue
 			}
 			seenF[name] = true

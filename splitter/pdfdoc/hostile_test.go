@@ -295,3 +295,69 @@ func TestContentsThatAreNotStreams(t *testing.T) {
 	})
 	checkTexts(t, pdf, "First page", "", "Second page", "Second page")
 }
+
+// sharedResources is a document of pages pages that share one resource
+// dictionary naming fonts fonts (all the same Helvetica object); page k
+// shows its text in font /F<k>.
+func sharedResources(pages, fonts int) []byte {
+	var fontDict strings.Builder
+	for k := 1; k <= fonts; k++ {
+		fmt.Fprintf(&fontDict, "/F%d 3 0 R ", k)
+	}
+	objs := []string{
+		/* 1 */ "<< /Type /Catalog /Pages 2 0 R >>",
+		/* 2 */ "", // the tree, below
+		/* 3 */ "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+		/* 4 */ "<< /Font << " + fontDict.String() + ">> >>",
+	}
+	var kids strings.Builder
+	for k := 1; k <= pages; k++ {
+		n := len(objs) + 1
+		fmt.Fprintf(&kids, "%d 0 R ", n)
+		objs = append(objs,
+			fmt.Sprintf("<< /Type /Page /Parent 2 0 R /Resources 4 0 R /Contents %d 0 R >>", n+1),
+			docStream("", fmt.Sprintf("BT /F%d 24 Tf 72 700 Td (Page %d) Tj ET", k, k)))
+	}
+	objs[1] = fmt.Sprintf("<< /Type /Pages /Kids [%s] /Count %d /MediaBox [0 0 612 792] >>", kids.String(), pages)
+	return pdfgen.Objects(objs)
+}
+
+// TestSharedResourcesKeepOnlyUsedNames: pages sharing one resource
+// dictionary that names many fonts keep, each, the one font they use. The
+// names are looked up in the dictionary when the page uses fewer than it
+// holds (a page of a document whose shared dictionary named 250,000 fonts
+// cost a tenth of a second of CPU, walking all of them;
+// BenchmarkSharedResources measures it).
+func TestSharedResourcesKeepOnlyUsedNames(t *testing.T) {
+	const pages, fonts = 5, 2000
+	pdf := sharedResources(pages, fonts)
+	want := make([]string, pages)
+	for k := range want {
+		want[k] = fmt.Sprintf("Page %d", k+1)
+	}
+	d := checkTexts(t, pdf, want...)
+	part := docExtract(t, d, 2, 3)
+	for _, name := range []string{"/F2 ", "/F3 "} {
+		if !bytes.Contains(part, []byte(name)) {
+			t.Errorf("the part lost font %s, which its pages use", name)
+		}
+	}
+	if n := bytes.Count(part, []byte("/F")); n > 2*2+4 {
+		t.Errorf("the part of two pages names /F %d times: unused fonts of the shared dictionary were kept", n)
+	}
+}
+
+// BenchmarkSharedResources extracts 50 pages whose shared resource
+// dictionary names 250,000 fonts.
+func BenchmarkSharedResources(b *testing.B) {
+	pdf := sharedResources(50, 250_000)
+	d, err := openBytes(pdf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if err := d.Extract(context.Background(), 1, 50, io.Discard); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
