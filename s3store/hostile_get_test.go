@@ -1,0 +1,113 @@
+package s3store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	"s3docs/internal/object"
+	"s3docs/internal/testenv"
+)
+
+// lyingGetServer answers every GET of an object with answer(w, first, last),
+// where bytes=first-last is the range the client asked for.
+func lyingGetServer(t *testing.T, answer func(w http.ResponseWriter, first, last int64)) *Store {
+	t.Helper()
+	t.Setenv("AWS_ACCESS_KEY_ID", "k")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
+	t.Setenv("AWS_PROFILE", "")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var first, last int64
+		if _, err := fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-%d", &first, &last); err != nil {
+			http.Error(w, "no range", http.StatusBadRequest)
+			return
+		}
+		answer(w, first, last)
+	}))
+	t.Cleanup(srv.Close)
+	s, err := New(context.Background(), Options{Bucket: "docs", EndpointURL: srv.URL, Region: "us-east-1",
+		ForcePathStyle: true, MaxConns: 4, MaxAttempts: 2, StallTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestGetRangeRefusesOtherBytes: a server (or a cache in front of it) that
+// answers a ranged GET with as many bytes as asked for, but of another
+// range, must not have them taken for the range asked for. The length
+// matches, so only the Content-Range (or its absence on a 200 answer to a
+// range that is not the whole object) gives it away.
+func TestGetRangeRefusesOtherBytes(t *testing.T) {
+	data := testenv.RandomBytes(11, 1000)
+	v := object.Version{Key: "a.pdf", ETag: `"e"`, Size: int64(len(data)), ModTime: time.Unix(1700000000, 0)}
+	cases := map[string]func(w http.ResponseWriter, first, last int64){
+		// 206 with the first bytes of the object whatever was asked.
+		"206 of another range": func(w http.ResponseWriter, first, last int64) {
+			n := last - first + 1
+			w.Header().Set("ETag", v.ETag)
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes 0-%d/%d", n-1, len(data)))
+			w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+			w.WriteHeader(http.StatusPartialContent)
+			w.Write(data[:n])
+		},
+		// 200 without Content-Range: the range was ignored and the body
+		// cut to the length asked for.
+		"200 cut to the length": func(w http.ResponseWriter, first, last int64) {
+			n := last - first + 1
+			w.Header().Set("ETag", v.ETag)
+			w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+			w.WriteHeader(http.StatusOK)
+			w.Write(data[:n])
+		},
+		// 206 whose Content-Range is not even parseable.
+		"206 with a garbled Content-Range": func(w http.ResponseWriter, first, last int64) {
+			n := last - first + 1
+			w.Header().Set("ETag", v.ETag)
+			w.Header().Set("Content-Range", "bytes */garbage")
+			w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+			w.WriteHeader(http.StatusPartialContent)
+			w.Write(data[:n])
+		},
+	}
+	for name, answer := range cases {
+		t.Run(name, func(t *testing.T) {
+			s := lyingGetServer(t, answer)
+			got, err := readRange(s, v, 500, 100)
+			if err == nil {
+				t.Fatalf("read of [500,600) gave no error; right bytes: %v", bytes.Equal(got, data[500:600]))
+			}
+		})
+	}
+}
+
+// TestGetRangeTakesHonestAnswers: what S3 sends passes, and so does a 200
+// with the whole object when the whole object was asked for.
+func TestGetRangeTakesHonestAnswers(t *testing.T) {
+	data := testenv.RandomBytes(12, 1000)
+	v := object.Version{Key: "a.pdf", ETag: `"e"`, Size: int64(len(data)), ModTime: time.Unix(1700000000, 0)}
+	honest := func(status int) func(w http.ResponseWriter, first, last int64) {
+		return func(w http.ResponseWriter, first, last int64) {
+			w.Header().Set("ETag", v.ETag)
+			if status == http.StatusPartialContent {
+				w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, last, len(data)))
+			}
+			w.Header().Set("Content-Length", strconv.FormatInt(last-first+1, 10))
+			w.WriteHeader(status)
+			w.Write(data[first : last+1])
+		}
+	}
+	s := lyingGetServer(t, honest(http.StatusPartialContent))
+	if got, err := readRange(s, v, 500, 100); err != nil || !bytes.Equal(got, data[500:600]) {
+		t.Fatalf("206: %v", err)
+	}
+	s = lyingGetServer(t, honest(http.StatusOK))
+	if got, err := readRange(s, v, 0, v.Size); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("200 of the whole object: %v", err)
+	}
+}
