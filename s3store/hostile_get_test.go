@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,5 +110,37 @@ func TestGetRangeTakesHonestAnswers(t *testing.T) {
 	s = lyingGetServer(t, honest(http.StatusOK))
 	if got, err := readRange(s, v, 0, v.Size); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("200 of the whole object: %v", err)
+	}
+}
+
+// TestCheckRefusesAWebServer: an endpoint that is a web server, not S3 (a
+// console, a load balancer's page), answers the check's listing with 200
+// and HTML, which the SDK decodes as an empty listing. The mount would
+// then serve an empty tree, and every name looked up as the page itself.
+func TestCheckRefusesAWebServer(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "k")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
+	t.Setenv("AWS_PROFILE", "")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprint(w, "<html><body>Welcome</body></html>")
+	}))
+	t.Cleanup(srv.Close)
+	s, err := New(context.Background(), Options{Bucket: "docs", EndpointURL: srv.URL, Region: "us-east-1", ForcePathStyle: true, MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Check(context.Background())
+	if err == nil || !strings.Contains(err.Error(), srv.URL) || !strings.Contains(err.Error(), "S3") {
+		t.Fatalf("check of a web server: %v, want an error naming the endpoint", err)
+	}
+	// A real listing, even of an empty bucket, passes.
+	srv2, _ := hostileServer(t, func(int64) string { return listPage(nil, false, "") })
+	s, err = New(context.Background(), Options{Bucket: "docs", EndpointURL: srv2.URL, Region: "us-east-1", ForcePathStyle: true, MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(context.Background()); err != nil {
+		t.Fatalf("check of an empty bucket: %v", err)
 	}
 }

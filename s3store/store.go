@@ -163,7 +163,7 @@ func (s *Store) Endpoint() string { return s.endpoint }
 // Check makes one cheap request and turns the usual setup mistakes into one
 // readable sentence: wrong bucket, wrong credentials, unreachable server.
 func (s *Store) Check(ctx context.Context) error {
-	_, err := s.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
+	out, err := s.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
 		Bucket:  aws.String(s.bucket),
 		Prefix:  aws.String(s.prefix),
 		MaxKeys: aws.Int32(1),
@@ -171,6 +171,12 @@ func (s *Store) Check(ctx context.Context) error {
 		o.Retryer = retry.AddWithMaxAttempts(o.Retryer, 1)
 	})
 	if err == nil {
+		// A web server that is not S3 (a console, a load balancer's page)
+		// answers 200, and the SDK decodes its HTML as an empty listing;
+		// every listing names its bucket.
+		if aws.ToString(out.Name) == "" {
+			return fmt.Errorf("%s does not answer as S3: its answer to a listing of bucket %q is not a listing", s.endpoint, s.bucket)
+		}
 		return nil
 	}
 	code := errorCode(err)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
@@ -358,6 +359,12 @@ func TestBadInput(t *testing.T) {
 	os.WriteFile(filepath.Join(nonEmpty, "x"), nil, 0o644)
 	mounted := w.mount(t, mountOpts{})
 	closedPort := fmt.Sprintf("http://127.0.0.1:%d", testenv.FreePort(t))
+	// A web server, not S3: it answers every request 200 with a page.
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprint(w, "<html><body>Welcome</body></html>")
+	}))
+	t.Cleanup(web.Close)
 
 	base := func(endpoint string, rest ...string) []string {
 		return append([]string{"mount", "--endpoint-url", endpoint, "--force-path-style", "--cache-dir", t.TempDir()}, rest...)
@@ -395,6 +402,7 @@ func TestBadInput(t *testing.T) {
 		{"no such bucket", base(w.s3.Endpoint, "s3://nosuchbucket", empty), nil, "does not exist", 0},
 		{"wrong credentials", base(w.s3.Endpoint, "s3://docs", empty), badCreds, "credentials", 0},
 		{"unreachable", base(closedPort, "s3://docs", empty), nil, closedPort, 0},
+		{"not an S3 endpoint", base(web.URL, "s3://docs", empty), nil, web.URL + " does not answer as S3", 0},
 		{"cache directory is a file", withCache(fileAsCache, "s3://docs", empty), nil, "not a directory", 0},
 		// Not the operator's input: the file system fails (it was exit 2).
 		{"cache directory on a read-only file system", withCache(filepath.Join(readOnly, "cache"), "s3://docs", empty), nil, "read-only file system", exitFailure},
