@@ -89,8 +89,14 @@ func (r *rangeReader) open() error {
 // checkAnswer guards against servers that ignore the conditional header or
 // the range: both would hand us bytes we must not cache.
 func (r *rangeReader) checkAnswer(out *s3.GetObjectOutput) error {
-	if want := r.end - r.next; aws.ToInt64(out.ContentLength) != want {
-		return fmt.Errorf("get %s: server sent %d bytes for a range of %d", r.v.Key, aws.ToInt64(out.ContentLength), want)
+	// A body streamed without a Content-Length (chunked, HTTP/2) is taken
+	// if its Content-Range is right: Read takes exactly the range's length
+	// and resumes a body that ends early.
+	switch want := r.end - r.next; {
+	case out.ContentLength != nil && *out.ContentLength != want:
+		return fmt.Errorf("get %s: server sent %d bytes for a range of %d", r.v.Key, *out.ContentLength, want)
+	case out.ContentLength == nil && out.ContentRange == nil:
+		return fmt.Errorf("get %s: server answered bytes %d-%d with neither Content-Length nor Content-Range", r.v.Key, r.next, r.end-1)
 	}
 	if r.v.ETag != "" && out.ETag != nil && *out.ETag != r.v.ETag {
 		return fmt.Errorf("get %s: etag %s, opened %s: %w", r.v.Key, *out.ETag, r.v.ETag, object.ErrChanged)

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -142,5 +143,42 @@ func TestCheckRefusesAWebServer(t *testing.T) {
 	}
 	if err := s.Check(context.Background()); err != nil {
 		t.Fatalf("check of an empty bucket: %v", err)
+	}
+}
+
+// TestGetRangeWithoutContentLength: a server or proxy that streams the
+// answer without a Content-Length (chunked, or HTTP/2 without the header)
+// is served: the Content-Range says what the bytes are, and the reader
+// takes exactly the length of the range, resuming a body that ends early.
+func TestGetRangeWithoutContentLength(t *testing.T) {
+	data := testenv.RandomBytes(13, 1000)
+	v := object.Version{Key: "a.pdf", ETag: `"e"`, Size: int64(len(data)), ModTime: time.Unix(1700000000, 0)}
+	var answered atomic.Bool
+	s := lyingGetServer(t, func(w http.ResponseWriter, first, last int64) {
+		w.Header().Set("ETag", v.ETag)
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, last, len(data)))
+		w.WriteHeader(http.StatusPartialContent)
+		w.(http.Flusher).Flush() // headers out before the body: chunked, no Content-Length
+		body := data[first : last+1]
+		if !answered.Swap(true) {
+			body = body[:len(body)/2] // the first answer ends early
+		}
+		w.Write(body)
+	})
+	got, err := readRange(s, v, 100, 800)
+	if err != nil || !bytes.Equal(got, data[100:900]) {
+		t.Fatalf("read without Content-Length: %v (right bytes: %v)", err, bytes.Equal(got, data[100:900]))
+	}
+
+	// Neither header: nothing says how long the body is nor what it holds
+	// (here a longer object than the one opened).
+	s = lyingGetServer(t, func(w http.ResponseWriter, first, last int64) {
+		w.Header().Set("ETag", v.ETag)
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		w.Write(append(testenv.RandomBytes(14, 10), data...))
+	})
+	if _, err := readRange(s, v, 0, v.Size); err == nil {
+		t.Fatal("a body without Content-Length or Content-Range was taken")
 	}
 }
