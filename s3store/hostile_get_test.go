@@ -182,3 +182,25 @@ func TestGetRangeWithoutContentLength(t *testing.T) {
 		t.Fatal("a body without Content-Length or Content-Range was taken")
 	}
 }
+
+// TestHeadWithoutContentLength: a HEAD answer without the object's size
+// must not make the object an empty file (every reader would get nothing,
+// with no error).
+func TestHeadWithoutContentLength(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "k")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
+	t.Setenv("AWS_PROFILE", "")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"e"`)
+		w.Header().Set("Last-Modified", time.Unix(1700000000, 0).UTC().Format(http.TimeFormat))
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(srv.Close)
+	s, err := New(context.Background(), Options{Bucket: "docs", EndpointURL: srv.URL, Region: "us-east-1", ForcePathStyle: true, MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.Head(context.Background(), "a.pdf"); err == nil {
+		t.Fatalf("head without Content-Length: %+v, want an error", v)
+	}
+}

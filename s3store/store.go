@@ -205,6 +205,10 @@ func (s *Store) Head(ctx context.Context, key string) (object.Version, error) {
 	if err != nil {
 		return object.Version{}, s.wrap(err, "head "+key)
 	}
+	if out.ContentLength == nil {
+		// Taken as 0, the object would read as an empty file, without error.
+		return object.Version{}, fmt.Errorf("head %s: the server did not say the object's size (no Content-Length)", key)
+	}
 	return object.Version{
 		Key:     key,
 		ETag:    aws.ToString(out.ETag),
