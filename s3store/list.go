@@ -77,10 +77,16 @@ func (s *Store) ListPage(ctx context.Context, req object.ListRequest) (object.Pa
 		page.Dirs = append(page.Dirs, name)
 	}
 	for _, o := range out.Contents {
+		// An entry without a size is not taken as empty (it would read as
+		// an empty file, without error): -1, which the file system skips.
+		size := int64(-1)
+		if o.Size != nil {
+			size = *o.Size
+		}
 		page.Files = append(page.Files, object.Version{
 			Key:     strings.TrimPrefix(aws.ToString(o.Key), s.prefix),
 			ETag:    aws.ToString(o.ETag),
-			Size:    aws.ToInt64(o.Size),
+			Size:    size,
 			ModTime: aws.ToTime(o.LastModified),
 		})
 	}

@@ -149,13 +149,26 @@ func TestListPageDistrustsTheServer(t *testing.T) {
 			}
 		})
 	}
-	// A well-formed answer passes.
-	srv, _ := hostileServer(t, func(int64) string { return listPage([]string{"a", "b"}, true, "next") })
+	// An entry without a size is not an empty file: its size is -1, which
+	// the file system skips.
+	srv, _ := hostileServer(t, func(int64) string {
+		return strings.Replace(listPage([]string{"a", "b"}, false, ""), "<Key>a</Key><Size>1</Size>", "<Key>a</Key>", 1)
+	})
 	s, err := New(context.Background(), Options{Bucket: "docs", EndpointURL: srv.URL, Region: "us-east-1", ForcePathStyle: true, MaxConns: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := s.ListPage(context.Background(), object.ListRequest{Token: "first"})
+	p, err := s.ListPage(context.Background(), object.ListRequest{})
+	if err != nil || len(p.Files) != 2 || p.Files[0].Size >= 0 || p.Files[1].Size != 1 {
+		t.Fatalf("entry without a size: %+v, %v", p, err)
+	}
+	// A well-formed answer passes.
+	srv, _ = hostileServer(t, func(int64) string { return listPage([]string{"a", "b"}, true, "next") })
+	s, err = New(context.Background(), Options{Bucket: "docs", EndpointURL: srv.URL, Region: "us-east-1", ForcePathStyle: true, MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err = s.ListPage(context.Background(), object.ListRequest{Token: "first"})
 	if err != nil || len(p.Files) != 2 || p.NextToken != "next" || !p.Truncated {
 		t.Fatalf("%+v, %v", p, err)
 	}
