@@ -204,3 +204,47 @@ func TestHeadWithoutContentLength(t *testing.T) {
 		t.Fatalf("head without Content-Length: %+v, want an error", v)
 	}
 }
+
+// TestErrorBodyIsBounded: the SDK reads an error answer's body whole into
+// memory before it looks at it. A server that answers 500 with an endless
+// body must not make the daemon read (and hold) it all: the client stops
+// reading past a bound.
+func TestErrorBodyIsBounded(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "k")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
+	t.Setenv("AWS_PROFILE", "")
+	const most = 64 << 20 // what the server sends at most, if read
+	var sent atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/xml")
+		w.WriteHeader(http.StatusInternalServerError)
+		if r.Method == http.MethodHead {
+			return // the server eats a HEAD's body
+		}
+		junk := bytes.Repeat([]byte("<Error><Code>InternalError</Code></Error>"), 25000) // 1 MB
+		for sent.Load() < most {
+			n, err := w.Write(junk)
+			sent.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	s, err := New(context.Background(), Options{Bucket: "docs", EndpointURL: srv.URL, Region: "us-east-1",
+		ForcePathStyle: true, MaxConns: 4, MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := object.Version{Key: "a.pdf", ETag: `"e"`, Size: 1000}
+	if _, err := readRange(s, v, 0, v.Size); err == nil {
+		t.Fatal("a 500 answer gave no error")
+	}
+	if _, err := s.Head(context.Background(), "a.pdf"); err == nil {
+		t.Fatal("a 500 answer to HEAD gave no error")
+	}
+	srv.CloseClientConnections()
+	if n := sent.Load(); n >= most {
+		t.Fatalf("the client read %d MB of an error body", n>>20)
+	}
+}

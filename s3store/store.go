@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,6 +21,8 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"s3docs/internal/object"
 )
@@ -134,6 +137,9 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		// keeps its own crc32c of every chunk.
 		so.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		so.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		so.APIOptions = append(so.APIOptions, func(st *middleware.Stack) error {
+			return st.Deserialize.Add(limitErrorBody{}, middleware.After)
+		})
 	})
 	endpoint := o.EndpointURL
 	if endpoint == "" && cfg.BaseEndpoint != nil {
@@ -278,4 +284,43 @@ func rootCause(err error) string {
 		return oe.Error()
 	}
 	return err.Error()
+}
+
+// maxErrorBody bounds the body of an error answer. The SDK reads it whole
+// into memory before decoding it, so a server that answers an error with an
+// endless body would grow the daemon without bound (for as long as the
+// read's deadline, at the speed of the network); S3's error documents are
+// a few hundred bytes.
+const maxErrorBody = 1 << 20
+
+// limitErrorBody makes the body of an error answer (status 300 and up) fail
+// past maxErrorBody, before the SDK reads it. Bodies of answers that carry
+// data are left alone.
+type limitErrorBody struct{}
+
+func (limitErrorBody) ID() string { return "s3docs.limitErrorBody" }
+
+func (limitErrorBody) HandleDeserialize(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
+	out, md, err := next.HandleDeserialize(ctx, in)
+	if resp, ok := out.RawResponse.(*smithyhttp.Response); ok && resp.Body != nil && resp.StatusCode >= 300 {
+		resp.Body = &errorBodyReader{ReadCloser: resp.Body, left: maxErrorBody}
+	}
+	return out, md, err
+}
+
+type errorBodyReader struct {
+	io.ReadCloser
+	left int64
+}
+
+func (r *errorBodyReader) Read(p []byte) (int, error) {
+	if r.left <= 0 {
+		return 0, fmt.Errorf("error answer's body over %d bytes", maxErrorBody)
+	}
+	if int64(len(p)) > r.left {
+		p = p[:r.left]
+	}
+	n, err := r.ReadCloser.Read(p)
+	r.left -= int64(n)
+	return n, err
 }
