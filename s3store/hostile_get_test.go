@@ -3,9 +3,12 @@ package s3store
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -246,5 +249,36 @@ func TestErrorBodyIsBounded(t *testing.T) {
 	srv.CloseClientConnections()
 	if n := sent.Load(); n >= most {
 		t.Fatalf("the client read %d MB of an error body", n>>20)
+	}
+}
+
+// TestSDKWritesNothingToStderr: the SDK logs to stderr by default (a
+// warning for every body it could not drain, which the bounds on bodies
+// cause); the daemon's log is structured and may be a file.
+func TestSDKWritesNothingToStderr(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "k")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
+	t.Setenv("AWS_PROFILE", "")
+	srv, _ := hostileServer(t, func(int64) string {
+		return strings.Replace(listPage(nil, false, ""), "</ListBucketResult>", strings.Repeat(" ", 9<<20)+"</ListBucketResult>", 1)
+	})
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := os.Stderr
+	os.Stderr = w
+	s, err := New(context.Background(), Options{Bucket: "docs", EndpointURL: srv.URL, Region: "us-east-1", ForcePathStyle: true, MaxConns: 4})
+	if err == nil {
+		_, err = s.ListPage(context.Background(), object.ListRequest{})
+	}
+	os.Stderr = stderr
+	w.Close()
+	out, _ := io.ReadAll(r)
+	if !errors.Is(err, object.ErrBadListing) {
+		t.Fatalf("a page body over the bound: %v", err)
+	}
+	if len(out) > 0 {
+		t.Fatalf("the SDK wrote to stderr: %s", out)
 	}
 }

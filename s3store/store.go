@@ -21,6 +21,7 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go/logging"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
@@ -108,6 +109,13 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		})
 	loadOpts := []func(*config.LoadOptions) error{
 		config.WithHTTPClient(httpClient),
+		// The SDK's own warnings (a body it could not drain, which our
+		// bounds on bodies cause on purpose) go to our log at debug level,
+		// not as unstructured lines on stderr, past --log-file: the
+		// failure itself is logged once by whoever sees it.
+		config.WithLogger(logging.LoggerFunc(func(c logging.Classification, format string, v ...any) {
+			o.Logger.Debug("aws sdk: "+fmt.Sprintf(format, v...), "class", string(c))
+		})),
 		config.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(so *retry.StandardOptions) {
 				so.MaxAttempts = o.MaxAttempts
