@@ -376,6 +376,20 @@ func TestBadInput(t *testing.T) {
 		}
 	}
 	badCreds = append(badCreds, "AWS_SECRET_ACCESS_KEY=wrong")
+	// No credentials anywhere, and an instance metadata service that
+	// refuses tokens (as one with IMDSv2 required does, or a proxy): the
+	// SDK warns on its own, and the operator must still get one line.
+	imds := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "forbidden", http.StatusForbidden)
+	}))
+	t.Cleanup(imds.Close)
+	noCreds := []string{"HOME=" + t.TempDir(), "AWS_CONFIG_FILE=/nonexistent", "AWS_SHARED_CREDENTIALS_FILE=/nonexistent",
+		"AWS_EC2_METADATA_SERVICE_ENDPOINT=" + imds.URL}
+	for _, kv := range w.s3.Env() {
+		if name, _, _ := strings.Cut(kv, "="); name != "AWS_ACCESS_KEY_ID" && name != "AWS_SECRET_ACCESS_KEY" && name != "HOME" {
+			noCreds = append(noCreds, kv)
+		}
+	}
 	fileAsCache := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(fileAsCache, nil, 0o600)
 	readOnly := t.TempDir()
@@ -401,6 +415,7 @@ func TestBadInput(t *testing.T) {
 		{"already mounted", base(w.s3.Endpoint, "s3://docs", mounted.mountpoint), nil, "already mounted", 0},
 		{"no such bucket", base(w.s3.Endpoint, "s3://nosuchbucket", empty), nil, "does not exist", 0},
 		{"wrong credentials", base(w.s3.Endpoint, "s3://docs", empty), badCreds, "credentials", 0},
+		{"no credentials", base(w.s3.Endpoint, "s3://docs", empty), noCreds, "no AWS credentials found", 0},
 		{"unreachable", base(closedPort, "s3://docs", empty), nil, closedPort, 0},
 		{"not an S3 endpoint", base(web.URL, "s3://docs", empty), nil, web.URL + " does not answer as S3", 0},
 		{"cache directory is a file", withCache(fileAsCache, "s3://docs", empty), nil, "not a directory", 0},
