@@ -98,7 +98,7 @@ func (r *rangeReader) checkAnswer(out *s3.GetObjectOutput) error {
 	case out.ContentLength == nil && out.ContentRange == nil:
 		return fmt.Errorf("get %s: server answered bytes %d-%d with neither Content-Length nor Content-Range", r.v.Key, r.next, r.end-1)
 	}
-	if r.v.ETag != "" && out.ETag != nil && *out.ETag != r.v.ETag {
+	if r.v.ETag != "" && out.ETag != nil && quoteETag(*out.ETag) != r.v.ETag {
 		return fmt.Errorf("get %s: etag %s, opened %s: %w", r.v.Key, *out.ETag, r.v.ETag, object.ErrChanged)
 	}
 	// The length alone does not prove the bytes are the range asked for: a

@@ -282,3 +282,60 @@ func TestSDKWritesNothingToStderr(t *testing.T) {
 		t.Fatalf("the SDK wrote to stderr: %s", out)
 	}
 }
+
+// TestUnquotedETags: some stores (NetApp ONTAP, some Ceph versions) list
+// ETags without the quotes their HTTP headers carry. The listing's version
+// and the HEAD's must be the same version, and a GET of the listed version
+// must not be taken for a change.
+func TestUnquotedETags(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "k")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
+	t.Setenv("AWS_PROFILE", "")
+	data := testenv.RandomBytes(15, 1000)
+	const etag = `"0123abcd"`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("list-type") {
+			w.Header().Set("Content-Type", "application/xml")
+			fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>docs</Name><IsTruncated>false</IsTruncated>`+
+				`<Contents><Key>a.pdf</Key><Size>%d</Size><ETag>%s</ETag><LastModified>2026-01-02T03:04:05.000Z</LastModified></Contents></ListBucketResult>`,
+				len(data), strings.Trim(etag, `"`))
+			return
+		}
+		if m := r.Header.Get("If-Match"); m != "" && m != etag {
+			http.Error(w, "precondition", http.StatusPreconditionFailed)
+			return
+		}
+		w.Header().Set("ETag", etag)
+		w.Header().Set("Last-Modified", "Fri, 02 Jan 2026 03:04:05 GMT")
+		if r.Method == http.MethodHead {
+			w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+			return
+		}
+		var first, last int
+		fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-%d", &first, &last)
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, last, len(data)))
+		w.Header().Set("Content-Length", strconv.Itoa(last-first+1))
+		w.WriteHeader(http.StatusPartialContent)
+		w.Write(data[first : last+1])
+	}))
+	t.Cleanup(srv.Close)
+	s, err := New(context.Background(), Options{Bucket: "docs", EndpointURL: srv.URL, Region: "us-east-1", ForcePathStyle: true, MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.ListPage(context.Background(), object.ListRequest{})
+	if err != nil || len(p.Files) != 1 {
+		t.Fatalf("list: %+v, %v", p, err)
+	}
+	listed := p.Files[0]
+	headed, err := s.Head(context.Background(), "a.pdf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if listed.Identity() != headed.Identity() {
+		t.Fatalf("listed as %s, headed as %s: one version seen as two", listed.Identity(), headed.Identity())
+	}
+	if got, err := readRange(s, listed, 100, 200); err != nil || !bytes.Equal(got, data[100:300]) {
+		t.Fatalf("read of the listed version: %v", err)
+	}
+}

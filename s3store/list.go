@@ -94,7 +94,7 @@ func (s *Store) ListPage(ctx context.Context, req object.ListRequest) (object.Pa
 		}
 		page.Files = append(page.Files, object.Version{
 			Key:     strings.TrimPrefix(aws.ToString(o.Key), s.prefix),
-			ETag:    aws.ToString(o.ETag),
+			ETag:    quoteETag(aws.ToString(o.ETag)),
 			Size:    size,
 			ModTime: aws.ToTime(o.LastModified),
 		})

@@ -225,10 +225,23 @@ func (s *Store) Head(ctx context.Context, key string) (object.Version, error) {
 	}
 	return object.Version{
 		Key:     key,
-		ETag:    aws.ToString(out.ETag),
+		ETag:    quoteETag(aws.ToString(out.ETag)),
 		Size:    aws.ToInt64(out.ContentLength),
 		ModTime: aws.ToTime(out.LastModified),
 	}, nil
+}
+
+// quoteETag gives an ETag the quotes HTTP puts around it (RFC 9110
+// 8.8.3). Some stores (NetApp ONTAP, some Ceph versions) list ETags
+// without them while their headers have them: unquoted, one version would
+// be two, and every GET of a listed version would look like a change. An
+// ETag quoted already, as S3 sends it, or weak, is kept as it is, so the
+// cache's names for it do not change.
+func quoteETag(etag string) string {
+	if etag == "" || strings.HasPrefix(etag, "W/") || (len(etag) >= 2 && strings.HasPrefix(etag, `"`) && strings.HasSuffix(etag, `"`)) {
+		return etag
+	}
+	return `"` + etag + `"`
 }
 
 // wrap attaches the operation to err and maps the S3 answers the file system
