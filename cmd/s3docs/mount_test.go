@@ -390,6 +390,7 @@ func TestBadInput(t *testing.T) {
 			noCreds = append(noCreds, kv)
 		}
 	}
+	logInMount := t.TempDir() // a mount point, with --log-file inside it
 	fileAsCache := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(fileAsCache, nil, 0o600)
 	readOnly := t.TempDir()
@@ -419,6 +420,8 @@ func TestBadInput(t *testing.T) {
 		{"unreachable", base(closedPort, "s3://docs", empty), nil, closedPort, 0},
 		{"not an S3 endpoint", base(web.URL, "s3://docs", empty), nil, web.URL + " does not answer as S3", 0},
 		{"cache directory is a file", withCache(fileAsCache, "s3://docs", empty), nil, "not a directory", 0},
+		{"log file inside the mount point", base(w.s3.Endpoint, "--log-file", filepath.Join(logInMount, "s3docs.log"), "s3://docs", logInMount),
+			nil, "is inside the mount point", 0},
 		// Not the operator's input: the file system fails (it was exit 2).
 		{"cache directory on a read-only file system", withCache(filepath.Join(readOnly, "cache"), "s3://docs", empty), nil, "read-only file system", exitFailure},
 	}
@@ -454,6 +457,11 @@ func TestBadInput(t *testing.T) {
 				t.Fatalf("took %v to fail", el)
 			}
 		})
+	}
+	// The refused mount left nothing in the mount point: the next try, with
+	// the log elsewhere, finds it empty.
+	if des, err := os.ReadDir(logInMount); err != nil || len(des) != 0 {
+		t.Fatalf("mount point after a refused --log-file: %v, %v", des, err)
 	}
 }
 
