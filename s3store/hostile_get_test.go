@@ -339,3 +339,30 @@ func TestUnquotedETags(t *testing.T) {
 		t.Fatalf("read of the listed version: %v", err)
 	}
 }
+
+// TestCheckNamesAWrongRegion: a request signed for another region is
+// refused by S3 (and versitygw) with AuthorizationHeaderMalformed, whose
+// message names the region expected; the operator gets that, in one
+// sentence, not the SDK's layers of request ids.
+func TestCheckNamesAWrongRegion(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "k")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
+	t.Setenv("AWS_PROFILE", "")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/xml")
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>AuthorizationHeaderMalformed</Code>`+
+			`<Message>The authorization header is malformed; the region 'eu-west-1' is wrong; expecting 'us-east-1'</Message>`+
+			`<RequestId>R1</RequestId><HostId>H1</HostId></Error>`)
+	}))
+	t.Cleanup(srv.Close)
+	s, err := New(context.Background(), Options{Bucket: "docs", EndpointURL: srv.URL, Region: "eu-west-1", ForcePathStyle: true, MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Check(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "wrong region") || !strings.Contains(err.Error(), "expecting 'us-east-1'") ||
+		strings.Contains(err.Error(), "RequestID") {
+		t.Fatalf("check with a wrong region: %v", err)
+	}
+}

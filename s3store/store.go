@@ -202,6 +202,9 @@ func (s *Store) Check(ctx context.Context) error {
 		return fmt.Errorf("wrong credentials for %s (%s)", s.endpoint, code)
 	case code == "AccessDenied" || status == http.StatusForbidden:
 		return fmt.Errorf("access denied to bucket %q at %s", s.bucket, s.endpoint)
+	case code == "AuthorizationHeaderMalformed" || code == "PermanentRedirect" || code == "IllegalLocationConstraintException":
+		// The server's own message names the region it expects.
+		return fmt.Errorf("wrong region for bucket %q at %s (--region): %s", s.bucket, s.endpoint, errorMessage(err, code))
 	case isNoCredentials(err):
 		return fmt.Errorf("no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile)")
 	case ctx.Err() != nil || isNetError(err):
@@ -276,6 +279,15 @@ func errorCode(err error) string {
 		return api.ErrorCode()
 	}
 	return ""
+}
+
+// errorMessage is the server's message of an S3 error, or its code.
+func errorMessage(err error, code string) string {
+	var api interface{ ErrorMessage() string }
+	if errors.As(err, &api) && api.ErrorMessage() != "" {
+		return api.ErrorMessage()
+	}
+	return code
 }
 
 func httpStatus(err error) int {
