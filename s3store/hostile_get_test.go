@@ -366,3 +366,29 @@ func TestCheckNamesAWrongRegion(t *testing.T) {
 		t.Fatalf("check with a wrong region: %v", err)
 	}
 }
+
+// TestHugeHeadersRefused: Go's client takes up to 10 MB of response
+// headers by default, held while they are parsed; a hostile server could
+// make each of the daemon's requests in flight (GETs, listings, lookups)
+// cost that. S3's headers are a few KB (user metadata is at most 2 KB).
+func TestHugeHeadersRefused(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "k")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
+	t.Setenv("AWS_PROFILE", "")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for i := range 8 {
+			w.Header().Set(fmt.Sprintf("X-Amz-Meta-Pad%d", i), strings.Repeat("p", 1<<20))
+		}
+		w.Header().Set("ETag", `"e"`)
+		w.Header().Set("Content-Length", "10")
+	}))
+	t.Cleanup(srv.Close)
+	s, err := New(context.Background(), Options{Bucket: "docs", EndpointURL: srv.URL, Region: "us-east-1",
+		ForcePathStyle: true, MaxConns: 4, MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.Head(context.Background(), "a.pdf"); err == nil {
+		t.Fatalf("a HEAD answered with 8 MB of headers was taken: %+v", v.ETag)
+	}
+}

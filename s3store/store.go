@@ -75,6 +75,9 @@ const (
 	// server that accepts the connection and never answers costs one
 	// attempt of this long.
 	responseHeaderTimeout = 30 * time.Second
+	// maxResponseHeader bounds a response's headers. S3's are a few KB
+	// (user metadata is at most 2 KB).
+	maxResponseHeader = 256 << 10
 	// defaultStallTimeout: a body silent this long is abandoned and the
 	// rest of the range asked for again.
 	defaultStallTimeout = 20 * time.Second
@@ -104,6 +107,9 @@ func New(ctx context.Context, o Options) (*Store, error) {
 			t.MaxIdleConns = o.MaxConns * 2
 			t.MaxIdleConnsPerHost = o.MaxConns * 2
 			t.ResponseHeaderTimeout = responseHeaderTimeout
+			// Go takes 10 MB of headers by default, held while parsed: a
+			// server could make each request in flight cost that.
+			t.MaxResponseHeaderBytes = maxResponseHeader
 			// Ranged PDF bytes do not compress; asking for gzip only costs CPU.
 			t.DisableCompression = true
 		})
