@@ -392,3 +392,39 @@ func TestHugeHeadersRefused(t *testing.T) {
 		t.Fatalf("a HEAD answered with 8 MB of headers was taken: %+v", v.ETag)
 	}
 }
+
+// TestCheckBodyIsBounded: the startup check's listing is bounded like every
+// other listing page: a server that answers it with an endless listing must
+// not have it read (and decoded into memory) for the check's whole deadline.
+func TestCheckBodyIsBounded(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "k")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
+	t.Setenv("AWS_PROFILE", "")
+	const most = 64 << 20
+	var sent atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/xml")
+		fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>docs</Name><IsTruncated>false</IsTruncated>`)
+		entries := strings.Repeat("<Contents><Key>k</Key><Size>1</Size></Contents>", 20000) // about 1 MB
+		for sent.Load() < most {
+			n, err := io.WriteString(w, entries)
+			sent.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+		fmt.Fprint(w, "</ListBucketResult>")
+	}))
+	t.Cleanup(srv.Close)
+	s, err := New(context.Background(), Options{Bucket: "docs", EndpointURL: srv.URL, Region: "us-east-1", ForcePathStyle: true, MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(context.Background()); err == nil {
+		t.Fatal("an endless listing passed the check")
+	}
+	srv.CloseClientConnections()
+	if n := sent.Load(); n >= most {
+		t.Fatalf("the check read %d MB of its listing", n>>20)
+	}
+}

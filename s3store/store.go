@@ -189,6 +189,11 @@ func (s *Store) Check(ctx context.Context) error {
 		MaxKeys: aws.Int32(1),
 	}, func(o *s3.Options) {
 		o.Retryer = retry.AddWithMaxAttempts(o.Retryer, 1)
+		// Bounded like every listing page (ListPage): an endless answer
+		// would be decoded into memory for the whole of ctx.
+		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+			return st.Deserialize.Add(limitBody{max: maxPageBody}, middleware.After)
+		})
 	})
 	if err == nil {
 		// A web server that is not S3 (a console, a load balancer's page)
