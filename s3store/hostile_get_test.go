@@ -428,3 +428,24 @@ func TestCheckBodyIsBounded(t *testing.T) {
 		t.Fatalf("the check read %d MB of its listing", n>>20)
 	}
 }
+
+// TestHugeETagRefused: a HEAD's ETag is kept for as long as the file is
+// known; one of 100 KB per file, from a hostile server, would make the
+// daemon's memory grow with it.
+func TestHugeETagRefused(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "k")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
+	t.Setenv("AWS_PROFILE", "")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"`+strings.Repeat("e", 100<<10)+`"`)
+		w.Header().Set("Content-Length", "10")
+	}))
+	t.Cleanup(srv.Close)
+	s, err := New(context.Background(), Options{Bucket: "docs", EndpointURL: srv.URL, Region: "us-east-1", ForcePathStyle: true, MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.Head(context.Background(), "a.pdf"); err == nil {
+		t.Fatalf("a HEAD with an ETag of %d bytes was taken", len(v.ETag))
+	}
+}

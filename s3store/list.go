@@ -86,6 +86,9 @@ func (s *Store) ListPage(ctx context.Context, req object.ListRequest) (object.Pa
 		if !strings.HasPrefix(aws.ToString(o.Key), full) {
 			continue
 		}
+		if err := checkETag(op, aws.ToString(o.ETag)); err != nil {
+			return object.Page{}, fmt.Errorf("%w: %w", err, object.ErrBadListing)
+		}
 		// An entry without a size is not taken as empty (it would read as
 		// an empty file, without error): -1, which the file system skips.
 		size := int64(-1)

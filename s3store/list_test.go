@@ -123,6 +123,9 @@ func TestListPageDistrustsTheServer(t *testing.T) {
 		{"no token", func(int64) string { return listPage([]string{"a"}, true, "") }, object.ListRequest{}},
 		{"more keys than asked", func(int64) string { return listPage(many[:3], true, "t") }, object.ListRequest{MaxKeys: 2}},
 		{"more keys than S3 sends", func(int64) string { return listPage(many, true, "t") }, object.ListRequest{}},
+		{"huge ETag", func(int64) string {
+			return strings.Replace(listPage([]string{"a"}, false, ""), `<ETag>"e"</ETag>`, "<ETag>"+strings.Repeat("e", 2000)+"</ETag>", 1)
+		}, object.ListRequest{}},
 		{"huge body", func(int64) string {
 			keys := make([]string, 1000) // 9 MB
 			for i := range keys {

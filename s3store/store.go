@@ -233,6 +233,9 @@ func (s *Store) Head(ctx context.Context, key string) (object.Version, error) {
 	if err != nil {
 		return object.Version{}, s.wrap(err, "head "+key)
 	}
+	if err := checkETag("head "+key, aws.ToString(out.ETag)); err != nil {
+		return object.Version{}, err
+	}
 	if out.ContentLength == nil {
 		// Taken as 0, the object would read as an empty file, without error.
 		return object.Version{}, fmt.Errorf("head %s: the server did not say the object's size (no Content-Length)", key)
@@ -251,6 +254,20 @@ func (s *Store) Head(ctx context.Context, key string) (object.Version, error) {
 // be two, and every GET of a listed version would look like a change. An
 // ETag quoted already, as S3 sends it, or weak, is kept as it is, so the
 // cache's names for it do not change.
+// maxETag bounds an ETag. S3's are an MD5 in hex, quoted, with a part count
+// for multipart uploads (under 50 bytes); the daemon keeps one per file it
+// knows (8,192 nodes, the metadata cache), so a server's longer ones are
+// refused rather than kept.
+const maxETag = 1024
+
+// checkETag refuses an ETag longer than maxETag.
+func checkETag(op, etag string) error {
+	if len(etag) > maxETag {
+		return fmt.Errorf("%s: an ETag of %d bytes (at most %d)", op, len(etag), maxETag)
+	}
+	return nil
+}
+
 func quoteETag(etag string) string {
 	if etag == "" || strings.HasPrefix(etag, "W/") || (len(etag) >= 2 && strings.HasPrefix(etag, `"`) && strings.HasSuffix(etag, `"`)) {
 		return etag
