@@ -178,9 +178,34 @@ func (c *Cache) Bytes() int64 { return c.disk.idx.bytes() }
 // the object store (overwritten or deleted): they can never be served again
 // and would only take room until the LRU reached them. Chunks a reader is
 // waiting for or a worker has pinned stay until the LRU evicts them.
+//
+// The ids are hashes, so every id v can have is computed and looked up:
+// work in proportion to v's size, which comes from the server. A version of
+// more than maxDiscardChunks chunks is left to the LRU (its entries can
+// never be served: their ids hold the version), and the ids are made a
+// batch at a time, so that a size of exabytes costs neither memory nor a
+// hung lookup.
 func (c *Cache) Discard(v object.Version) {
-	if n := c.disk.discard(c.geo.entryIDs(v)); n > 0 {
+	chunks := c.geo.chunks(v)
+	if chunks > maxDiscardChunks {
+		c.log.Debug("version too big to discard; its chunks are left to eviction", "key", v.Key,
+			"version", v.Identity(), "size", v.Size)
+		return
+	}
+	n := 0
+	for from := int64(0); from < chunks; from += discardBatch {
+		n += c.disk.discard(c.geo.entryIDs(v, from, min(from+discardBatch, chunks)))
+	}
+	if n > 0 {
 		c.log.Info("discarded chunks of a version gone from the store", "key", v.Key,
 			"version", v.Identity(), "chunks", n)
 	}
 }
+
+// maxDiscardChunks bounds what Discard enumerates: 512 GiB of 8 MiB chunks,
+// about 600,000 hashes with their pieces, a fraction of a second.
+// discardBatch is how many chunks' ids it holds at once.
+const (
+	maxDiscardChunks = 1 << 16
+	discardBatch     = 1024
+)

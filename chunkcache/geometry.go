@@ -45,9 +45,14 @@ func (g geometry) pieceID(v object.Version, idx, piece int64) string {
 	return hex.EncodeToString(h.Sum(nil)[:20])
 }
 
-// chunks is how many chunks v has.
+// chunks is how many chunks v has. The size comes from the server and may
+// be near the largest int64: rounding up by adding would overflow.
 func (g geometry) chunks(v object.Version) int64 {
-	return (v.Size + g.chunkSize - 1) / g.chunkSize
+	n := v.Size / g.chunkSize
+	if v.Size%g.chunkSize != 0 {
+		n++
+	}
+	return n
 }
 
 // chunkLen is the length of chunk idx of v.
@@ -70,11 +75,11 @@ func (g geometry) piecesIn(within, n int64) (first, last int64) {
 	return within / g.pieceSize, (within + n - 1) / g.pieceSize
 }
 
-// entryIDs are the ids of every entry v can have: its chunks and their
-// pieces.
-func (g geometry) entryIDs(v object.Version) []string {
+// entryIDs are the ids of every entry chunks [from, to) of v can have: the
+// chunks and their pieces.
+func (g geometry) entryIDs(v object.Version, from, to int64) []string {
 	var ids []string
-	for idx := range g.chunks(v) {
+	for idx := from; idx < to; idx++ {
 		ids = append(ids, g.chunkID(v, idx))
 		for piece := int64(0); g.pieceSize > 0 && piece*g.pieceSize < g.chunkLen(v, idx); piece++ {
 			ids = append(ids, g.pieceID(v, idx, piece))

@@ -207,7 +207,7 @@ func checkCacheDir(dir string) error {
 		return fmt.Errorf("cache directory: %w", err)
 	}
 	if !info.IsDir() {
-		return fmt.Errorf("cache directory %s is not a directory", dir)
+		return notDirError(dir)
 	}
 	for _, name := range []string{chunksDirName, tmpDirName, legacyLockName} {
 		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
@@ -223,6 +223,13 @@ type missingDirError string
 
 func (e missingDirError) Error() string { return "cache directory " + string(e) + " does not exist" }
 func (e missingDirError) Unwrap() error { return fs.ErrNotExist }
+
+// notDirError, likewise, matches syscall.ENOTDIR: a path naming a file is
+// the operator's to fix, as a missing one is.
+type notDirError string
+
+func (e notDirError) Error() string { return "cache directory " + string(e) + " is not a directory" }
+func (e notDirError) Unwrap() error { return syscall.ENOTDIR }
 
 // layout is what scanLayout found in a cache directory.
 type layout struct {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"s3docs/internal/object"
 	"s3docs/internal/testenv"
 )
 
@@ -505,5 +507,29 @@ func TestRefusalsAreErrRefused(t *testing.T) {
 	defer c.Close()
 	if _, err := open(ok); !errors.Is(err, ErrRefused) || !errors.Is(err, ErrInUse) {
 		t.Errorf("second daemon on one directory: %v, want ErrRefused and ErrInUse", err)
+	}
+}
+
+// A version of any size is discarded in bounded time and memory: the size
+// comes from the server (a listing may claim exabytes), and Discard runs in
+// the lookup that learned of the new version. Versions too big to enumerate
+// are left to the LRU, which never serves them (their ids hold the version).
+func TestDiscardOfAHugeVersion(t *testing.T) {
+	f := newFakeFetcher()
+	small := f.add("doc", randomBytes(27, 2*testChunk))
+	c := openCache(t, t.TempDir(), f, 100*testChunk, 0)
+	if _, err := c.ReadAt(context.Background(), small, make([]byte, small.Size), 0); err != nil {
+		t.Fatal(err)
+	}
+	waitDownloads(t, c)
+	for _, size := range []int64{1 << 62, math.MaxInt64} {
+		c.Discard(object.Version{Key: "huge", ETag: `"h"`, Size: size})
+	}
+	if c.Bytes() != small.Size {
+		t.Fatalf("cache holds %d bytes, want %d: a huge version's discard dropped another's", c.Bytes(), small.Size)
+	}
+	c.Discard(small)
+	if c.Bytes() != 0 {
+		t.Fatalf("cache holds %d bytes after discarding its only version", c.Bytes())
 	}
 }

@@ -116,11 +116,11 @@ func (f *FS) resolveRemote(dir, name string) (answer, error) {
 }
 
 // acceptVersion says whether v can be served; a negative size (a broken
-// or hostile server) cannot, and is skipped with one warning, in listings
-// and lookups alike.
+// or hostile server, or a listing entry without a size) cannot, and is
+// skipped with one warning, in listings and lookups alike.
 func (f *FS) acceptVersion(v object.Version) bool {
 	if v.Size < 0 {
-		f.warns.warn(v.Key, "skipping object with a negative size", "size", v.Size)
+		f.warns.warn(v.Key, "skipping object with a negative or missing size", "size", v.Size)
 		return false
 	}
 	return true

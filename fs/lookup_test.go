@@ -254,7 +254,7 @@ func TestNegativeSizeIsSkipped(t *testing.T) {
 			t.Fatalf("d/ lists %v", got)
 		}
 	}
-	if n := strings.Count(logs.String(), "negative size"); n != 1 {
+	if n := strings.Count(logs.String(), "negative or missing size"); n != 1 {
 		t.Fatalf("%d warnings:\n%s", n, logs.String())
 	}
 }

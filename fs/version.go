@@ -72,15 +72,33 @@ func (s *versions) current() object.Version { return s.cur }
 // this very version was found gone (the next open asks), or a newer one is
 // known already.
 func (s *versions) listed(v object.Version) effects {
-	if s.stale && v.Identity() == s.cur.Identity() {
+	if s.stale && sameVersion(v, s.cur) {
 		return effects{}
 	}
 	if v.ModTime.Before(s.cur.ModTime) {
 		return effects{}
 	}
+	if v.Identity() != s.cur.Identity() && sameVersion(v, s.cur) {
+		// The same version, with its ETag in one answer only: the handles
+		// pinned to the one known stay readable.
+		return effects{}
+	}
 	old := s.cur
 	s.cur, s.stale = v, false
 	return replacedEffects(old, v)
+}
+
+// sameVersion says whether a and b are one version of the object. When only
+// one of them has an ETag (a gateway that drops it from HEADs or from
+// listings), size and Last-Modified are all the other can say, and the
+// version is taken as the same if they agree, as for objects without ETag:
+// otherwise every listing would turn an unchanged object into a change
+// and fail every read of its open handles.
+func sameVersion(a, b object.Version) bool {
+	if (a.ETag == "") == (b.ETag == "") {
+		return a.Identity() == b.Identity()
+	}
+	return a.Size == b.Size && a.ModTime.Unix() == b.ModTime.Unix()
 }
 
 // replacedEffects: moving from old to v drops old if it was another

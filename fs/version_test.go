@@ -22,6 +22,9 @@ func TestVersionTransitions(t *testing.T) {
 	v2 := object.Version{Key: "a.pdf", ETag: `"2"`, Size: 20, ModTime: t0.Add(time.Minute)}
 	v3 := object.Version{Key: "a.pdf", ETag: `"3"`, Size: 30, ModTime: t0.Add(2 * time.Minute)}
 	older := object.Version{Key: "a.pdf", ETag: `"0"`, Size: 5, ModTime: t0.Add(-time.Minute)}
+	// v1 and v2 as a gateway that drops the ETag describes them
+	noTag1 := object.Version{Key: "a.pdf", Size: 10, ModTime: t0.Add(300 * time.Millisecond)}
+	noTag2 := object.Version{Key: "a.pdf", Size: 20, ModTime: t0.Add(time.Minute)}
 
 	type step struct {
 		// one event; exactly one of these is set
@@ -58,6 +61,20 @@ func TestVersionTransitions(t *testing.T) {
 			{release: &v1},
 			{open: true, wantOpen: v2}, // the page cache starts afresh
 			{open: true, wantOpen: v2, wantFlags: keep},
+		}},
+		{"the same version without its ETag changes nothing, either way", []step{
+			{open: true, wantOpen: v1},
+			{listed: &noTag1, readable: []object.Version{v1}},
+			{open: true, wantOpen: v1, wantFlags: keep, readable: []object.Version{v1}},
+		}},
+		{"an overwrite seen without its ETag, then with it", []step{
+			{open: true, wantOpen: v1},
+			{listed: &noTag2, wantEffects: effects{discard: v1, dropPages: true},
+				readable: []object.Version{noTag2}, notReadable: []object.Version{v1}},
+			{open: true, wantOpen: noTag2, wantFlags: direct},
+			{listed: &v2, readable: []object.Version{noTag2}},
+			{listed: &v3, wantEffects: effects{discard: noTag2, dropPages: true},
+				readable: []object.Version{v3}, notReadable: []object.Version{noTag2}},
 		}},
 		{"the same listing twice changes nothing", []step{
 			{listed: &v1},

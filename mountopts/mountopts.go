@@ -216,6 +216,13 @@ func specs() []spec {
 				if n < 1 {
 					return fmt.Errorf("invalid number %q: must be at least 1", v)
 				}
+				// Each GET in flight is a connection and a chunk that may take
+				// the cache over its bound; a typo of a few more digits must
+				// not become thousands of them (nor overflow the pool's size,
+				// twice this).
+				if n > 1024 {
+					return fmt.Errorf("invalid number %q: want at most 1024", v)
+				}
 				c.MaxConcurrentGets = n
 				return nil
 			},

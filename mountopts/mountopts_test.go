@@ -190,6 +190,7 @@ func TestParseErrors(t *testing.T) {
 		{"negative ttl", with("--metadata-ttl=-1s"), nil, nil, `--metadata-ttl: invalid duration "-1s": must not be negative`},
 		{"zero gets", with("--max-concurrent-gets=0"), nil, nil, `--max-concurrent-gets: invalid number "0": must be at least 1`},
 		{"bad gets", with("--max-concurrent-gets=many"), nil, nil, `--max-concurrent-gets: invalid number "many"`},
+		{"too many gets", with("--max-concurrent-gets=9223372036854775807"), nil, nil, `--max-concurrent-gets: invalid number "9223372036854775807": want at most 1024`},
 		{"zero split workers", with("--split-workers=0"), nil, nil, `--split-workers: invalid number "0": want 1 to 64`},
 		{"split user without group", with("--split-user=65534"), nil, nil, `--split-user: invalid user "65534" (want UID:GID, e.g. 65534:65534)`},
 		{"split user by name", with("--split-user=nobody:nogroup"), nil, nil, `--split-user: invalid user "nobody:nogroup" (want UID:GID, e.g. 65534:65534)`},

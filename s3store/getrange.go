@@ -89,18 +89,36 @@ func (r *rangeReader) open() error {
 // checkAnswer guards against servers that ignore the conditional header or
 // the range: both would hand us bytes we must not cache.
 func (r *rangeReader) checkAnswer(out *s3.GetObjectOutput) error {
-	if want := r.end - r.next; aws.ToInt64(out.ContentLength) != want {
-		return fmt.Errorf("get %s: server sent %d bytes for a range of %d", r.v.Key, aws.ToInt64(out.ContentLength), want)
+	// A body streamed without a Content-Length (chunked, HTTP/2) is taken
+	// if its Content-Range is right: Read takes exactly the range's length
+	// and resumes a body that ends early.
+	switch want := r.end - r.next; {
+	case out.ContentLength != nil && *out.ContentLength != want:
+		return fmt.Errorf("get %s: server sent %d bytes for a range of %d", r.v.Key, *out.ContentLength, want)
+	case out.ContentLength == nil && out.ContentRange == nil:
+		return fmt.Errorf("get %s: server answered bytes %d-%d with neither Content-Length nor Content-Range", r.v.Key, r.next, r.end-1)
 	}
-	if r.v.ETag != "" && out.ETag != nil && *out.ETag != r.v.ETag {
+	if r.v.ETag != "" && out.ETag != nil && quoteETag(*out.ETag) != r.v.ETag {
 		return fmt.Errorf("get %s: etag %s, opened %s: %w", r.v.Key, *out.ETag, r.v.ETag, object.ErrChanged)
 	}
+	// The length alone does not prove the bytes are the range asked for: a
+	// cache in front of the store can answer with another range of the
+	// same length, or ignore the range and cut the whole object short.
 	if cr := aws.ToString(out.ContentRange); cr != "" {
-		if i := strings.LastIndexByte(cr, '/'); i >= 0 {
-			if total, err := strconv.ParseInt(cr[i+1:], 10, 64); err == nil && total != r.v.Size {
-				return fmt.Errorf("get %s: object is %d bytes, opened at %d: %w", r.v.Key, total, r.v.Size, object.ErrChanged)
-			}
+		first, last, total, ok := parseContentRange(cr)
+		if !ok {
+			return fmt.Errorf("get %s: unreadable Content-Range %q", r.v.Key, cr)
 		}
+		if total >= 0 && total != r.v.Size {
+			return fmt.Errorf("get %s: object is %d bytes, opened at %d: %w", r.v.Key, total, r.v.Size, object.ErrChanged)
+		}
+		if first != r.next || last != r.end-1 {
+			return fmt.Errorf("get %s: server sent bytes %d-%d for bytes %d-%d", r.v.Key, first, last, r.next, r.end-1)
+		}
+	} else if r.next != 0 || r.end != r.v.Size {
+		// Only an answer with the whole object may come without a
+		// Content-Range (a 200 to a range that covers it all).
+		return fmt.Errorf("get %s: server answered bytes %d-%d without a Content-Range", r.v.Key, r.next, r.end-1)
 	}
 	if r.v.ETag == "" && out.LastModified != nil && !out.LastModified.Truncate(time.Second).Equal(r.v.ModTime.Truncate(time.Second)) {
 		return fmt.Errorf("get %s: modified %s, opened at %s: %w", r.v.Key, out.LastModified.UTC(), r.v.ModTime.UTC(), object.ErrChanged)
@@ -173,3 +191,30 @@ func (r *rangeReader) closeBody() error {
 }
 
 func (r *rangeReader) Close() error { return r.closeBody() }
+
+// parseContentRange reads "bytes FIRST-LAST/TOTAL"; total is -1 for "*".
+func parseContentRange(cr string) (first, last, total int64, ok bool) {
+	spec, found := strings.CutPrefix(cr, "bytes ")
+	if !found {
+		return 0, 0, 0, false
+	}
+	rng, size, found := strings.Cut(spec, "/")
+	if !found {
+		return 0, 0, 0, false
+	}
+	a, b, found := strings.Cut(rng, "-")
+	if !found {
+		return 0, 0, 0, false
+	}
+	var err1, err2, err3 error
+	first, err1 = strconv.ParseInt(a, 10, 64)
+	last, err2 = strconv.ParseInt(b, 10, 64)
+	total = -1
+	if size != "*" {
+		total, err3 = strconv.ParseInt(size, 10, 64)
+	}
+	if err1 != nil || err2 != nil || err3 != nil || first < 0 || last < first {
+		return 0, 0, 0, false
+	}
+	return first, last, total, true
+}

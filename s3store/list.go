@@ -72,15 +72,33 @@ func (s *Store) ListPage(ctx context.Context, req object.ListRequest) (object.Pa
 			return object.Page{}, fmt.Errorf("%s: the server repeated the continuation token: %w", op, object.ErrBadListing)
 		}
 	}
+	// What is not under the prefix asked for is not ours (a server that
+	// ignores the prefix): kept, a key outside the mount's prefix would
+	// show up in the mount as if it were inside it.
 	for _, cp := range out.CommonPrefixes {
-		name := strings.TrimSuffix(strings.TrimPrefix(aws.ToString(cp.Prefix), full), "/")
-		page.Dirs = append(page.Dirs, name)
+		rel, ok := strings.CutPrefix(aws.ToString(cp.Prefix), full)
+		if !ok {
+			continue
+		}
+		page.Dirs = append(page.Dirs, strings.TrimSuffix(rel, "/"))
 	}
 	for _, o := range out.Contents {
+		if !strings.HasPrefix(aws.ToString(o.Key), full) {
+			continue
+		}
+		if err := checkETag(op, aws.ToString(o.ETag)); err != nil {
+			return object.Page{}, fmt.Errorf("%w: %w", err, object.ErrBadListing)
+		}
+		// An entry without a size is not taken as empty (it would read as
+		// an empty file, without error): -1, which the file system skips.
+		size := int64(-1)
+		if o.Size != nil {
+			size = *o.Size
+		}
 		page.Files = append(page.Files, object.Version{
 			Key:     strings.TrimPrefix(aws.ToString(o.Key), s.prefix),
-			ETag:    aws.ToString(o.ETag),
-			Size:    aws.ToInt64(o.Size),
+			ETag:    quoteETag(aws.ToString(o.ETag)),
+			Size:    size,
 			ModTime: aws.ToTime(o.LastModified),
 		})
 	}

@@ -123,6 +123,9 @@ func TestListPageDistrustsTheServer(t *testing.T) {
 		{"no token", func(int64) string { return listPage([]string{"a"}, true, "") }, object.ListRequest{}},
 		{"more keys than asked", func(int64) string { return listPage(many[:3], true, "t") }, object.ListRequest{MaxKeys: 2}},
 		{"more keys than S3 sends", func(int64) string { return listPage(many, true, "t") }, object.ListRequest{}},
+		{"huge ETag", func(int64) string {
+			return strings.Replace(listPage([]string{"a"}, false, ""), `<ETag>"e"</ETag>`, "<ETag>"+strings.Repeat("e", 2000)+"</ETag>", 1)
+		}, object.ListRequest{}},
 		{"huge body", func(int64) string {
 			keys := make([]string, 1000) // 9 MB
 			for i := range keys {
@@ -149,13 +152,40 @@ func TestListPageDistrustsTheServer(t *testing.T) {
 			}
 		})
 	}
-	// A well-formed answer passes.
-	srv, _ := hostileServer(t, func(int64) string { return listPage([]string{"a", "b"}, true, "next") })
+	// An entry without a size is not an empty file: its size is -1, which
+	// the file system skips.
+	srv, _ := hostileServer(t, func(int64) string {
+		return strings.Replace(listPage([]string{"a", "b"}, false, ""), "<Key>a</Key><Size>1</Size>", "<Key>a</Key>", 1)
+	})
 	s, err := New(context.Background(), Options{Bucket: "docs", EndpointURL: srv.URL, Region: "us-east-1", ForcePathStyle: true, MaxConns: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := s.ListPage(context.Background(), object.ListRequest{Token: "first"})
+	p, err := s.ListPage(context.Background(), object.ListRequest{})
+	if err != nil || len(p.Files) != 2 || p.Files[0].Size >= 0 || p.Files[1].Size != 1 {
+		t.Fatalf("entry without a size: %+v, %v", p, err)
+	}
+	// A server that ignores the prefix: what is outside it is left out,
+	// and never shows inside the mount's prefix.
+	srv, _ = hostileServer(t, func(int64) string {
+		return strings.Replace(listPage([]string{"p/d/in.pdf", "top.pdf", "p/dx.pdf"}, false, ""), "</ListBucketResult>",
+			"<CommonPrefixes><Prefix>p/d/sub/</Prefix></CommonPrefixes><CommonPrefixes><Prefix>q/</Prefix></CommonPrefixes></ListBucketResult>", 1)
+	})
+	s, err = New(context.Background(), Options{Bucket: "docs", Prefix: "p/", EndpointURL: srv.URL, Region: "us-east-1", ForcePathStyle: true, MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err = s.ListPage(context.Background(), object.ListRequest{Prefix: "d/", Delimiter: true})
+	if err != nil || len(p.Files) != 1 || p.Files[0].Key != "d/in.pdf" || len(p.Dirs) != 1 || p.Dirs[0] != "sub" {
+		t.Fatalf("a listing beyond its prefix: %+v, %v", p, err)
+	}
+	// A well-formed answer passes.
+	srv, _ = hostileServer(t, func(int64) string { return listPage([]string{"a", "b"}, true, "next") })
+	s, err = New(context.Background(), Options{Bucket: "docs", EndpointURL: srv.URL, Region: "us-east-1", ForcePathStyle: true, MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err = s.ListPage(context.Background(), object.ListRequest{Token: "first"})
 	if err != nil || len(p.Files) != 2 || p.NextToken != "next" || !p.Truncated {
 		t.Fatalf("%+v, %v", p, err)
 	}

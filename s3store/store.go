@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,6 +21,9 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go/logging"
+	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"s3docs/internal/object"
 )
@@ -71,6 +75,9 @@ const (
 	// server that accepts the connection and never answers costs one
 	// attempt of this long.
 	responseHeaderTimeout = 30 * time.Second
+	// maxResponseHeader bounds a response's headers. S3's are a few KB
+	// (user metadata is at most 2 KB).
+	maxResponseHeader = 256 << 10
 	// defaultStallTimeout: a body silent this long is abandoned and the
 	// rest of the range asked for again.
 	defaultStallTimeout = 20 * time.Second
@@ -100,11 +107,21 @@ func New(ctx context.Context, o Options) (*Store, error) {
 			t.MaxIdleConns = o.MaxConns * 2
 			t.MaxIdleConnsPerHost = o.MaxConns * 2
 			t.ResponseHeaderTimeout = responseHeaderTimeout
+			// Go takes 10 MB of headers by default, held while parsed: a
+			// server could make each request in flight cost that.
+			t.MaxResponseHeaderBytes = maxResponseHeader
 			// Ranged PDF bytes do not compress; asking for gzip only costs CPU.
 			t.DisableCompression = true
 		})
 	loadOpts := []func(*config.LoadOptions) error{
 		config.WithHTTPClient(httpClient),
+		// The SDK's own warnings (a body it could not drain, which our
+		// bounds on bodies cause on purpose) go to our log at debug level,
+		// not as unstructured lines on stderr, past --log-file: the
+		// failure itself is logged once by whoever sees it.
+		config.WithLogger(logging.LoggerFunc(func(c logging.Classification, format string, v ...any) {
+			o.Logger.Debug("aws sdk: "+fmt.Sprintf(format, v...), "class", string(c))
+		})),
 		config.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(so *retry.StandardOptions) {
 				so.MaxAttempts = o.MaxAttempts
@@ -134,6 +151,9 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		// keeps its own crc32c of every chunk.
 		so.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		so.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		so.APIOptions = append(so.APIOptions, func(st *middleware.Stack) error {
+			return st.Deserialize.Add(limitErrorBody{}, middleware.After)
+		})
 	})
 	endpoint := o.EndpointURL
 	if endpoint == "" && cfg.BaseEndpoint != nil {
@@ -163,14 +183,25 @@ func (s *Store) Endpoint() string { return s.endpoint }
 // Check makes one cheap request and turns the usual setup mistakes into one
 // readable sentence: wrong bucket, wrong credentials, unreachable server.
 func (s *Store) Check(ctx context.Context) error {
-	_, err := s.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
+	out, err := s.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
 		Bucket:  aws.String(s.bucket),
 		Prefix:  aws.String(s.prefix),
 		MaxKeys: aws.Int32(1),
 	}, func(o *s3.Options) {
 		o.Retryer = retry.AddWithMaxAttempts(o.Retryer, 1)
+		// Bounded like every listing page (ListPage): an endless answer
+		// would be decoded into memory for the whole of ctx.
+		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+			return st.Deserialize.Add(limitBody{max: maxPageBody}, middleware.After)
+		})
 	})
 	if err == nil {
+		// A web server that is not S3 (a console, a load balancer's page)
+		// answers 200, and the SDK decodes its HTML as an empty listing;
+		// every listing names its bucket.
+		if aws.ToString(out.Name) == "" {
+			return fmt.Errorf("%s does not answer as S3: its answer to a listing of bucket %q is not a listing", s.endpoint, s.bucket)
+		}
 		return nil
 	}
 	code := errorCode(err)
@@ -182,6 +213,9 @@ func (s *Store) Check(ctx context.Context) error {
 		return fmt.Errorf("wrong credentials for %s (%s)", s.endpoint, code)
 	case code == "AccessDenied" || status == http.StatusForbidden:
 		return fmt.Errorf("access denied to bucket %q at %s", s.bucket, s.endpoint)
+	case code == "AuthorizationHeaderMalformed" || code == "PermanentRedirect" || code == "IllegalLocationConstraintException":
+		// The server's own message names the region it expects.
+		return fmt.Errorf("wrong region for bucket %q at %s (--region): %s", s.bucket, s.endpoint, errorMessage(err, code))
 	case isNoCredentials(err):
 		return fmt.Errorf("no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile)")
 	case ctx.Err() != nil || isNetError(err):
@@ -199,12 +233,46 @@ func (s *Store) Head(ctx context.Context, key string) (object.Version, error) {
 	if err != nil {
 		return object.Version{}, s.wrap(err, "head "+key)
 	}
+	if err := checkETag("head "+key, aws.ToString(out.ETag)); err != nil {
+		return object.Version{}, err
+	}
+	if out.ContentLength == nil {
+		// Taken as 0, the object would read as an empty file, without error.
+		return object.Version{}, fmt.Errorf("head %s: the server did not say the object's size (no Content-Length)", key)
+	}
 	return object.Version{
 		Key:     key,
-		ETag:    aws.ToString(out.ETag),
+		ETag:    quoteETag(aws.ToString(out.ETag)),
 		Size:    aws.ToInt64(out.ContentLength),
 		ModTime: aws.ToTime(out.LastModified),
 	}, nil
+}
+
+// quoteETag gives an ETag the quotes HTTP puts around it (RFC 9110
+// 8.8.3). Some stores (NetApp ONTAP, some Ceph versions) list ETags
+// without them while their headers have them: unquoted, one version would
+// be two, and every GET of a listed version would look like a change. An
+// ETag quoted already, as S3 sends it, or weak, is kept as it is, so the
+// cache's names for it do not change.
+// maxETag bounds an ETag. S3's are an MD5 in hex, quoted, with a part count
+// for multipart uploads (under 50 bytes); the daemon keeps one per file it
+// knows (8,192 nodes, the metadata cache), so a server's longer ones are
+// refused rather than kept.
+const maxETag = 1024
+
+// checkETag refuses an ETag longer than maxETag.
+func checkETag(op, etag string) error {
+	if len(etag) > maxETag {
+		return fmt.Errorf("%s: an ETag of %d bytes (at most %d)", op, len(etag), maxETag)
+	}
+	return nil
+}
+
+func quoteETag(etag string) string {
+	if etag == "" || strings.HasPrefix(etag, "W/") || (len(etag) >= 2 && strings.HasPrefix(etag, `"`) && strings.HasSuffix(etag, `"`)) {
+		return etag
+	}
+	return `"` + etag + `"`
 }
 
 // wrap attaches the operation to err and maps the S3 answers the file system
@@ -241,6 +309,15 @@ func errorCode(err error) string {
 	return ""
 }
 
+// errorMessage is the server's message of an S3 error, or its code.
+func errorMessage(err error, code string) string {
+	var api interface{ ErrorMessage() string }
+	if errors.As(err, &api) && api.ErrorMessage() != "" {
+		return api.ErrorMessage()
+	}
+	return code
+}
+
 func httpStatus(err error) int {
 	var re *awshttp.ResponseError
 	if errors.As(err, &re) {
@@ -268,4 +345,43 @@ func rootCause(err error) string {
 		return oe.Error()
 	}
 	return err.Error()
+}
+
+// maxErrorBody bounds the body of an error answer. The SDK reads it whole
+// into memory before decoding it, so a server that answers an error with an
+// endless body would grow the daemon without bound (for as long as the
+// read's deadline, at the speed of the network); S3's error documents are
+// a few hundred bytes.
+const maxErrorBody = 1 << 20
+
+// limitErrorBody makes the body of an error answer (status 300 and up) fail
+// past maxErrorBody, before the SDK reads it. Bodies of answers that carry
+// data are left alone.
+type limitErrorBody struct{}
+
+func (limitErrorBody) ID() string { return "s3docs.limitErrorBody" }
+
+func (limitErrorBody) HandleDeserialize(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
+	out, md, err := next.HandleDeserialize(ctx, in)
+	if resp, ok := out.RawResponse.(*smithyhttp.Response); ok && resp.Body != nil && resp.StatusCode >= 300 {
+		resp.Body = &errorBodyReader{ReadCloser: resp.Body, left: maxErrorBody}
+	}
+	return out, md, err
+}
+
+type errorBodyReader struct {
+	io.ReadCloser
+	left int64
+}
+
+func (r *errorBodyReader) Read(p []byte) (int, error) {
+	if r.left <= 0 {
+		return 0, fmt.Errorf("error answer's body over %d bytes", maxErrorBody)
+	}
+	if int64(len(p)) > r.left {
+		p = p[:r.left]
+	}
+	n, err := r.ReadCloser.Read(p)
+	r.left -= int64(n)
+	return n, err
 }

@@ -149,6 +149,11 @@ func TestCacheCommandLocally(t *testing.T) {
 func TestCacheUsage(t *testing.T) {
 	notCache := t.TempDir()
 	missing := filepath.Join(notCache, "nope")
+	// A typo naming a file is the operator's to fix, as it is for mount (2).
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		args []string
 		code int
@@ -164,6 +169,8 @@ func TestCacheUsage(t *testing.T) {
 		{[]string{"cache", "clear", "--cache-dir", missing}, 2, missing + " does not exist"},
 		{[]string{"cache", "status", "--cache-dir", notCache}, 2, "not an s3docs cache directory"},
 		{[]string{"cache", "clear", "--cache-dir", notCache}, 2, "not an s3docs cache directory"},
+		{[]string{"cache", "status", "--cache-dir", file}, 2, file + " is not a directory"},
+		{[]string{"cache", "clear", "--cache-dir", file}, 2, file + " is not a directory"},
 	} {
 		code, out, errOut := runInProcess(c.args...)
 		checkCLIResult(t, c.args, code, out, errOut, c.code, c.want, "s3docs: cache")

@@ -149,6 +149,11 @@ func exitWith(stderr io.Writer, err error) int {
 // serveMount wires store → cache → splitter → tree, mounts, and serves
 // until unmounted or signalled. Its errors are reported by exitWith.
 func serveMount(cfg mountopts.Config, args []string, detached *readyNotifier, stderr io.Writer, getenv func(string) string) error {
+	if cfg.LogFile != "" {
+		if err := checkLogPlacement(cfg.LogFile, cfg.MountPoint); err != nil {
+			return badSetup(err)
+		}
+	}
 	logOut, closeLog, err := logOutput(cfg, stderr)
 	if err != nil {
 		return badSetup(err)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
@@ -358,6 +359,12 @@ func TestBadInput(t *testing.T) {
 	os.WriteFile(filepath.Join(nonEmpty, "x"), nil, 0o644)
 	mounted := w.mount(t, mountOpts{})
 	closedPort := fmt.Sprintf("http://127.0.0.1:%d", testenv.FreePort(t))
+	// A web server, not S3: it answers every request 200 with a page.
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprint(w, "<html><body>Welcome</body></html>")
+	}))
+	t.Cleanup(web.Close)
 
 	base := func(endpoint string, rest ...string) []string {
 		return append([]string{"mount", "--endpoint-url", endpoint, "--force-path-style", "--cache-dir", t.TempDir()}, rest...)
@@ -369,6 +376,21 @@ func TestBadInput(t *testing.T) {
 		}
 	}
 	badCreds = append(badCreds, "AWS_SECRET_ACCESS_KEY=wrong")
+	// No credentials anywhere, and an instance metadata service that
+	// refuses tokens (as one with IMDSv2 required does, or a proxy): the
+	// SDK warns on its own, and the operator must still get one line.
+	imds := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "forbidden", http.StatusForbidden)
+	}))
+	t.Cleanup(imds.Close)
+	noCreds := []string{"HOME=" + t.TempDir(), "AWS_CONFIG_FILE=/nonexistent", "AWS_SHARED_CREDENTIALS_FILE=/nonexistent",
+		"AWS_EC2_METADATA_SERVICE_ENDPOINT=" + imds.URL}
+	for _, kv := range w.s3.Env() {
+		if name, _, _ := strings.Cut(kv, "="); name != "AWS_ACCESS_KEY_ID" && name != "AWS_SECRET_ACCESS_KEY" && name != "HOME" {
+			noCreds = append(noCreds, kv)
+		}
+	}
+	logInMount := t.TempDir() // a mount point, with --log-file inside it
 	fileAsCache := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(fileAsCache, nil, 0o600)
 	readOnly := t.TempDir()
@@ -394,8 +416,12 @@ func TestBadInput(t *testing.T) {
 		{"already mounted", base(w.s3.Endpoint, "s3://docs", mounted.mountpoint), nil, "already mounted", 0},
 		{"no such bucket", base(w.s3.Endpoint, "s3://nosuchbucket", empty), nil, "does not exist", 0},
 		{"wrong credentials", base(w.s3.Endpoint, "s3://docs", empty), badCreds, "credentials", 0},
+		{"no credentials", base(w.s3.Endpoint, "s3://docs", empty), noCreds, "no AWS credentials found", 0},
 		{"unreachable", base(closedPort, "s3://docs", empty), nil, closedPort, 0},
+		{"not an S3 endpoint", base(web.URL, "s3://docs", empty), nil, web.URL + " does not answer as S3", 0},
 		{"cache directory is a file", withCache(fileAsCache, "s3://docs", empty), nil, "not a directory", 0},
+		{"log file inside the mount point", base(w.s3.Endpoint, "--log-file", filepath.Join(logInMount, "s3docs.log"), "s3://docs", logInMount),
+			nil, "is inside the mount point", 0},
 		// Not the operator's input: the file system fails (it was exit 2).
 		{"cache directory on a read-only file system", withCache(filepath.Join(readOnly, "cache"), "s3://docs", empty), nil, "read-only file system", exitFailure},
 	}
@@ -431,6 +457,11 @@ func TestBadInput(t *testing.T) {
 				t.Fatalf("took %v to fail", el)
 			}
 		})
+	}
+	// The refused mount left nothing in the mount point: the next try, with
+	// the log elsewhere, finds it empty.
+	if des, err := os.ReadDir(logInMount); err != nil || len(des) != 0 {
+		t.Fatalf("mount point after a refused --log-file: %v, %v", des, err)
 	}
 }
 

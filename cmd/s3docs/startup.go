@@ -46,6 +46,25 @@ func checkCachePlacement(cacheDir, mountPoint string) error {
 	return nil
 }
 
+// checkLogPlacement refuses a --log-file inside the mount point: opened
+// before the mount, it would be made in the directory about to be covered,
+// and the mount would then fail on a mount point that is not empty (its
+// own log file), again at every try.
+func checkLogPlacement(logFile, mountPoint string) error {
+	lf, err := resolvePath(logFile)
+	if err != nil {
+		return fmt.Errorf("--log-file: %w", err)
+	}
+	mp, err := resolvePath(mountPoint)
+	if err != nil {
+		return fmt.Errorf("mount point: %w", err)
+	}
+	if pathWithin(lf, mp) {
+		return fmt.Errorf("log file %s is inside the mount point %s: put it outside", logFile, mountPoint)
+	}
+	return nil
+}
+
 // resolvePath makes p absolute with every symlink resolved, in its longest
 // existing leading part (the rest does not exist yet, so holds none).
 func resolvePath(p string) (string, error) {
