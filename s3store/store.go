@@ -248,12 +248,6 @@ func (s *Store) Head(ctx context.Context, key string) (object.Version, error) {
 	}, nil
 }
 
-// quoteETag gives an ETag the quotes HTTP puts around it (RFC 9110
-// 8.8.3). Some stores (NetApp ONTAP, some Ceph versions) list ETags
-// without them while their headers have them: unquoted, one version would
-// be two, and every GET of a listed version would look like a change. An
-// ETag quoted already, as S3 sends it, or weak, is kept as it is, so the
-// cache's names for it do not change.
 // maxETag bounds an ETag. S3's are an MD5 in hex, quoted, with a part count
 // for multipart uploads (under 50 bytes); the daemon keeps one per file it
 // knows (8,192 nodes, the metadata cache), so a server's longer ones are
@@ -268,6 +262,12 @@ func checkETag(op, etag string) error {
 	return nil
 }
 
+// quoteETag gives an ETag the quotes HTTP puts around it (RFC 9110
+// 8.8.3). Some stores (NetApp ONTAP, some Ceph versions) list ETags
+// without them while their headers have them: unquoted, one version would
+// be two, and every GET of a listed version would look like a change. An
+// ETag quoted already, as S3 sends it, or weak, is kept as it is, so the
+// cache's names for it do not change.
 func quoteETag(etag string) string {
 	if etag == "" || strings.HasPrefix(etag, "W/") || (len(etag) >= 2 && strings.HasPrefix(etag, `"`) && strings.HasSuffix(etag, `"`)) {
 		return etag
