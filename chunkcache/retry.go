@@ -19,7 +19,8 @@ import (
 //     attempt that failed) rides out a refused connection or a 5xx burst.
 //  2. A body cut short or silent for the stall timeout is resumed with a GET
 //     for the rest of the range (s3store: up to sdkMaxAttempts GETs per
-//     range), so that 7 MiB already received are not fetched again.
+//     range that fail, a body that brought 1 MiB before it broke not
+//     counted), so that 7 MiB already received are not fetched again.
 //  3. The download of a chunk is tried fetchAttempts times (backoff
 //     fetchBackoff, 2·fetchBackoff), for failures longer than the client's
 //     own retries. Changed or deleted objects and refused credentials are

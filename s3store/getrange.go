@@ -39,13 +39,16 @@ func (s *Store) GetRange(ctx context.Context, v object.Version, off, n int64) (i
 }
 
 type rangeReader struct {
-	ctx      context.Context
-	s        *Store
-	v        object.Version
-	next     int64 // next byte this reader will return
-	end      int64 // exclusive
-	body     io.ReadCloser
-	resumes  int
+	ctx     context.Context
+	s       *Store
+	v       object.Version
+	next    int64 // next byte this reader will return
+	end     int64 // exclusive
+	body    io.ReadCloser
+	resumes int
+	// openedAt is where the current body started: one that delivers
+	// progressCredit bytes before it breaks costs no attempt.
+	openedAt int64
 	lastFail error
 	// watchdog closes a body that sends nothing for the stall timeout, which
 	// makes the blocked Read fail so that the range can be resumed.
@@ -76,7 +79,7 @@ func (r *rangeReader) open() error {
 		out.Body.Close()
 		return err
 	}
-	r.body = out.Body
+	r.body, r.openedAt = out.Body, r.next
 	body := out.Body
 	r.stalled.Store(false)
 	r.watchdog = time.AfterFunc(r.s.stall, func() {
@@ -160,8 +163,18 @@ func (r *rangeReader) Read(p []byte) (int, error) {
 	}
 }
 
+// progressCredit is how many bytes a body must deliver before it breaks
+// for its resume to cost no attempt. A connection cut every few MiB (a
+// proxy's or middlebox's limit) still completes the range, in at most one
+// GET per progressCredit bytes more than the attempt limit, while a body
+// cut after a few bytes each time gives up after the attempt limit.
+const progressCredit = 1 << 20
+
 // resume asks for the rest of the range after a broken body, with backoff.
 func (r *rangeReader) resume() error {
+	if r.next-r.openedAt >= progressCredit && r.resumes > 0 {
+		r.resumes-- // the body that broke made its way: not a failed attempt
+	}
 	if r.resumes+1 >= r.s.maxAttempts {
 		return fmt.Errorf("get %s at byte %d: giving up after %d attempts: %w", r.v.Key, r.next, r.resumes+1, r.lastFail)
 	}

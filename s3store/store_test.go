@@ -132,6 +132,36 @@ func TestCutBodiesGiveUp(t *testing.T) {
 	}
 }
 
+// TestBodiesCutAfterProgressComplete: a connection cut every 1.5 MiB (a
+// proxy's limit) made 8 MiB ranges unreadable (the attempt limit ran out
+// though every GET brought bytes); a body that delivered progressCredit
+// bytes costs no attempt, so the range completes, in one GET per cut.
+func TestBodiesCutAfterProgressComplete(t *testing.T) {
+	w := newWorld(t)
+	data := testenv.RandomBytes(4, 8<<20)
+	w.s3.Put(t, bucket, "a.pdf", data)
+	s := w.store(t) // MaxAttempts 3
+	v := head(t, s, "a.pdf")
+	w.proxy.Reset()
+	w.proxy.SetFault(func(r *http.Request) testenv.Fault {
+		if testenv.IsObjectGET(r) {
+			return testenv.Fault{CutAfter: 3 << 19}
+		}
+		return testenv.Fault{}
+	})
+	got, err := readRange(s, v, 0, v.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("bytes differ after resumes")
+	}
+	// 8 MiB in pieces of 1.5 MiB: 6 GETs, none wasted.
+	if n := len(w.proxy.GETs()); n != 6 {
+		t.Errorf("%d GETs, want 6", n)
+	}
+}
+
 func TestStalledBodyIsResumed(t *testing.T) {
 	w := newWorld(t)
 	data := testenv.RandomBytes(4, 2<<20)
