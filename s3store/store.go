@@ -202,6 +202,9 @@ func (s *Store) Check(ctx context.Context) error {
 		if aws.ToString(out.Name) == "" {
 			return fmt.Errorf("%s does not answer as S3: its answer to a listing of bucket %q is not a listing", s.endpoint, s.bucket)
 		}
+		if len(out.Contents) == 0 && len(out.CommonPrefixes) == 0 {
+			return s.checkEmpty(ctx)
+		}
 		return nil
 	}
 	code := errorCode(err)
@@ -259,6 +262,23 @@ func checkETag(op, etag string) error {
 	if len(etag) > maxETag {
 		return fmt.Errorf("%s: an ETag of %d bytes (at most %d)", op, len(etag), maxETag)
 	}
+	return nil
+}
+
+// checkEmpty explains a mount that would show nothing: s3://docs/brief.pdf
+// names an object, not a prefix (refused: its tree would be empty), and a
+// prefix with nothing under it yet is mounted empty with one warning, since
+// objects may come later.
+func (s *Store) checkEmpty(ctx context.Context) error {
+	if name := strings.TrimSuffix(s.prefix, "/"); name != "" {
+		_, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(name)},
+			func(o *s3.Options) { o.Retryer = retry.AddWithMaxAttempts(o.Retryer, 1) })
+		if err == nil {
+			return fmt.Errorf("s3://%s/%s is an object, not a prefix: mount the prefix that holds it", s.bucket, name)
+		}
+	}
+	s.log.Warn("nothing under the mounted prefix yet: the mount is empty until objects are put there",
+		"bucket", s.bucket, "prefix", s.prefix)
 	return nil
 }
 
