@@ -249,7 +249,7 @@ func scanNames(b []byte, names map[string]bool) bool {
 				i++
 			}
 		case ch == '(':
-			end := skipLiteral(b, i)
+			end := literalEnd(b, i)
 			if end < 0 {
 				return false
 			}
@@ -292,26 +292,6 @@ func scanNames(b []byte, names map[string]bool) bool {
 		}
 	}
 	return true
-}
-
-// skipLiteral returns the index after the literal string starting at b[i]
-// ('('), honouring nested parentheses and backslash escapes, or -1.
-func skipLiteral(b []byte, i int) int {
-	depth := 0
-	for ; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '(':
-			depth++
-		case ')':
-			depth--
-			if depth == 0 {
-				return i + 1
-			}
-		}
-	}
-	return -1
 }
 
 // skipInlineData returns the index after the "EI" that ends the inline image
