@@ -134,7 +134,7 @@ func TestCheckRefusesAWebServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = s.Check(context.Background())
+	_, err = s.Check(context.Background())
 	if err == nil || !strings.Contains(err.Error(), srv.URL) || !strings.Contains(err.Error(), "S3") {
 		t.Fatalf("check of a web server: %v, want an error naming the endpoint", err)
 	}
@@ -144,7 +144,7 @@ func TestCheckRefusesAWebServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Check(context.Background()); err != nil {
+	if _, err := s.Check(context.Background()); err != nil {
 		t.Fatalf("check of an empty bucket: %v", err)
 	}
 }
@@ -360,7 +360,7 @@ func TestCheckNamesAWrongRegion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = s.Check(context.Background())
+	_, err = s.Check(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "wrong region") || !strings.Contains(err.Error(), "expecting 'us-east-1'") ||
 		strings.Contains(err.Error(), "RequestID") {
 		t.Fatalf("check with a wrong region: %v", err)
@@ -420,7 +420,7 @@ func TestCheckBodyIsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Check(context.Background()); err == nil {
+	if _, err := s.Check(context.Background()); err == nil {
 		t.Fatal("an endless listing passed the check")
 	}
 	srv.CloseClientConnections()

@@ -182,7 +182,10 @@ func (s *Store) Endpoint() string { return s.endpoint }
 
 // Check makes one cheap request and turns the usual setup mistakes into one
 // readable sentence: wrong bucket, wrong credentials, unreachable server.
-func (s *Store) Check(ctx context.Context) error {
+// empty says that nothing is under the prefix yet (the caller says so once
+// the mount is up: a warning before a setup error would make its one line
+// two).
+func (s *Store) Check(ctx context.Context) (empty bool, err error) {
 	out, err := s.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
 		Bucket:  aws.String(s.bucket),
 		Prefix:  aws.String(s.prefix),
@@ -200,31 +203,31 @@ func (s *Store) Check(ctx context.Context) error {
 		// answers 200, and the SDK decodes its HTML as an empty listing;
 		// every listing names its bucket.
 		if aws.ToString(out.Name) == "" {
-			return fmt.Errorf("%s does not answer as S3: its answer to a listing of bucket %q is not a listing", s.endpoint, s.bucket)
+			return false, fmt.Errorf("%s does not answer as S3: its answer to a listing of bucket %q is not a listing", s.endpoint, s.bucket)
 		}
 		if len(out.Contents) == 0 && len(out.CommonPrefixes) == 0 {
-			return s.checkEmpty(ctx)
+			return true, s.checkNotAnObject(ctx)
 		}
-		return nil
+		return false, nil
 	}
 	code := errorCode(err)
 	status := httpStatus(err)
 	switch {
 	case code == "NoSuchBucket" || (status == http.StatusNotFound && code == ""):
-		return fmt.Errorf("bucket %q does not exist at %s", s.bucket, s.endpoint)
+		return false, fmt.Errorf("bucket %q does not exist at %s", s.bucket, s.endpoint)
 	case isCredentialsCode(code):
-		return fmt.Errorf("wrong credentials for %s (%s)", s.endpoint, code)
+		return false, fmt.Errorf("wrong credentials for %s (%s)", s.endpoint, code)
 	case code == "AccessDenied" || status == http.StatusForbidden:
-		return fmt.Errorf("access denied to bucket %q at %s", s.bucket, s.endpoint)
+		return false, fmt.Errorf("access denied to bucket %q at %s", s.bucket, s.endpoint)
 	case code == "AuthorizationHeaderMalformed" || code == "PermanentRedirect" || code == "IllegalLocationConstraintException":
 		// The server's own message names the region it expects.
-		return fmt.Errorf("wrong region for bucket %q at %s (--region): %s", s.bucket, s.endpoint, errorMessage(err, code))
+		return false, fmt.Errorf("wrong region for bucket %q at %s (--region): %s", s.bucket, s.endpoint, errorMessage(err, code))
 	case isNoCredentials(err):
-		return fmt.Errorf("no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile)")
+		return false, fmt.Errorf("no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile)")
 	case ctx.Err() != nil || isNetError(err):
-		return fmt.Errorf("cannot reach S3 endpoint %s: %s", s.endpoint, rootCause(err))
+		return false, fmt.Errorf("cannot reach S3 endpoint %s: %s", s.endpoint, rootCause(err))
 	}
-	return fmt.Errorf("S3 endpoint %s: %w", s.endpoint, err)
+	return false, fmt.Errorf("S3 endpoint %s: %w", s.endpoint, err)
 }
 
 // Head returns the current version of key.
@@ -265,20 +268,18 @@ func checkETag(op, etag string) error {
 	return nil
 }
 
-// checkEmpty explains a mount that would show nothing: s3://docs/brief.pdf
-// names an object, not a prefix (refused: its tree would be empty), and a
-// prefix with nothing under it yet is mounted empty with one warning, since
-// objects may come later.
-func (s *Store) checkEmpty(ctx context.Context) error {
-	if name := strings.TrimSuffix(s.prefix, "/"); name != "" {
-		_, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(name)},
-			func(o *s3.Options) { o.Retryer = retry.AddWithMaxAttempts(o.Retryer, 1) })
-		if err == nil {
-			return fmt.Errorf("s3://%s/%s is an object, not a prefix: mount the prefix that holds it", s.bucket, name)
-		}
+// checkNotAnObject refuses a prefix that is empty because it names an
+// object, not a prefix (s3://docs/brief.pdf): its tree would be empty.
+func (s *Store) checkNotAnObject(ctx context.Context) error {
+	name := strings.TrimSuffix(s.prefix, "/")
+	if name == "" {
+		return nil
 	}
-	s.log.Warn("nothing under the mounted prefix yet: the mount is empty until objects are put there",
-		"bucket", s.bucket, "prefix", s.prefix)
+	_, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(name)},
+		func(o *s3.Options) { o.Retryer = retry.AddWithMaxAttempts(o.Retryer, 1) })
+	if err == nil {
+		return fmt.Errorf("s3://%s/%s is an object, not a prefix: mount the prefix that holds it", s.bucket, name)
+	}
 	return nil
 }
 

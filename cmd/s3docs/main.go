@@ -175,7 +175,7 @@ func serveMount(cfg mountopts.Config, args []string, detached *readyNotifier, st
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	store, err := openStore(ctx, cfg, log)
+	store, empty, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -236,6 +236,10 @@ func serveMount(cfg mountopts.Config, args []string, detached *readyNotifier, st
 	}
 	log.Info("mounted", "source", cfg.Source, "mountpoint", cfg.MountPoint, "endpoint", store.Endpoint(),
 		"cache_dir", cfg.CacheDir, "cache_size", cfg.CacheSize)
+	if empty {
+		log.Warn("nothing under the mounted prefix yet: the mount is empty until objects are put there",
+			"source", cfg.Source)
+	}
 	detached.ready(log)
 	// systemd (Type=notify) learns that the mount answers.
 	systemd := sdnotify.New(getenv("NOTIFY_SOCKET"))
@@ -253,8 +257,8 @@ func serveMount(cfg mountopts.Config, args []string, detached *readyNotifier, st
 // openStore builds the S3 client and checks, with one cheap request, that
 // the bucket answers: the usual setup mistakes (wrong bucket, credentials,
 // endpoint) are setup errors, reported before anything is mounted.
-func openStore(ctx context.Context, cfg mountopts.Config, log *slog.Logger) (*s3store.Store, error) {
-	store, err := s3store.New(ctx, s3store.Options{
+func openStore(ctx context.Context, cfg mountopts.Config, log *slog.Logger) (store *s3store.Store, empty bool, err error) {
+	store, err = s3store.New(ctx, s3store.Options{
 		Bucket:         cfg.Bucket,
 		Prefix:         cfg.Prefix,
 		EndpointURL:    cfg.EndpointURL,
@@ -264,14 +268,14 @@ func openStore(ctx context.Context, cfg mountopts.Config, log *slog.Logger) (*s3
 		Logger:         log,
 	})
 	if err != nil {
-		return nil, badSetup(err)
+		return nil, false, badSetup(err)
 	}
 	checkCtx, cancel := context.WithTimeout(ctx, storeCheckTimeout)
 	defer cancel()
-	if err := store.Check(checkCtx); err != nil {
-		return nil, badSetup(err)
+	if empty, err = store.Check(checkCtx); err != nil {
+		return nil, false, badSetup(err)
 	}
-	return store, nil
+	return store, empty, nil
 }
 
 // storeCheckTimeout bounds the one request that checks the bucket at start.

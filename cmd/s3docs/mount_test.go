@@ -358,6 +358,12 @@ func TestBadInput(t *testing.T) {
 	nonEmpty := t.TempDir()
 	os.WriteFile(filepath.Join(nonEmpty, "x"), nil, 0o644)
 	mounted := w.mount(t, mountOpts{})
+	// The bucket is empty: the mount says so once it is up (before, it
+	// would have made a bad input's one line two).
+	if n := mounted.logCount("nothing under the mounted prefix yet", 1); n != 1 {
+		t.Errorf("an empty bucket's mount warned %d times, want once", n)
+	}
+	w.s3.Put(t, testBucket, "brief.pdf", []byte("%PDF-1.4\n"))
 	closedPort := fmt.Sprintf("http://127.0.0.1:%d", testenv.FreePort(t))
 	// A web server, not S3: it answers every request 200 with a page.
 	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -419,6 +425,7 @@ func TestBadInput(t *testing.T) {
 		{"no credentials", base(w.s3.Endpoint, "s3://docs", empty), noCreds, "no AWS credentials found", 0},
 		{"unreachable", base(closedPort, "s3://docs", empty), nil, closedPort, 0},
 		{"not an S3 endpoint", base(web.URL, "s3://docs", empty), nil, web.URL + " does not answer as S3", 0},
+		{"source names an object", base(w.s3.Endpoint, "s3://docs/brief.pdf", empty), nil, "s3://docs/brief.pdf is an object, not a prefix", 0},
 		{"cache directory is a file", withCache(fileAsCache, "s3://docs", empty), nil, "not a directory", 0},
 		{"log file inside the mount point", base(w.s3.Endpoint, "--log-file", filepath.Join(logInMount, "s3docs.log"), "s3://docs", logInMount),
 			nil, "is inside the mount point", 0},
