@@ -19,13 +19,28 @@ import (
 	"s3docs/internal/testenv"
 )
 
+// fakeCredentials gives the SDK credentials for a server that checks none.
+func fakeCredentials(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "k")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
+	t.Setenv("AWS_PROFILE", "")
+}
+
+// storeAt is a Store of bucket docs at a test server's url.
+func storeAt(t *testing.T, url string) *Store {
+	t.Helper()
+	s, err := New(context.Background(), Options{Bucket: "docs", EndpointURL: url, Region: "us-east-1", ForcePathStyle: true, MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // lyingGetServer answers every GET of an object with answer(w, first, last),
 // where bytes=first-last is the range the client asked for.
 func lyingGetServer(t *testing.T, answer func(w http.ResponseWriter, first, last int64)) *Store {
 	t.Helper()
-	t.Setenv("AWS_ACCESS_KEY_ID", "k")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
-	t.Setenv("AWS_PROFILE", "")
+	fakeCredentials(t)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var first, last int64
 		if _, err := fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-%d", &first, &last); err != nil {
@@ -122,28 +137,20 @@ func TestGetRangeTakesHonestAnswers(t *testing.T) {
 // and HTML, which the SDK decodes as an empty listing. The mount would
 // then serve an empty tree, and every name looked up as the page itself.
 func TestCheckRefusesAWebServer(t *testing.T) {
-	t.Setenv("AWS_ACCESS_KEY_ID", "k")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
-	t.Setenv("AWS_PROFILE", "")
+	fakeCredentials(t)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		fmt.Fprint(w, "<html><body>Welcome</body></html>")
 	}))
 	t.Cleanup(srv.Close)
-	s, err := New(context.Background(), Options{Bucket: "docs", EndpointURL: srv.URL, Region: "us-east-1", ForcePathStyle: true, MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = s.Check(context.Background())
+	s := storeAt(t, srv.URL)
+	_, err := s.Check(context.Background())
 	if err == nil || !strings.Contains(err.Error(), srv.URL) || !strings.Contains(err.Error(), "S3") {
 		t.Fatalf("check of a web server: %v, want an error naming the endpoint", err)
 	}
 	// A real listing, even of an empty bucket, passes.
 	srv2, _ := hostileServer(t, func(int64) string { return listPage(nil, false, "") })
-	s, err = New(context.Background(), Options{Bucket: "docs", EndpointURL: srv2.URL, Region: "us-east-1", ForcePathStyle: true, MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = storeAt(t, srv2.URL)
 	if _, err := s.Check(context.Background()); err != nil {
 		t.Fatalf("check of an empty bucket: %v", err)
 	}
@@ -190,19 +197,14 @@ func TestGetRangeWithoutContentLength(t *testing.T) {
 // must not make the object an empty file (every reader would get nothing,
 // with no error).
 func TestHeadWithoutContentLength(t *testing.T) {
-	t.Setenv("AWS_ACCESS_KEY_ID", "k")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
-	t.Setenv("AWS_PROFILE", "")
+	fakeCredentials(t)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("ETag", `"e"`)
 		w.Header().Set("Last-Modified", time.Unix(1700000000, 0).UTC().Format(http.TimeFormat))
 		w.WriteHeader(http.StatusOK)
 	}))
 	t.Cleanup(srv.Close)
-	s, err := New(context.Background(), Options{Bucket: "docs", EndpointURL: srv.URL, Region: "us-east-1", ForcePathStyle: true, MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := storeAt(t, srv.URL)
 	if v, err := s.Head(context.Background(), "a.pdf"); err == nil {
 		t.Fatalf("head without Content-Length: %+v, want an error", v)
 	}
@@ -213,9 +215,7 @@ func TestHeadWithoutContentLength(t *testing.T) {
 // body must not make the daemon read (and hold) it all: the client stops
 // reading past a bound.
 func TestErrorBodyIsBounded(t *testing.T) {
-	t.Setenv("AWS_ACCESS_KEY_ID", "k")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
-	t.Setenv("AWS_PROFILE", "")
+	fakeCredentials(t)
 	const most = 64 << 20 // what the server sends at most, if read
 	var sent atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -256,9 +256,7 @@ func TestErrorBodyIsBounded(t *testing.T) {
 // warning for every body it could not drain, which the bounds on bodies
 // cause); the daemon's log is structured and may be a file.
 func TestSDKWritesNothingToStderr(t *testing.T) {
-	t.Setenv("AWS_ACCESS_KEY_ID", "k")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
-	t.Setenv("AWS_PROFILE", "")
+	fakeCredentials(t)
 	srv, _ := hostileServer(t, func(int64) string {
 		return strings.Replace(listPage(nil, false, ""), "</ListBucketResult>", strings.Repeat(" ", 9<<20)+"</ListBucketResult>", 1)
 	})
@@ -288,9 +286,7 @@ func TestSDKWritesNothingToStderr(t *testing.T) {
 // and the HEAD's must be the same version, and a GET of the listed version
 // must not be taken for a change.
 func TestUnquotedETags(t *testing.T) {
-	t.Setenv("AWS_ACCESS_KEY_ID", "k")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
-	t.Setenv("AWS_PROFILE", "")
+	fakeCredentials(t)
 	data := testenv.RandomBytes(15, 1000)
 	const etag = `"0123abcd"`
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -319,10 +315,7 @@ func TestUnquotedETags(t *testing.T) {
 		w.Write(data[first : last+1])
 	}))
 	t.Cleanup(srv.Close)
-	s, err := New(context.Background(), Options{Bucket: "docs", EndpointURL: srv.URL, Region: "us-east-1", ForcePathStyle: true, MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := storeAt(t, srv.URL)
 	p, err := s.ListPage(context.Background(), object.ListRequest{})
 	if err != nil || len(p.Files) != 1 {
 		t.Fatalf("list: %+v, %v", p, err)
@@ -345,9 +338,7 @@ func TestUnquotedETags(t *testing.T) {
 // message names the region expected; the operator gets that, in one
 // sentence, not the SDK's layers of request ids.
 func TestCheckNamesAWrongRegion(t *testing.T) {
-	t.Setenv("AWS_ACCESS_KEY_ID", "k")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
-	t.Setenv("AWS_PROFILE", "")
+	fakeCredentials(t)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/xml")
 		w.WriteHeader(http.StatusBadRequest)
@@ -372,9 +363,7 @@ func TestCheckNamesAWrongRegion(t *testing.T) {
 // make each of the daemon's requests in flight (GETs, listings, lookups)
 // cost that. S3's headers are a few KB (user metadata is at most 2 KB).
 func TestHugeHeadersRefused(t *testing.T) {
-	t.Setenv("AWS_ACCESS_KEY_ID", "k")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
-	t.Setenv("AWS_PROFILE", "")
+	fakeCredentials(t)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for i := range 8 {
 			w.Header().Set(fmt.Sprintf("X-Amz-Meta-Pad%d", i), strings.Repeat("p", 1<<20))
@@ -397,9 +386,7 @@ func TestHugeHeadersRefused(t *testing.T) {
 // other listing page: a server that answers it with an endless listing must
 // not have it read (and decoded into memory) for the check's whole deadline.
 func TestCheckBodyIsBounded(t *testing.T) {
-	t.Setenv("AWS_ACCESS_KEY_ID", "k")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
-	t.Setenv("AWS_PROFILE", "")
+	fakeCredentials(t)
 	const most = 64 << 20
 	var sent atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -416,10 +403,7 @@ func TestCheckBodyIsBounded(t *testing.T) {
 		fmt.Fprint(w, "</ListBucketResult>")
 	}))
 	t.Cleanup(srv.Close)
-	s, err := New(context.Background(), Options{Bucket: "docs", EndpointURL: srv.URL, Region: "us-east-1", ForcePathStyle: true, MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := storeAt(t, srv.URL)
 	if _, err := s.Check(context.Background()); err == nil {
 		t.Fatal("an endless listing passed the check")
 	}
@@ -433,18 +417,13 @@ func TestCheckBodyIsBounded(t *testing.T) {
 // known; one of 100 KB per file, from a hostile server, would make the
 // daemon's memory grow with it.
 func TestHugeETagRefused(t *testing.T) {
-	t.Setenv("AWS_ACCESS_KEY_ID", "k")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
-	t.Setenv("AWS_PROFILE", "")
+	fakeCredentials(t)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("ETag", `"`+strings.Repeat("e", 100<<10)+`"`)
 		w.Header().Set("Content-Length", "10")
 	}))
 	t.Cleanup(srv.Close)
-	s, err := New(context.Background(), Options{Bucket: "docs", EndpointURL: srv.URL, Region: "us-east-1", ForcePathStyle: true, MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := storeAt(t, srv.URL)
 	if v, err := s.Head(context.Background(), "a.pdf"); err == nil {
 		t.Fatalf("a HEAD with an ETag of %d bytes was taken", len(v.ETag))
 	}
