@@ -273,10 +273,19 @@ func openStore(ctx context.Context, cfg mountopts.Config, log *slog.Logger) (sto
 	checkCtx, cancel := context.WithTimeout(ctx, storeCheckTimeout)
 	defer cancel()
 	if empty, err = store.Check(checkCtx); err != nil {
+		if ctx.Err() != nil {
+			// SIGTERM or SIGINT while the check waited on the server: not
+			// the operator's setup, and nothing was mounted.
+			return nil, false, errStoppedBeforeMount
+		}
 		return nil, false, badSetup(err)
 	}
 	return store, empty, nil
 }
+
+// errStoppedBeforeMount: a signal came before the mount was up. It exits
+// 1, not 0, so that a --detach parent and systemd see that nothing serves.
+var errStoppedBeforeMount = errors.New("stopped by a signal before the mount was up")
 
 // storeCheckTimeout bounds the one request that checks the bucket at start.
 const storeCheckTimeout = 5 * time.Second

@@ -638,3 +638,47 @@ func TestSIGTERMWithAReadInFlight(t *testing.T) {
 		t.Fatal("the reader still hangs after the daemon exited")
 	}
 }
+
+// TestSignalDuringStartupCheck: a SIGTERM while the daemon waits on the
+// server's answer to its first listing ends it at once, with exit 1 (nothing
+// mounted, and not the operator's setup) and one line saying so; it read
+// "cannot reach S3 endpoint ...: context canceled", exit 2.
+func TestSignalDuringStartupCheck(t *testing.T) {
+	testenv.RequireRoot(t)
+	asked := make(chan struct{}, 1)
+	silent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		<-r.Context().Done()
+	}))
+	t.Cleanup(silent.Close)
+	t.Cleanup(silent.CloseClientConnections)
+	env := append(os.Environ(), "AWS_ACCESS_KEY_ID=k", "AWS_SECRET_ACCESS_KEY=s", "AWS_PROFILE=")
+	d := startDaemon(t, env, "mount", "--endpoint-url", silent.URL, "--force-path-style", "--region", "us-east-1",
+		"--cache-dir", t.TempDir(), "s3://docs", t.TempDir())
+	select {
+	case <-asked:
+	case <-d.exited:
+		t.Fatalf("exited with %d before asking the server:\n%s", d.exitCode, d.stderr.String())
+	case <-time.After(20 * time.Second):
+		t.Fatal("the daemon never asked the server")
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-d.exited:
+	case <-time.After(20 * time.Second):
+		d.cmd.Process.Kill()
+		t.Fatal("still running 20 s after SIGTERM")
+	}
+	out := strings.TrimSpace(d.stderr.String())
+	if d.exitCode != exitFailure {
+		t.Errorf("exit code %d, want %d", d.exitCode, exitFailure)
+	}
+	if strings.Count(out, "\n") != 0 || !strings.Contains(out, "stopped by a signal before the mount was up") {
+		t.Errorf("want one line saying it was stopped, got:\n%s", out)
+	}
+}
