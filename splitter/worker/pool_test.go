@@ -1086,3 +1086,22 @@ func TestWorkerDiesWithTheDaemon(t *testing.T) {
 		return len(f) > 0 && f[0] == "Z"
 	})
 }
+
+// A worker that lives less than the watch's poll interval still has its
+// peak RSS logged: it is the kernel's count, taken when the worker is
+// reaped (it was 0, and a test's bound on it failed).
+func TestPeakRSSOfAShortLivedWorker(t *testing.T) {
+	tp := newTestPool(t, Options{})
+	src := newTestSource(t, "A", "%FAKE pages=3", 1000)
+	if _, err := tp.PageCount(testCtx(t), src.Source); err != nil {
+		t.Fatal(err)
+	}
+	tp.Close() // at once: the watch has had no tick
+	ends := regexp.MustCompile(`msg="split worker (exited|killed)".*`).FindAllString(tp.logs.String(), -1)
+	if len(ends) != 1 {
+		t.Fatalf("worker ends logged: %q", ends)
+	}
+	if peak := logInt(ends[0], "peak_rss"); peak < 1<<20 {
+		t.Errorf("a short-lived worker's peak RSS logged as %d bytes: %s", peak, ends[0])
+	}
+}

@@ -395,6 +395,7 @@ func (pr *proc) kill(why kill, detail string) {
 	if pr.killed != "" {
 		return
 	}
+	pr.samplePeak() // its last chance: the watch may not have looked yet
 	if err := pr.cmd.Process.Kill(); err != nil {
 		return
 	}
@@ -420,6 +421,11 @@ type exit struct {
 // stop ends the process and reaps it. graceful closes its stdin and gives it
 // the grace period to exit; otherwise it is killed at once.
 func (pr *proc) stop(graceful bool) exit {
+	// The watch samples every pollInterval and may not have seen a worker
+	// that lived less; one more look before it goes. (The kernel's count at
+	// the reaping, rusage's Maxrss, is no good: it carries the daemon's
+	// peak, whose memory the child shared until its exec.)
+	pr.samplePeak()
 	asked := false
 	if graceful {
 		pr.stdin.Close()
@@ -569,17 +575,25 @@ func (pr *proc) watch() {
 			pr.kill(killedClosed, "")
 			return
 		case <-t.C:
-			rss, hwm, ok := readRSS(pr.pid)
+			rss, ok := pr.samplePeak()
 			if !ok {
 				continue
 			}
-			pr.peakRSS.Store(max(pr.peakRSS.Load(), hwm, rss))
 			if pr.cg == nil && rss > limit {
 				pr.kill(killedMemory, fmt.Sprintf("limit %s, rss %s", mib(limit), mib(rss)))
 				return
 			}
 		}
 	}
+}
+
+// samplePeak keeps the worker's peak RSS so far, and returns its RSS now.
+func (pr *proc) samplePeak() (rss int64, ok bool) {
+	rss, hwm, ok := readRSS(pr.pid)
+	if ok {
+		pr.peakRSS.Store(max(pr.peakRSS.Load(), hwm, rss))
+	}
+	return rss, ok
 }
 
 // readRSS reads VmRSS and VmHWM (peak) of pid in bytes. The watch runs only
