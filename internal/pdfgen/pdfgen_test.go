@@ -18,16 +18,11 @@ import (
 
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	cmd := testenv.Command(testenv.Tool(t, name), args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), err, stdout.String(), stderr.String())
+	stdout, stderr := testenv.Run(t, name, args...)
+	if name == "qpdf" && stderr != "" {
+		t.Errorf("%s %s: unexpected stderr:\n%s", name, strings.Join(args, " "), stderr)
 	}
-	if name == "qpdf" && stderr.Len() > 0 {
-		t.Errorf("%s %s: unexpected stderr:\n%s", name, strings.Join(args, " "), stderr.String())
-	}
-	return stdout.String()
+	return stdout
 }
 
 // normalize reduces text to its non-empty lines with whitespace runs

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -55,6 +56,20 @@ func Command(name string, args ...string) *exec.Cmd {
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(withoutLocale(os.Environ()), "LC_ALL=C.UTF-8", "LANG=C.UTF-8")
 	return cmd
+}
+
+// Run runs the program of Debian's table (see Tool) with args in the C
+// locale and returns what it wrote to stdout and stderr; a failure ends the
+// test with both.
+func Run(t testing.TB, name string, args ...string) (stdout, stderr string) {
+	t.Helper()
+	cmd := Command(Tool(t, name), args...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), err, out.String(), errOut.String())
+	}
+	return out.String(), errOut.String()
 }
 
 func withoutLocale(env []string) []string {

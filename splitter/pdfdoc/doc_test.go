@@ -30,17 +30,12 @@ import (
 // and only for parts: sources may carry the oddities a test is about.
 func docTool(t testing.TB, name string, args ...string) string {
 	t.Helper()
-	cmd := testenv.Command(testenv.Tool(t, name), args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), err, stdout.String(), stderr.String())
+	stdout, stderr := testenv.Run(t, name, args...)
+	if name == "qpdf" && stderr != "" {
+		t.Fatalf("%s %s: warnings:\n%s", name, strings.Join(args, " "), stderr)
 	}
-	if name == "qpdf" && stderr.Len() > 0 {
-		t.Fatalf("%s %s: warnings:\n%s", name, strings.Join(args, " "), stderr.String())
-	}
-	popplerDataPresent(t, stderr.String())
-	return stdout.String()
+	popplerDataPresent(t, stderr)
+	return stdout
 }
 
 // popplerDataPresent fails the test when poppler says it lacks the CMaps of
