@@ -39,7 +39,10 @@ type fakeStore struct {
 	heads       atomic.Int64
 	inFlight    atomic.Int64 // ListPage calls running now
 	maxInFlight atomic.Int64
-	sorted      []string // the keys in order, nil when objs changed
+	// alone counts the ListPage calls of directory pages that began with
+	// no other call in flight: a listing that went sequential.
+	alone  atomic.Int64
+	sorted []string // the keys in order, nil when objs changed
 }
 
 // keysAfter returns the keys with prefix after after, in order.
@@ -77,6 +80,9 @@ func (s *fakeStore) ListPage(ctx context.Context, req object.ListRequest) (objec
 	}
 	n := s.inFlight.Add(1)
 	defer s.inFlight.Add(-1)
+	if n == 1 && !probe {
+		s.alone.Add(1)
+	}
 	for m := s.maxInFlight.Load(); n > m && !s.maxInFlight.CompareAndSwap(m, n); m = s.maxInFlight.Load() {
 	}
 	delay := s.listDelay

@@ -53,9 +53,11 @@ const maxRune = "\U0010FFFF"
 // that cuts the part's range (the group of "k00" in a part holding
 // k000000..k099999 ends at "k00"+maxRune: the probe's page starts the part
 // that holds k010000..). A probe that finds nothing ends the part there
-// (then the next probe cuts finer); one whose page the part had already
-// fetched teaches the listing that groups that fine hold one page or less,
-// and it probes coarser only. Every probe's page that is kept is the first
+// (then the next probe cuts finer). A probe whose page the part fetched
+// too (the part had got there already, or ended right where the cut began)
+// was wasted; once probes at a depth waste two more requests than they pay
+// for, groups that fine hold a page or less, and the listing probes
+// coarser only. Every probe's page that is kept is the first
 // page of a new part, so few requests are spent on probing.
 type lister struct {
 	f      *FS
@@ -69,8 +71,11 @@ type lister struct {
 	parts    []*part    // in key order; parts[0] is being read
 	window   int        // pages fetched and not read, or being fetched
 	pages    int        // requests made, probes included
-	maxDepth int        // finest cut depth that paid off, or more
-	err      error      // first failure; ends the listing
+	maxDepth int        // finest cut depth still tried
+	// paid and wasted count, by depth, the probes that cut a part which
+	// then kept pages, and those that cost a request for nothing.
+	paid, wasted map[int]int
+	err          error // first failure; ends the listing
 
 	// The reader's state (next is not called concurrently).
 	batch []entry
@@ -88,15 +93,21 @@ type part struct {
 	batches [][]entry // fetched, not read yet
 	fetched string    // position of the last entry kept, "" before any
 	probing bool
-	// splitAt is the depth of the probe that last cut hi.
-	splitAt int
-	done    bool // no more batches will come
+	// splitAt is the depth of the probe that last cut hi. kept counts the
+	// pages p kept, keptAtCut and keptAtProbe what it had kept when that
+	// probe cut hi and when the probe in flight began: a cut or a probe
+	// proves groups too fine only if p had not moved on since.
+	splitAt     int
+	kept        int
+	keptAtCut   int
+	keptAtProbe int
+	done        bool // no more batches will come
 }
 
 // listDir starts listing the directory prefix ("" or "a/b/").
 func (f *FS) listDir(prefix string) *lister {
 	ctx, cancel := context.WithCancel(f.ctx)
-	l := &lister{f: f, prefix: prefix, ctx: ctx, cancel: cancel, maxDepth: 1 << 30}
+	l := &lister{f: f, prefix: prefix, ctx: ctx, cancel: cancel, maxDepth: 1 << 30, paid: map[int]int{}, wasted: map[int]int{}}
 	l.cond = sync.NewCond(&l.mu)
 	// Waiters wake up when the listing ends.
 	context.AfterFunc(ctx, l.broadcast)
@@ -298,14 +309,19 @@ func (l *lister) take(p *part, page object.Page) (more, progressed bool) {
 	more = page.Truncated && !beyond
 	if len(batch) == 0 {
 		l.window--
-		if beyond && p.splitAt > 0 {
+		if beyond && p.splitAt > 0 && p.kept == p.keptAtCut {
 			// A probe cut p right where this page starts: the probe and
-			// this request fetched the same page. Cuts that fine do not pay.
-			l.maxDepth = min(l.maxDepth, p.splitAt-1)
+			// this request fetched the same page.
+			l.judgeLocked(p.splitAt, false)
+			p.splitAt = 0
 		}
 	} else {
 		p.fetched = batch[len(batch)-1].pos()
 		p.batches = append(p.batches, batch)
+		p.kept++
+		if p.splitAt > 0 && p.kept == p.keptAtCut+1 {
+			l.judgeLocked(p.splitAt, true)
+		}
 		if more {
 			l.maybeSplitLocked(p, batch[0].pos(), p.fetched)
 		}
@@ -352,11 +368,26 @@ func (l *lister) maybeSplitLocked(p *part, first, last string) {
 		if b <= last || (p.hi != "" && b >= p.hi) {
 			continue
 		}
-		p.probing = true
+		p.probing, p.keptAtProbe = true, p.kept
 		l.window++ // for the probe's page
 		l.wg.Add(1)
 		go l.probe(p, b, k)
 		return
+	}
+}
+
+// judgeLocked counts a probe at depth as paid or wasted. Cuts that fine
+// stop, finer ones too, once they have wasted two requests more than they
+// paid for: one unlucky probe (a page that ended near its group's end)
+// does not stop them, groups of a page or less soon do.
+func (l *lister) judgeLocked(depth int, paid bool) {
+	if paid {
+		l.paid[depth]++
+		return
+	}
+	l.wasted[depth]++
+	if l.wasted[depth] > l.paid[depth]+1 {
+		l.maxDepth = min(l.maxDepth, depth-1)
 	}
 }
 
@@ -395,7 +426,7 @@ func (l *lister) probe(p *part, b string, depth int) {
 	}
 	// The new part owns the probe's page and its slot.
 	q := &part{lo: b, hi: p.hi}
-	p.hi, p.splitAt = b, depth
+	p.hi, p.splitAt, p.keptAtCut = b, depth, p.kept
 	l.parts = slices.Insert(l.parts, slices.Index(l.parts, p)+1, q)
 	l.wg.Add(1)
 	go l.run(q, &page)
@@ -420,8 +451,11 @@ func (l *lister) cutLocked(p *part, b string, depth int, entries []entry, trunca
 		}
 		return false
 	case p.fetched >= entries[i].pos():
-		// p has listed past b already.
-		l.maxDepth = min(l.maxDepth, depth-1)
+		// p has listed past b already: with its next page, groups that
+		// fine hold a page or less; with more, the probe was slow.
+		if p.kept-p.keptAtProbe <= 1 {
+			l.judgeLocked(depth, false)
+		}
 		return false
 	}
 	return true

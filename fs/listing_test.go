@@ -62,8 +62,8 @@ func nameFamilies(n int) map[string][]string {
 }
 
 // TestListingCutsAndKeepsOrder lists directories of 10,000 names in pages
-// of 100: every entry comes once and in order, parts are listed at once,
-// and probing costs few requests beyond the pages themselves.
+// of 100: every entry comes once and in order, parts are listed at once
+// until the end, and probing costs few requests beyond the pages themselves.
 func TestListingCutsAndKeepsOrder(t *testing.T) {
 	for family, names := range nameFamilies(10000) {
 		t.Run(family, func(t *testing.T) {
@@ -92,12 +92,18 @@ func TestListingCutsAndKeepsOrder(t *testing.T) {
 			}
 			pages := (len(wantSorted) + 99) / 100
 			lists := int(store.lists.Load())
-			t.Logf("%d entries, %d pages: %d requests, %d at once at most", len(got), pages, lists, store.maxInFlight.Load())
+			alone := int(store.alone.Load())
+			t.Logf("%s: %d entries, %d pages: %d requests, %d at once at most, %d alone", family, len(got), pages, lists, store.maxInFlight.Load(), alone)
 			if lists > pages+pages/5+10 {
 				t.Errorf("%d requests for %d pages", lists, pages)
 			}
 			if store.maxInFlight.Load() < 2 {
 				t.Errorf("parts were not listed at once")
+			}
+			// A part that ended on a page boundary once stopped all finer
+			// cuts: the rest of the directory went one page at a time.
+			if alone > pages/4 {
+				t.Errorf("%d of %d requests ran with no other in flight", alone, lists)
 			}
 		})
 	}
@@ -217,5 +223,29 @@ func TestBrokenListingsEnd(t *testing.T) {
 			}
 			t.Logf("%d requests", store.calls.Load())
 		})
+	}
+}
+
+// One wasted probe at a depth (a page that ended near its group's end)
+// does not stop cuts that fine; more waste than pay does, and finer ones.
+func TestProbeDepthJudgement(t *testing.T) {
+	l := &lister{maxDepth: 1 << 30, paid: map[int]int{}, wasted: map[int]int{}}
+	l.judgeLocked(3, false)
+	if l.maxDepth != 1<<30 {
+		t.Fatalf("one wasted probe at depth 3 lowered maxDepth to %d", l.maxDepth)
+	}
+	l.judgeLocked(3, true)
+	l.judgeLocked(3, false)
+	if l.maxDepth != 1<<30 {
+		t.Fatalf("2 wasted and 1 paid at depth 3 lowered maxDepth to %d", l.maxDepth)
+	}
+	l.judgeLocked(3, false)
+	if l.maxDepth != 2 {
+		t.Fatalf("3 wasted and 1 paid at depth 3: maxDepth %d, want 2", l.maxDepth)
+	}
+	l.judgeLocked(5, false)
+	l.judgeLocked(5, false)
+	if l.maxDepth != 2 {
+		t.Fatalf("waste at depth 5 raised maxDepth to %d", l.maxDepth)
 	}
 }
