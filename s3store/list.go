@@ -1,10 +1,12 @@
 package s3store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -52,19 +54,30 @@ func (s *Store) ListPage(ctx context.Context, req object.ListRequest) (object.Pa
 	op := "list " + full
 	out, err := s.client.ListObjectsV2(ctx, in, func(o *s3.Options) {
 		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+			sdk, ok := st.Deserialize.Get(sdkDecoderID)
+			if !ok {
+				return fmt.Errorf("no %s in the SDK's stack", sdkDecoderID)
+			}
+			if _, err := st.Deserialize.Swap(sdkDecoderID, &listDecoder{sdk: sdk, bufs: &s.listBufs}); err != nil {
+				return err
+			}
 			return st.Deserialize.Add(limitBody{max: maxPageBody}, middleware.After)
 		})
 	})
 	if err != nil {
 		return object.Page{}, s.wrap(err, op)
 	}
+	l, ok := out.ResultMetadata.Get(listingKey{}).(listing)
+	if !ok {
+		l = fromSDK(out)
+	}
 	var page object.Page
-	if n := len(out.Contents) + len(out.CommonPrefixes); n > max {
+	if n := len(l.objects) + len(l.prefixes); n > max {
 		return object.Page{}, fmt.Errorf("%s: %d entries in a page of at most %d: %w", op, n, max, object.ErrBadListing)
 	}
-	page.Truncated = aws.ToBool(out.IsTruncated)
+	page.Truncated = l.truncated
 	if page.Truncated {
-		page.NextToken = aws.ToString(out.NextContinuationToken)
+		page.NextToken = l.nextToken
 		switch page.NextToken {
 		case "":
 			return object.Page{}, fmt.Errorf("%s: truncated page without a continuation token: %w", op, object.ErrBadListing)
@@ -75,35 +88,94 @@ func (s *Store) ListPage(ctx context.Context, req object.ListRequest) (object.Pa
 	// What is not under the prefix asked for is not ours (a server that
 	// ignores the prefix): kept, a key outside the mount's prefix would
 	// show up in the mount as if it were inside it.
-	for _, cp := range out.CommonPrefixes {
-		rel, ok := strings.CutPrefix(aws.ToString(cp.Prefix), full)
+	for _, cp := range l.prefixes {
+		rel, ok := strings.CutPrefix(cp, full)
 		if !ok {
 			continue
 		}
 		page.Dirs = append(page.Dirs, strings.TrimSuffix(rel, "/"))
 	}
-	for _, o := range out.Contents {
-		if !strings.HasPrefix(aws.ToString(o.Key), full) {
+	page.Files = make([]object.Version, 0, len(l.objects))
+	for _, o := range l.objects {
+		if !strings.HasPrefix(o.key, full) {
 			continue
 		}
-		if err := checkETag(op, aws.ToString(o.ETag)); err != nil {
+		if err := checkETag(op, o.etag); err != nil {
 			return object.Page{}, fmt.Errorf("%w: %w", err, object.ErrBadListing)
 		}
 		// An entry without a size is not taken as empty (it would read as
 		// an empty file, without error): -1, which the file system skips.
-		size := int64(-1)
-		if o.Size != nil {
-			size = *o.Size
-		}
 		page.Files = append(page.Files, object.Version{
-			Key:     strings.TrimPrefix(aws.ToString(o.Key), s.prefix),
-			ETag:    quoteETag(aws.ToString(o.ETag)),
-			Size:    size,
-			ModTime: aws.ToTime(o.LastModified),
+			Key:     strings.TrimPrefix(o.key, s.prefix),
+			ETag:    quoteETag(o.etag),
+			Size:    o.size,
+			ModTime: o.modTime,
 		})
 	}
 	return page, nil
 }
+
+// sdkDecoderID names the SDK's decoder of an operation's answer.
+const sdkDecoderID = "OperationDeserializer"
+
+// listingKey holds, in the answer's metadata, the listing listDecoder
+// decoded.
+type listingKey struct{}
+
+// listDecoder stands in the SDK's decoder of ListObjectsV2 answers: a
+// successful answer is read whole and decoded by decodeListing; errors
+// and what decodeListing does not take go to the SDK's decoder.
+type listDecoder struct {
+	sdk  middleware.DeserializeMiddleware
+	bufs *sync.Pool // of *bytes.Buffer
+}
+
+func (*listDecoder) ID() string { return sdkDecoderID }
+
+func (m *listDecoder) HandleDeserialize(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
+	out, md, err := next.HandleDeserialize(ctx, in)
+	resp, ok := out.RawResponse.(*smithyhttp.Response)
+	if err != nil || !ok || resp.StatusCode < 200 || resp.StatusCode >= 300 || resp.Body == nil {
+		return m.sdk.HandleDeserialize(ctx, in, answered{out, md, err})
+	}
+	buf, _ := m.bufs.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = &bytes.Buffer{}
+	}
+	defer m.bufs.Put(buf)
+	buf.Reset()
+	_, readErr := buf.ReadFrom(resp.Body)
+	_ = resp.Body.Close()
+	if readErr == nil {
+		if l, ok := decodeListing(buf.Bytes()); ok {
+			md.Set(listingKey{}, l)
+			out.Result = &s3.ListObjectsV2Output{}
+			return out, md, nil
+		}
+	}
+	// The SDK reads the same bytes, and the same failure.
+	body := io.Reader(bytes.NewReader(bytes.Clone(buf.Bytes())))
+	if readErr != nil {
+		body = io.MultiReader(body, failingReader{readErr})
+	}
+	resp.Body = io.NopCloser(body)
+	return m.sdk.HandleDeserialize(ctx, in, answered{out, md, nil})
+}
+
+// answered is the rest of the stack, which has answered already.
+type answered struct {
+	out middleware.DeserializeOutput
+	md  middleware.Metadata
+	err error
+}
+
+func (a answered) HandleDeserialize(context.Context, middleware.DeserializeInput) (middleware.DeserializeOutput, middleware.Metadata, error) {
+	return a.out, a.md, a.err
+}
+
+type failingReader struct{ err error }
+
+func (r failingReader) Read([]byte) (int, error) { return 0, r.err }
 
 // limitBody makes the response body of one request fail past max bytes,
 // before the SDK's XML decoder reads it.

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -57,6 +58,7 @@ type Store struct {
 	maxAttempts int
 	stall       time.Duration
 	log         *slog.Logger
+	listBufs    sync.Pool // of *bytes.Buffer: listing answers being decoded
 }
 
 // The store's retry policy (chunkcache/retry.go puts it beside the other
