@@ -207,8 +207,15 @@ func (d *xmlScanner) prolog() bool {
 		return false
 	}
 	decl := string(d.b[d.i+len("<?xml") : d.i+end])
-	if len(decl) == 0 || !isSpace(decl[0]) || strings.ContainsAny(decl, "<>&\r") {
+	if len(decl) == 0 || !isSpace(decl[0]) {
 		return false
+	}
+	for _, c := range []byte(decl) {
+		// Printable ASCII and white space only: strings.Fields would
+		// also split at U+0085 and U+00A0.
+		if !isSpace(c) && (c < 0x20 || c > 0x7e || c == '<' || c == '>' || c == '&') {
+			return false
+		}
 	}
 	for _, f := range strings.Fields(decl) {
 		k, v, ok := strings.Cut(f, "=")
@@ -216,6 +223,13 @@ func (d *xmlScanner) prolog() bool {
 			return false
 		}
 		v = v[1 : len(v)-1]
+		// encoding/xml takes the first "version=" or "encoding=" followed
+		// by a quote anywhere in the declaration, inside another value
+		// too (standalone="encoding='latin1'"), and refuses what it
+		// finds there.
+		if strings.ContainsAny(v, "\"'=") {
+			return false
+		}
 		switch k {
 		case "version":
 			if v != "1.0" {

@@ -98,7 +98,7 @@ func listingSeeds() []string {
 // changes what an answer means, nor turns an answer the SDK refuses into a
 // listing.
 func FuzzDecodeListing(f *testing.F) {
-	for _, s := range listingSeeds() {
+	for _, s := range append(listingSeeds(), rtSeeds()...) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
