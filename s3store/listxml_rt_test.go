@@ -135,7 +135,7 @@ func TestListPageRetriesAroundTheFastDecoder(t *testing.T) {
 		t.Fatalf("cut after the root: %+v, %v", p, err)
 	}
 	// A 200 whose body is an S3 error is an error, not an empty listing.
-	s, calls = listServer(t, func(w http.ResponseWriter, n int64) {
+	s, _ = listServer(t, func(w http.ResponseWriter, n int64) {
 		fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>x</Message></Error>`)
 	})
 	if p, err := s.ListPage(context.Background(), object.ListRequest{}); err == nil {
