@@ -115,6 +115,10 @@ func (s *Store) ListPage(ctx context.Context, req object.ListRequest) (object.Pa
 	return page, nil
 }
 
+// maxPooledBody: buffers that grew past it, for an outsized answer, are
+// not kept for the next one. S3's pages of 1,000 keys are about 300 KB.
+const maxPooledBody = 1 << 20
+
 // sdkDecoderID names the SDK's decoder of an operation's answer.
 const sdkDecoderID = "OperationDeserializer"
 
@@ -142,19 +146,27 @@ func (m *listDecoder) HandleDeserialize(ctx context.Context, in middleware.Deser
 	if buf == nil {
 		buf = &bytes.Buffer{}
 	}
-	defer m.bufs.Put(buf)
 	buf.Reset()
+	if n := resp.ContentLength; n > 0 && n <= maxPageBody {
+		buf.Grow(int(n) + bytes.MinRead) // read in place, without doubling
+	}
 	_, readErr := buf.ReadFrom(resp.Body)
 	_ = resp.Body.Close()
 	if readErr == nil {
 		if l, ok := decodeListing(buf.Bytes()); ok {
+			// The listing holds copies: the buffer can serve the next
+			// answer, unless an outsized one made it big.
+			if buf.Cap() <= maxPooledBody {
+				m.bufs.Put(buf)
+			}
 			md.Set(listingKey{}, l)
 			out.Result = &s3.ListObjectsV2Output{}
 			return out, md, nil
 		}
 	}
-	// The SDK reads the same bytes, and the same failure.
-	body := io.Reader(bytes.NewReader(bytes.Clone(buf.Bytes())))
+	// The SDK reads the same bytes, and the same failure; the buffer is
+	// its now, not the pool's.
+	body := io.Reader(bytes.NewReader(buf.Bytes()))
 	if readErr != nil {
 		body = io.MultiReader(body, failingReader{readErr})
 	}
