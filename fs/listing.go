@@ -43,7 +43,7 @@ const maxRune = "\U0010FFFF"
 // answers one page after the other, so a big directory is cut into key
 // ranges (parts) that are listed at once, up to maxListParts, and read in
 // order. What is fetched ahead of the reader is bounded by windowPages
-// pages (the part being read may always fetch its next page), so memory
+// pages (the part being read may always fetch a page ahead), so memory
 // does not grow with the directory and a listing nobody reads stops
 // fetching; close ends every request in flight.
 //
@@ -195,12 +195,14 @@ func (l *lister) fail(err error) {
 }
 
 // reserve waits for a slot in the window for one more page of p: the part
-// being read always gets one. False when the listing is over.
+// being read always gets one while it holds less than two pages unread
+// (beyond that, a part nobody reads and no probe cuts would fetch the
+// whole directory). False when the listing is over.
 func (l *lister) reserve(p *part) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for l.ctx.Err() == nil && l.err == nil {
-		if l.window < windowPages || (len(l.parts) > 0 && l.parts[0] == p) {
+		if l.window < windowPages || (len(l.parts) > 0 && l.parts[0] == p && len(p.batches) < 2) {
 			l.window++
 			return true
 		}
