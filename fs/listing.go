@@ -405,7 +405,8 @@ func (l *lister) fetching() int {
 }
 
 // probe lists from b on; its page becomes a new part (b, p.hi] and p ends
-// at b, unless the page shows that nothing is there or that p had it.
+// at b, unless the page shows that nothing is there or that p had it, or
+// the probe failed.
 func (l *lister) probe(p *part, b string, depth int) {
 	defer l.wg.Done()
 	page, err := l.fetch(object.ListRequest{Prefix: l.prefix, Delimiter: true, StartAfter: l.prefix + b})
@@ -414,11 +415,11 @@ func (l *lister) probe(p *part, b string, depth int) {
 	defer l.mu.Unlock()
 	p.probing = false
 	if err != nil {
+		// A probe only ever cuts: p lists its range itself. A server that
+		// refuses or never answers StartAfter is probed no more.
 		l.window--
-		if l.err == nil && l.ctx.Err() == nil {
-			l.err = err
-		}
-		l.cancel()
+		l.maxDepth = 0
+		l.cond.Broadcast()
 		return
 	}
 	if !l.cutLocked(p, b, depth, entries, page.Truncated) {

@@ -2,7 +2,13 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,6 +54,244 @@ func TestUncuttableListingStopsWhenNobodyReads(t *testing.T) {
 			n := settledLists(store)
 			if limit := int64(windowPages + 1 + 2*maxListParts); n > limit {
 				t.Fatalf("%d pages fetched for a reader of 10 entries, want at most %d", n, limit)
+			}
+		})
+	}
+}
+
+// jitterStore delays each listing request by a random time, so that parts
+// and probes interleave differently from one run to the next.
+// It counts the probes (requests that start after a key) and the probes
+// whose page was truncated (that may have cut a part).
+type jitterStore struct {
+	*fakeStore
+	max           time.Duration
+	probes, found *atomic.Int64
+}
+
+func newJitterStore(s *fakeStore, max time.Duration) jitterStore {
+	return jitterStore{s, max, &atomic.Int64{}, &atomic.Int64{}}
+}
+
+func (s jitterStore) ListPage(ctx context.Context, req object.ListRequest) (object.Page, error) {
+	time.Sleep(time.Duration(rand.Int64N(int64(s.max) + 1)))
+	page, err := s.fakeStore.ListPage(ctx, req)
+	if req.StartAfter != "" && req.Token == "" {
+		s.probes.Add(1)
+		if page.Truncated {
+			s.found.Add(1)
+		}
+	}
+	return page, err
+}
+
+// wantPositions is the listing of dir that keys make: every name once,
+// a directory as its name and "/", in byte order.
+func wantPositions(dir string, keys []string) []string {
+	set := map[string]bool{}
+	for _, k := range keys {
+		name, ok := strings.CutPrefix(k, dir)
+		if !ok || name == "" {
+			continue
+		}
+		if i := strings.IndexByte(name, '/'); i >= 0 {
+			name = name[:i+1]
+		}
+		set[name] = true
+	}
+	out := make([]string, 0, len(set))
+	for p := range set {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// nameBits are the pieces random names are made of: the cut's own
+// boundary character, characters on each side of it, 4-byte characters,
+// bytes that are not UTF-8, and the characters around '/'.
+var nameBits = []string{"a", "a", "b", "0", ".", "-", "é", "文", "\U0010FFFF", "\U0010FFFE", "\U00010000", "\xf4", "\xf4\x8f", "\xff", "\x80", "~"}
+
+func randomName(r *rand.Rand) string {
+	var b strings.Builder
+	for n := 1 + r.IntN(6); n > 0; n-- {
+		b.WriteString(nameBits[r.IntN(len(nameBits))])
+	}
+	return b.String()
+}
+
+// Random directories of hostile names, in pages of 1 to 5 entries, with
+// requests that finish in random order: each listing yields every entry
+// once, in order, and ends.
+func TestListingRandomNames(t *testing.T) {
+	seeds := 300
+	if testing.Short() {
+		seeds = 50
+	}
+	var probes, found int64
+	defer func() { t.Logf("%d probes, %d truncated", probes, found) }()
+	for seed := range seeds {
+		r := rand.New(rand.NewPCG(uint64(seed), 1))
+		store := &fakeStore{objs: map[string]object.Version{}, pageSize: 1 + r.IntN(5)}
+		var keys []string
+		for n := 1 + r.IntN(300); n > 0; n-- {
+			name := randomName(r)
+			switch r.IntN(4) {
+			case 0: // a directory
+				name += "/x"
+			case 1: // a name that is a prefix of the one before
+				if len(keys) > 0 {
+					prev := strings.TrimPrefix(keys[len(keys)-1], "d/")
+					name = prev[:r.IntN(len(prev)+1)]
+					if name == "" || strings.HasSuffix(name, "/") {
+						name += "z"
+					}
+				}
+			}
+			keys = append(keys, "d/"+name)
+		}
+		for _, k := range keys {
+			store.objs[k] = version(k, `"e"`, 1)
+		}
+		js := newJitterStore(store, 200*time.Microsecond)
+		f, _ := newTree(t, js, time.Minute)
+		got, err := listChecked(t, f, "d/")
+		if err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		probes += js.probes.Load()
+		found += js.found.Load()
+		want := wantPositions("d/", keys)
+		if !slices.Equal(got, want) {
+			i := firstDiff(got, want)
+			t.Fatalf("seed %d (page %d): %d entries, want %d; first difference at %d: got %q, want %q", seed, store.pageSize, len(got), len(want), i, at(got, i), at(want, i))
+		}
+	}
+}
+
+func at(s []string, i int) string {
+	if i < len(s) {
+		return s[i]
+	}
+	return "(end)"
+}
+
+// listChecked is listPositions that also checks, once the listing is
+// closed, that every slot of its window was given back.
+func listChecked(t *testing.T, f *FS, dir string) ([]string, error) {
+	t.Helper()
+	l := f.listDir(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out []string
+	var err error
+	for {
+		var e entry
+		var ok bool
+		e, ok, err = l.next(ctx)
+		if err != nil || !ok {
+			break
+		}
+		out = append(out, e.pos())
+	}
+	l.close()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	held := l.window
+	for _, p := range l.parts {
+		held -= len(p.batches)
+	}
+	if held != 0 {
+		t.Errorf("%d slots of the window still taken after close", held)
+	}
+	return out, err
+}
+
+// hostileStore answers listings through answer, which may ask the fake
+// store (inner) and change what it says.
+type hostileStore struct {
+	*fakeStore
+	answer func(ctx context.Context, req object.ListRequest, inner func(object.ListRequest) (object.Page, error)) (object.Page, error)
+}
+
+func (s hostileStore) ListPage(ctx context.Context, req object.ListRequest) (object.Page, error) {
+	return s.answer(ctx, req, func(r object.ListRequest) (object.Page, error) { return s.fakeStore.ListPage(ctx, r) })
+}
+
+func isProbe(req object.ListRequest) bool { return req.StartAfter != "" && req.Token == "" }
+
+// hostileNames is a directory that the lister cuts into many parts.
+func hostileNames(store *fakeStore, n int) []string {
+	var keys []string
+	for i := range n {
+		k := fmt.Sprintf("d/k%05d", i)
+		if i%7 == 0 {
+			k += "/x"
+		}
+		keys = append(keys, k)
+		store.objs[k] = version(k, `"e"`, 1)
+	}
+	return keys
+}
+
+// Servers that answer probes wrongly, or not at all, cost the listing
+// its speed, never an entry: a probe only ever cuts a part.
+func TestListingSurvivesHostileProbes(t *testing.T) {
+	cases := map[string]func(ctx context.Context, req object.ListRequest, inner func(object.ListRequest) (object.Page, error)) (object.Page, error){
+		// A server without StartAfter (ListObjects V1 semantics, an
+		// old gateway): a probe gets the first page.
+		"ignores StartAfter": func(ctx context.Context, req object.ListRequest, inner func(object.ListRequest) (object.Page, error)) (object.Page, error) {
+			if isProbe(req) {
+				req.StartAfter = ""
+			}
+			return inner(req)
+		},
+		// A server that refuses StartAfter (or U+10FFFF in it).
+		"refuses StartAfter": func(ctx context.Context, req object.ListRequest, inner func(object.ListRequest) (object.Page, error)) (object.Page, error) {
+			if isProbe(req) {
+				return object.Page{}, errors.New("400 InvalidArgument: start-after")
+			}
+			return inner(req)
+		},
+		// Probes hang until the page deadline.
+		"hangs on StartAfter": func(ctx context.Context, req object.ListRequest, inner func(object.ListRequest) (object.Page, error)) (object.Page, error) {
+			if isProbe(req) {
+				<-ctx.Done()
+				return object.Page{}, ctx.Err()
+			}
+			return inner(req)
+		},
+		// Pages in reverse order of keys.
+		"reversed pages": func(ctx context.Context, req object.ListRequest, inner func(object.ListRequest) (object.Page, error)) (object.Page, error) {
+			page, err := inner(req)
+			slices.Reverse(page.Files)
+			slices.Reverse(page.Dirs)
+			return page, err
+		},
+		// A probe's page has the directory's first entries too.
+		"probe starts early": func(ctx context.Context, req object.ListRequest, inner func(object.ListRequest) (object.Page, error)) (object.Page, error) {
+			page, err := inner(req)
+			if isProbe(req) && err == nil {
+				first, _ := inner(object.ListRequest{Prefix: req.Prefix, Delimiter: true, MaxKeys: 3})
+				page.Files = append(page.Files, first.Files...)
+				page.Dirs = append(page.Dirs, first.Dirs...)
+			}
+			return page, err
+		},
+	}
+	for name, answer := range cases {
+		t.Run(name, func(t *testing.T) {
+			store := &fakeStore{objs: map[string]object.Version{}, pageSize: 20, listDelay: time.Millisecond}
+			keys := hostileNames(store, 3000)
+			f := mustNew(t, Options{Store: hostileStore{store, answer}, MetadataTTL: time.Minute, PageTimeout: 50 * time.Millisecond})
+			t.Cleanup(f.stop)
+			got, err := listChecked(t, f, "d/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := wantPositions("d/", keys); !slices.Equal(got, want) {
+				i := firstDiff(got, want)
+				t.Fatalf("%d entries, want %d; first difference at %d: got %q, want %q", len(got), len(want), i, at(got, i), at(want, i))
 			}
 		})
 	}
