@@ -163,6 +163,10 @@ func (l *lister) nextBatch(ctx context.Context) error {
 			return l.err
 		case ctx.Err() != nil:
 			return ctx.Err()
+		case l.ctx.Err() != nil:
+			// Closed, or the tree stopped: the parts may have ended
+			// early, and their end is not the directory's.
+			return l.ctx.Err()
 		case len(l.parts) == 0:
 			l.batch = nil
 			return nil

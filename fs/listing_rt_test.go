@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -292,6 +294,169 @@ func TestListingSurvivesHostileProbes(t *testing.T) {
 			if want := wantPositions("d/", keys); !slices.Equal(got, want) {
 				i := firstDiff(got, want)
 				t.Fatalf("%d entries, want %d; first difference at %d: got %q, want %q", len(got), len(want), i, at(got, i), at(want, i))
+			}
+		})
+	}
+}
+
+// A directory that changes while it is listed: names come and go between
+// (and during) requests, so that parts and probes see different
+// directories. Every name that was there all along is listed, once, in
+// order, and nothing that never was.
+func TestListingOfAChangingDirectory(t *testing.T) {
+	for seed := range 12 {
+		r := rand.New(rand.NewPCG(uint64(seed), 2))
+		store := &fakeStore{objs: map[string]object.Version{}, pageSize: 1 + r.IntN(8)}
+		var stable []string
+		for i := range 400 {
+			k := fmt.Sprintf("d/s%04d", i*10)
+			if i%9 == 0 {
+				k += "/x"
+			}
+			stable = append(stable, k)
+			store.objs[k] = version(k, `"e"`, 1)
+		}
+		ever := map[string]bool{}
+		for _, k := range stable {
+			ever[k] = true
+		}
+		var churn []string
+		for i := range 4000 {
+			k := fmt.Sprintf("d/s%04d", i)
+			if i%10 == 0 {
+				continue
+			}
+			if i%13 == 0 {
+				k += "/y"
+			}
+			churn = append(churn, k)
+			ever[k] = true
+		}
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			r := rand.New(rand.NewPCG(uint64(seed), 3))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k := churn[r.IntN(len(churn))]
+				if r.IntN(2) == 0 {
+					store.put(version(k, `"e"`, 1))
+				} else {
+					store.remove(k)
+				}
+				if r.IntN(50) == 0 {
+					time.Sleep(10 * time.Microsecond)
+				}
+			}
+		}()
+		f, _ := newTree(t, newJitterStore(store, 100*time.Microsecond), time.Minute)
+		got, err := listChecked(t, f, "d/")
+		close(stop)
+		<-done
+		if err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		for i := 1; i < len(got); i++ {
+			if got[i] <= got[i-1] {
+				t.Fatalf("seed %d: %q after %q", seed, got[i], got[i-1])
+			}
+		}
+		everPos := map[string]bool{}
+		for _, p := range wantPositions("d/", slices.Collect(maps.Keys(ever))) {
+			everPos[p] = true
+		}
+		gotPos := map[string]bool{}
+		for _, p := range got {
+			gotPos[p] = true
+			if !everPos[p] {
+				t.Fatalf("seed %d: %q was never in the directory", seed, p)
+			}
+		}
+		for _, p := range wantPositions("d/", stable) {
+			if !gotPos[p] {
+				t.Fatalf("seed %d (page %d): %q, there all along, was not listed (%d listed)", seed, store.pageSize, p, len(got))
+			}
+		}
+	}
+}
+
+// A reader that stops and closes while parts wait for the window and
+// probes hang: close returns at once, and no goroutine is left.
+func TestListingCloseWithProbesInFlight(t *testing.T) {
+	store := &fakeStore{objs: map[string]object.Version{}, pageSize: 10, listDelay: 200 * time.Microsecond}
+	hostileNames(store, 5000)
+	var hung atomic.Int64
+	hs := hostileStore{store, func(ctx context.Context, req object.ListRequest, inner func(object.ListRequest) (object.Page, error)) (object.Page, error) {
+		if isProbe(req) && hung.Add(1)%3 == 0 {
+			<-ctx.Done()
+			return object.Page{}, ctx.Err()
+		}
+		return inner(req)
+	}}
+	f, _ := newTree(t, hs, time.Minute)
+	before := runtime.NumGoroutine()
+	for i := range 50 {
+		l := f.listDir("d/")
+		for range i * 7 {
+			if _, ok, err := l.next(context.Background()); !ok || err != nil {
+				t.Fatal(ok, err)
+			}
+		}
+		time.Sleep(time.Duration(i%5) * time.Millisecond)
+		start := time.Now()
+		l.close()
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("close took %v", d)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Fatalf("%d goroutines after 50 closed listings, %d before", n, before)
+	}
+	if hung.Load() == 0 {
+		t.Fatal("no probe was made")
+	}
+}
+
+// A listing cut short by the tree's end (or by close) is an error, not
+// the end of the directory: an end would pass a part of the directory off
+// as all of it, to the reader and to the metadata cache.
+func TestListingCutShortIsNotAnEnd(t *testing.T) {
+	for _, how := range []string{"stop", "close"} {
+		t.Run(how, func(t *testing.T) {
+			store := &fakeStore{objs: map[string]object.Version{}, pageSize: 10, listDelay: 200 * time.Microsecond}
+			hostileNames(store, 2000)
+			f, _ := newTree(t, store, time.Minute)
+			l := f.listDir("d/")
+			defer l.close()
+			for range 20 {
+				if _, ok, err := l.next(context.Background()); !ok || err != nil {
+					t.Fatal(ok, err)
+				}
+			}
+			if how == "stop" {
+				f.stop()
+			} else {
+				l.close()
+			}
+			n := 20
+			for {
+				_, ok, err := l.next(context.Background())
+				if err != nil {
+					break
+				}
+				if !ok {
+					t.Fatalf("the listing ended without error after %d of %d entries", n, len(wantPositions("d/", slices.Collect(maps.Keys(store.objs)))))
+				}
+				n++
 			}
 		})
 	}
