@@ -461,3 +461,59 @@ func TestListingCutShortIsNotAnEnd(t *testing.T) {
 		})
 	}
 }
+
+// Names of 1,000 bytes that share 990: every entry is listed once, in
+// order, and probing costs at most one request per page. (It does cost
+// that much: each page's probe finds nothing past the group one character
+// deeper than the last, so the cut goes down the 495 shared characters one
+// page at a time: 485 requests for 300 pages of 10, 323 without the shared
+// prefix.)
+func TestListingLongCommonPrefix(t *testing.T) {
+	for _, pageSize := range []int{1, 10, 100} {
+		store := &fakeStore{objs: map[string]object.Version{}, pageSize: pageSize, listDelay: 100 * time.Microsecond}
+		common := strings.Repeat("é", 495)
+		var keys []string
+		for i := range 3000 {
+			k := fmt.Sprintf("d/%s%010d", common, i*7)
+			if i%11 == 0 {
+				k += "/x"
+			}
+			keys = append(keys, k)
+			store.objs[k] = version(k, `"e"`, 1)
+		}
+		f, _ := newTree(t, store, time.Minute)
+		got, err := listChecked(t, f, "d/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := wantPositions("d/", keys); !slices.Equal(got, want) {
+			t.Fatalf("page %d: %d entries, want %d, first difference at %d", pageSize, len(got), len(want), firstDiff(got, want))
+		}
+		pages := (len(got) + pageSize - 1) / pageSize
+		lists := int(store.lists.Load())
+		t.Logf("page %d: %d pages, %d requests, %d at once", pageSize, pages, lists, store.maxInFlight.Load())
+		if lists > 2*pages+20 {
+			t.Errorf("page %d: %d requests for %d pages", pageSize, lists, pages)
+		}
+	}
+}
+
+// A server that ignores the continuation token (the same page under a
+// new token every time) ends the listing with ErrBadListing, not a hang.
+func TestListingTokenIgnored(t *testing.T) {
+	store := &fakeStore{objs: map[string]object.Version{}, pageSize: 10}
+	hostileNames(store, 3000)
+	var n atomic.Int64
+	hs := hostileStore{store, func(ctx context.Context, req object.ListRequest, inner func(object.ListRequest) (object.Page, error)) (object.Page, error) {
+		req.Token = ""
+		page, err := inner(req)
+		if page.Truncated {
+			page.NextToken = fmt.Sprint("t", n.Add(1))
+		}
+		return page, err
+	}}
+	f, _ := newTree(t, hs, time.Minute)
+	if _, err := listChecked(t, f, "d/"); !errors.Is(err, object.ErrBadListing) {
+		t.Fatalf("got %v, want ErrBadListing", err)
+	}
+}
