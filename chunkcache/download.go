@@ -97,6 +97,14 @@ func (d *downloads) join(v object.Version, s span) (f *flight, started bool, err
 	return fl, true, nil
 }
 
+// fetching says whether a download of entry id is running.
+func (d *downloads) fetching(id string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.flights[id]
+	return ok
+}
+
 // running is how many downloads are running now.
 func (d *downloads) running() int {
 	d.mu.Lock()

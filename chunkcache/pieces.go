@@ -38,12 +38,13 @@ const (
 )
 
 // entriesFor appends to dst the entries that serve bytes [within,
-// within+n) of chunk idx of v, in order: the chunk if the disk holds it;
-// else the pieces the range touches if the disk holds them all or miss
-// says to fetch pieces; else the chunk.
+// within+n) of chunk idx of v, in order: the chunk if the disk holds it or
+// it is being fetched (another reader's fetch brings these bytes; pieces
+// would fetch them twice); else the pieces the range touches if the disk
+// holds them all or miss says to fetch pieces; else the chunk.
 func (c *Cache) entriesFor(dst []span, v object.Version, idx, within, n int64, miss missPolicy) []span {
 	whole := c.geo.chunk(v, idx)
-	if c.geo.pieceSize == 0 || c.disk.has(whole.id) {
+	if c.geo.pieceSize == 0 || c.disk.has(whole.id) || c.downloads.fetching(whole.id) {
 		return append(dst, whole)
 	}
 	first, last := c.geo.piecesIn(within, n)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -110,12 +111,12 @@ func (r plainReader) ReadAt(ctx context.Context, p []byte, off int64) (int, erro
 // at: the geometry, the readahead distance, and what the disk holds.
 func policyCache(readaheadChunks int64) *Cache {
 	return &Cache{geo: newGeometry("test", testChunk), ahead: readahead{chunks: readaheadChunks},
-		disk: &disk{idx: newIndex(1 << 30)}}
+		disk: &disk{idx: newIndex(1 << 30)}, downloads: &downloads{flights: map[string]*flight{}}}
 }
 
-// Which entries serve a read of one chunk: the chunk when it is held;
-// pieces when they are all held, or when the policy is to fetch pieces;
-// else the chunk.
+// Which entries serve a read of one chunk: the chunk when it is held or
+// being fetched; pieces when they are all held, or when the policy is to
+// fetch pieces; else the chunk.
 func TestEntriesFor(t *testing.T) {
 	c := policyCache(0)
 	v := object.Version{Key: "obj", ETag: `"e"`, Size: 3*testChunk + 10}
@@ -147,7 +148,72 @@ func TestEntriesFor(t *testing.T) {
 			t.Errorf("%s: entries %v, want %v", tc.name, got, tc.want)
 		}
 	}
+	// A chunk being fetched serves its range, pieces or not.
+	c.downloads.flights[chunk(3).id] = newFlight()
+	if got := c.entriesFor(nil, v, 3, 0, 10, fetchPieces); !slices.Equal(got, []span{chunk(3)}) {
+		t.Errorf("chunk being fetched: entries %v, want the chunk", got)
+	}
 	if last := piece(3, 0); last.off != 3*testChunk || last.n != 10 {
 		t.Fatalf("the last chunk's piece is %+v, want 10 bytes at %d", last, 3*testChunk)
+	}
+}
+
+// A random reader whose read falls in a chunk that another reader is
+// fetching waits for that fetch instead of fetching the piece again: with
+// concurrent readers of one file, the kernel's reordered reads made one of
+// them look random, and its pieces were fetched beside the chunks.
+func TestRandomReaderJoinsAChunkBeingFetched(t *testing.T) {
+	f := newFakeFetcher()
+	data := randomBytes(32, 4*testChunk)
+	v := f.add("obj", data)
+	c := openCache(t, t.TempDir(), f, 100*testChunk, 0)
+	ps := pieceSizeFor(testChunk)
+
+	// A reader made random by two jumps.
+	r := c.NewReader(v)
+	for _, off := range []int64{3*testChunk + 5, 5} {
+		p := make([]byte, 10)
+		if _, err := r.ReadAt(context.Background(), p, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitDownloads(t, c)
+	// A sequential reader's fetch of chunk 1, held in progress.
+	f.hold, f.holdAfter = make(chan struct{}), 10
+	seqDone := make(chan error, 1)
+	go func() {
+		p := make([]byte, 10)
+		_, err := plainReader{c, v}.ReadAt(context.Background(), p, testChunk)
+		seqDone <- err
+	}()
+	for f.callsFor("obj", testChunk) == 0 {
+		runtime.Gosched()
+	}
+	// The random reader reads inside chunk 1.
+	got := make(chan error, 1)
+	p := make([]byte, 10)
+	off := testChunk + 3*ps + 7
+	joins := c.Stats().Joins
+	go func() {
+		_, err := r.ReadAt(context.Background(), p, off)
+		got <- err
+	}()
+	// Held until the read waits: on the chunk's fetch, or on a piece's.
+	for c.Stats().Joins == joins && f.callsFor("obj", testChunk+3*ps) == 0 {
+		runtime.Gosched()
+	}
+	close(f.hold)
+	if err := <-got; err != nil || !bytes.Equal(p, data[off:off+10]) {
+		t.Fatalf("random read in a chunk being fetched: %v", err)
+	}
+	if err := <-seqDone; err != nil {
+		t.Fatal(err)
+	}
+	waitDownloads(t, c)
+	if n := f.callsFor("obj", testChunk+3*ps); n != 0 {
+		t.Fatalf("the piece was fetched %d times beside its chunk", n)
+	}
+	if n := f.callsFor("obj", testChunk); n != 1 {
+		t.Fatalf("chunk 1 fetched %d times", n)
 	}
 }
