@@ -366,9 +366,9 @@ func (l *lister) maybeSplitLocked(p *part, first, last string) {
 		k = commonPrefix(last, p.hi) + 1
 	}
 	for ; k <= min(commonPrefix(first, last), l.maxDepth); k++ {
-		g := last[:k]
-		if !utf8.ValidString(g) {
-			continue // cut inside a character; S3 takes only UTF-8
+		g, ok := wholeCharacters(last[:k])
+		if !ok {
+			continue // S3 takes only UTF-8
 		}
 		b := g + maxRune
 		if b <= last || (p.hi != "" && b >= p.hi) {
@@ -466,6 +466,23 @@ func (l *lister) cutLocked(p *part, b string, depth int, entries []entry, trunca
 		return false
 	}
 	return true
+}
+
+// wholeCharacters completes a group that ends inside a character with the
+// greatest continuation bytes, so that the group's end is valid UTF-8:
+// names of one CJK character each ("一.pdf", "丁.pdf") share only a byte
+// or two, and their directory could not be cut at all. "\xe4" becomes
+// U+4FFF, which sorts after every character that starts with that byte.
+func wholeCharacters(g string) (string, bool) {
+	if utf8.ValidString(g) {
+		return g, true
+	}
+	for missing := 1; missing <= utf8.UTFMax-1; missing++ {
+		if c := g + strings.Repeat("\xbf", missing); utf8.ValidString(c) {
+			return c, true
+		}
+	}
+	return "", false
 }
 
 func commonPrefix(a, b string) int {

@@ -109,6 +109,36 @@ func TestListingCutsAndKeepsOrder(t *testing.T) {
 	}
 }
 
+// Names of one CJK character each share a byte or two on a page, never a
+// whole character: the directory is cut where a character's first bytes
+// change (at U+4FFF, U+5FFF, ...), so parts are listed at once. Before,
+// no cut was valid UTF-8 and all 100 requests ran one at a time. Groups of
+// the first byte hold 5 to 41 pages and those of two bytes less than one,
+// so about half the requests still run alone.
+func TestListingCutsInsideCharacters(t *testing.T) {
+	store := &fakeStore{objs: map[string]object.Version{}, pageSize: 100, listDelay: 2 * time.Millisecond}
+	var want []string
+	for i := 0; i < 10000; i++ {
+		name := string(rune(0x4E00+i)) + ".pdf"
+		store.objs["dir/"+name] = version("dir/"+name, `"e"`, 1)
+		want = append(want, name)
+	}
+	sort.Strings(want)
+	f, _ := newTree(t, store, time.Minute)
+	got, err := listPositions(t, f, "dir/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("listed %d entries, want %d; first difference at %d", len(got), len(want), firstDiff(got, want))
+	}
+	lists, alone := int(store.lists.Load()), int(store.alone.Load())
+	t.Logf("%d requests for 100 pages, %d at once at most, %d alone", lists, store.maxInFlight.Load(), alone)
+	if store.maxInFlight.Load() < 2 || alone > 2*lists/3 {
+		t.Errorf("%d of %d requests ran with no other in flight", alone, lists)
+	}
+}
+
 func firstDiff(a, b []string) int {
 	for i := range min(len(a), len(b)) {
 		if a[i] != b[i] {
