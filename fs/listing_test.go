@@ -67,30 +67,8 @@ func nameFamilies(n int) map[string][]string {
 func TestListingCutsAndKeepsOrder(t *testing.T) {
 	for family, names := range nameFamilies(10000) {
 		t.Run(family, func(t *testing.T) {
-			store := &fakeStore{objs: map[string]object.Version{}, pageSize: 100, listDelay: 2 * time.Millisecond}
-			want := map[string]bool{}
-			for _, name := range names {
-				store.objs["dir/"+name] = version("dir/"+name, `"e"`, 1)
-				if i := strings.IndexByte(name, '/'); i >= 0 {
-					want[name[:i+1]] = true
-				} else {
-					want[name] = true
-				}
-			}
-			wantSorted := make([]string, 0, len(want))
-			for p := range want {
-				wantSorted = append(wantSorted, p)
-			}
-			sort.Strings(wantSorted)
-			f, _ := newTree(t, store, time.Minute)
-			got, err := listPositions(t, f, "dir/")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !slices.Equal(got, wantSorted) {
-				t.Fatalf("listed %d entries, want %d; first difference at %d", len(got), len(wantSorted), firstDiff(got, wantSorted))
-			}
-			pages := (len(wantSorted) + 99) / 100
+			store, got := listInPages(t, names)
+			pages := (len(got) + 99) / 100
 			lists := int(store.lists.Load())
 			alone := int(store.alone.Load())
 			t.Logf("%s: %d entries, %d pages: %d requests, %d at once at most, %d alone", family, len(got), pages, lists, store.maxInFlight.Load(), alone)
@@ -109,6 +87,38 @@ func TestListingCutsAndKeepsOrder(t *testing.T) {
 	}
 }
 
+// listInPages lists a directory of names (under dir/) from a store that
+// answers in pages of 100, slowly enough for parts to overlap, checks that
+// every entry comes once and in order, and returns the store (for its
+// counters) and the entries.
+func listInPages(t *testing.T, names []string) (*fakeStore, []string) {
+	t.Helper()
+	store := &fakeStore{objs: map[string]object.Version{}, pageSize: 100, listDelay: 2 * time.Millisecond}
+	want := map[string]bool{}
+	for _, name := range names {
+		store.objs["dir/"+name] = version("dir/"+name, `"e"`, 1)
+		if i := strings.IndexByte(name, '/'); i >= 0 {
+			want[name[:i+1]] = true
+		} else {
+			want[name] = true
+		}
+	}
+	wantSorted := make([]string, 0, len(want))
+	for p := range want {
+		wantSorted = append(wantSorted, p)
+	}
+	sort.Strings(wantSorted)
+	f, _ := newTree(t, store, time.Minute)
+	got, err := listPositions(t, f, "dir/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, wantSorted) {
+		t.Fatalf("listed %d entries, want %d; first difference at %d", len(got), len(wantSorted), firstDiff(got, wantSorted))
+	}
+	return store, got
+}
+
 // Names of one CJK character each share a byte or two on a page, never a
 // whole character: the directory is cut where a character's first bytes
 // change (at U+4FFF, U+5FFF, ...), so parts are listed at once. Before,
@@ -116,22 +126,11 @@ func TestListingCutsAndKeepsOrder(t *testing.T) {
 // the first byte hold 5 to 41 pages and those of two bytes less than one,
 // so about half the requests still run alone.
 func TestListingCutsInsideCharacters(t *testing.T) {
-	store := &fakeStore{objs: map[string]object.Version{}, pageSize: 100, listDelay: 2 * time.Millisecond}
-	var want []string
+	var names []string
 	for i := 0; i < 10000; i++ {
-		name := string(rune(0x4E00+i)) + ".pdf"
-		store.objs["dir/"+name] = version("dir/"+name, `"e"`, 1)
-		want = append(want, name)
+		names = append(names, string(rune(0x4E00+i))+".pdf")
 	}
-	sort.Strings(want)
-	f, _ := newTree(t, store, time.Minute)
-	got, err := listPositions(t, f, "dir/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("listed %d entries, want %d; first difference at %d", len(got), len(want), firstDiff(got, want))
-	}
+	store, _ := listInPages(t, names)
 	lists, alone := int(store.lists.Load()), int(store.alone.Load())
 	t.Logf("%d requests for 100 pages, %d at once at most, %d alone", lists, store.maxInFlight.Load(), alone)
 	if store.maxInFlight.Load() < 2 || alone > 2*lists/3 {
