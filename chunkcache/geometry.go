@@ -21,6 +21,12 @@ type geometry struct {
 	pieceSize int64 // 0: chunks are too small to cut into pieces
 }
 
+// fragmentSize is the unit of the smallest entries: fragments, fetched for
+// a parser's small reads scattered through an object (fragments.go). A
+// page: a PDF object's dictionary usually fits, and a fragment costs one
+// block on disk.
+const fragmentSize = 4 << 10
+
 func newGeometry(namespace string, chunkSize int64) geometry {
 	return geometry{namespace: namespace, chunkSize: chunkSize, pieceSize: pieceSizeFor(chunkSize)}
 }
@@ -42,6 +48,13 @@ func (g geometry) pieceID(v object.Version, idx, piece int64) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%d\x00%d\x00piece\x00%d\x00%d", g.namespace, v.Key, v.Identity(),
 		g.chunkSize, idx, g.pieceSize, piece)
+	return hex.EncodeToString(h.Sum(nil)[:20])
+}
+
+func (g geometry) fragmentID(v object.Version, idx, frag int64) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%d\x00%d\x00fragment\x00%d\x00%d", g.namespace, v.Key, v.Identity(),
+		g.chunkSize, idx, fragmentSize, frag)
 	return hex.EncodeToString(h.Sum(nil)[:20])
 }
 
@@ -69,14 +82,27 @@ func (g geometry) piece(v object.Version, idx, piece int64) span {
 	return span{g.pieceID(v, idx, piece), idx*g.chunkSize + within, min(g.pieceSize, g.chunkLen(v, idx)-within)}
 }
 
+func (g geometry) fragment(v object.Version, idx, frag int64) span {
+	within := frag * fragmentSize
+	return span{g.fragmentID(v, idx, frag), idx*g.chunkSize + within, min(fragmentSize, g.chunkLen(v, idx)-within)}
+}
+
+// fragmentsIn is the range of fragments of a chunk that bytes [within,
+// within+n) touch.
+func fragmentsIn(within, n int64) (first, last int64) {
+	return within / fragmentSize, (within + n - 1) / fragmentSize
+}
+
 // piecesIn is the range of pieces of a chunk that bytes [within, within+n)
 // touch.
 func (g geometry) piecesIn(within, n int64) (first, last int64) {
 	return within / g.pieceSize, (within + n - 1) / g.pieceSize
 }
 
-// entryIDs are the ids of every entry chunks [from, to) of v can have: the
-// chunks and their pieces.
+// entryIDs are the ids of the entries chunks [from, to) of v can have that
+// are worth looking up: the chunks and their pieces. Fragments are left out
+// (2,048 a chunk): they are few and small, bounded in number by the index,
+// and left to its LRU.
 func (g geometry) entryIDs(v object.Version, from, to int64) []string {
 	var ids []string
 	for idx := from; idx < to; idx++ {

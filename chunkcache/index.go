@@ -43,12 +43,27 @@ type index struct {
 	// churn could evict a chunk between its fetch and its waiters opening
 	// it.
 	held map[string]int
+	// small are the entries of at most fragmentSize bytes (fragments, and
+	// the chunks of objects that small), in LRU order, at most maxSmall of
+	// them: the byte bound alone would let millions of them fill a large
+	// cache, and each costs the index a few hundred bytes of memory.
+	small    *simplelru.LRU[string, struct{}]
+	maxSmall int
 }
 
-func newIndex(max int64) *index {
+// smallEntriesFor is how many small entries an index of max bytes keeps: a
+// quarter of the bound's worth, at least 1,024 and at most 16,384 (a few
+// MiB of index).
+func smallEntriesFor(maxBytes int64) int {
+	return int(min(16384, max(1024, maxBytes/fragmentSize/4)))
+}
+
+func newIndex(maxBytes int64) *index {
 	// Bounded in bytes by us, not in entries by the library.
 	lru, _ := simplelru.NewLRU[string, entry](math.MaxInt, nil)
-	return &index{lru: lru, limit: max, max: max, held: map[string]int{}}
+	small, _ := simplelru.NewLRU[string, struct{}](math.MaxInt, nil)
+	return &index{lru: lru, limit: maxBytes, max: maxBytes, held: map[string]int{},
+		small: small, maxSmall: smallEntriesFor(maxBytes)}
 }
 
 // get returns entry id and marks it recently used. touch says that its
@@ -57,6 +72,9 @@ func (x *index) get(id string, now time.Time) (e entry, touch, ok bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	e, ok = x.lru.Get(id)
+	if ok && e.size <= fragmentSize {
+		x.small.Get(id)
+	}
 	touch = ok && now.Sub(e.touched) > touchEvery
 	if touch {
 		e.touched = now
@@ -95,6 +113,9 @@ func (x *index) add(id string, e entry) (replaced, victims []entry) {
 	}
 	x.lru.Add(id, e)
 	x.total += e.size
+	if e.size <= fragmentSize {
+		x.small.Add(id, struct{}{})
+	}
 	return replaced, x.evictLocked()
 }
 
@@ -105,6 +126,7 @@ func (x *index) remove(id string) (entry, bool) {
 	e, ok := x.lru.Peek(id)
 	if ok {
 		x.lru.Remove(id)
+		x.small.Remove(id)
 		x.total -= e.size
 	}
 	return e, ok
@@ -117,6 +139,7 @@ func (x *index) removeFile(id, name string) {
 	defer x.mu.Unlock()
 	if cur, ok := x.lru.Peek(id); ok && cur.name == name {
 		x.lru.Remove(id)
+		x.small.Remove(id)
 		x.total -= cur.size
 	}
 }
@@ -130,6 +153,7 @@ func (x *index) discard(ids []string) []entry {
 	for _, id := range ids {
 		if e, ok := x.lru.Peek(id); ok && x.held[id] == 0 {
 			x.lru.Remove(id)
+			x.small.Remove(id)
 			x.total -= e.size
 			gone = append(gone, e)
 		}
@@ -148,6 +172,9 @@ func (x *index) hold(id string, delta int) {
 	}
 }
 
+// evictLocked evicts the least recently used entries until the index is
+// within its byte bound and holds at most maxSmall small entries. Held
+// entries are spared.
 func (x *index) evictLocked() []entry {
 	var victims []entry
 	var spared []string
@@ -164,6 +191,21 @@ func (x *index) evictLocked() []entry {
 			}
 			continue
 		}
+		x.total -= e.size
+		x.small.Remove(id)
+		victims = append(victims, e)
+	}
+	for tries := x.small.Len(); x.small.Len() > x.maxSmall && tries > 0; tries-- {
+		id, _, _ := x.small.RemoveOldest()
+		e, ok := x.lru.Peek(id)
+		if !ok {
+			continue
+		}
+		if x.held[id] > 0 {
+			x.small.Add(id, struct{}{})
+			continue
+		}
+		x.lru.Remove(id)
 		x.total -= e.size
 		victims = append(victims, e)
 	}
@@ -184,6 +226,7 @@ func (x *index) reset(found []indexed) (dups, victims []entry, entries int, tota
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.lru.Purge()
+	x.small.Purge()
 	x.total = 0
 	for _, f := range found {
 		if old, ok := x.lru.Peek(f.id); ok {
@@ -192,6 +235,9 @@ func (x *index) reset(found []indexed) (dups, victims []entry, entries int, tota
 		}
 		x.lru.Add(f.id, f.e)
 		x.total += f.e.size
+		if f.e.size <= fragmentSize {
+			x.small.Add(f.id, struct{}{})
+		}
 	}
 	victims = x.evictLocked()
 	return dups, victims, x.lru.Len(), x.total

@@ -35,26 +35,50 @@ const (
 	fetchChunks missPolicy = iota
 	// fetchPieces fetches only the pieces the read touches.
 	fetchPieces
+	// fetchFragments fetches only the fragments the read touches
+	// (fragments.go).
+	fetchFragments
 )
 
 // entriesFor appends to dst the entries that serve bytes [within,
 // within+n) of chunk idx of v, in order: the chunk if the disk holds it or
 // it is being fetched (another reader's fetch brings these bytes; pieces
 // would fetch them twice); else the pieces the range touches if the disk
-// holds them all or miss says to fetch pieces; else the chunk.
+// holds them all or miss says to fetch pieces; else the fragments it
+// touches if the disk holds or is fetching them all (a prefetch brought
+// them) or miss says to fetch fragments; else the chunk.
 func (c *Cache) entriesFor(dst []span, v object.Version, idx, within, n int64, miss missPolicy) []span {
 	whole := c.geo.chunk(v, idx)
-	if c.geo.pieceSize == 0 || c.disk.has(whole.id) || c.downloads.fetching(whole.id) {
+	if c.disk.has(whole.id) || c.downloads.fetching(whole.id) {
 		return append(dst, whole)
 	}
-	first, last := c.geo.piecesIn(within, n)
-	pieces := len(dst)
-	for k := first; k <= last; k++ {
-		s := c.geo.piece(v, idx, k)
-		if miss == fetchChunks && !c.disk.has(s.id) {
-			return append(dst[:pieces], whole)
+	start := len(dst)
+	if c.geo.pieceSize > 0 {
+		first, last := c.geo.piecesIn(within, n)
+		all := true
+		for k := first; k <= last; k++ {
+			s := c.geo.piece(v, idx, k)
+			if miss != fetchPieces && !c.disk.has(s.id) {
+				all = false
+				break
+			}
+			dst = append(dst, s)
 		}
-		dst = append(dst, s)
+		if all {
+			return dst
+		}
+		dst = dst[:start]
 	}
-	return dst
+	first, last := fragmentsIn(within, n)
+	if last-first < maxFragmentsPerRead {
+		for k := first; k <= last; k++ {
+			s := c.geo.fragment(v, idx, k)
+			if miss != fetchFragments && !c.disk.has(s.id) && !c.downloads.fetching(s.id) {
+				return append(dst[:start], whole)
+			}
+			dst = append(dst, s)
+		}
+		return dst
+	}
+	return append(dst, whole)
 }

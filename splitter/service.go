@@ -32,6 +32,14 @@ const (
 // what it derives from it.
 type Cache interface {
 	ReadAt(ctx context.Context, v object.Version, p []byte, off int64) (int, error)
+	// ReadFragments is ReadAt for a small read: a miss fetches the few KiB
+	// it touches, not the chunk.
+	ReadFragments(ctx context.Context, v object.Version, p []byte, off int64) (int, error)
+	// ReadPieces is ReadAt for a short scan: a miss fetches the pieces (an
+	// eighth of a chunk) it touches.
+	ReadPieces(ctx context.Context, v object.Version, p []byte, off int64) (int, error)
+	// Prefetch fetches at once what reads of n bytes at each of offs need.
+	Prefetch(ctx context.Context, v object.Version, offs []int64, n int) error
 	BlobID(v object.Version, what string) string
 	OpenBlob(id string) (*os.File, error)
 	TempFile() (*os.File, error)
@@ -209,19 +217,61 @@ func (s *Service) source(v object.Version) worker.Source {
 		// Unique per version, and readable in the pool's log lines.
 		ID:     v.Key + "@" + v.Identity(),
 		Size:   v.Size,
-		Reader: versionReader{c: s.cache, v: v},
+		Reader: &versionReader{c: s.cache, v: v, end: -1},
 	}
 }
 
-// versionReader reads one version through the cache: only the chunks the
-// worker asks for are fetched.
+// versionReader reads one version through the cache for a worker: only
+// what the worker asks for is fetched, at the grain its reads show. A worker
+// parsing a PDF jumps from object to object by small reads, wherever the
+// cross-reference data sends it: each of those fetches a few KiB (a
+// fragment), not the chunk around it. A run of reads that each continue the
+// last is a scan (of a cross-reference table, of a stream's data): it
+// fetches pieces (an eighth of a chunk) for its first scanPieces bytes,
+// then whole chunks.
 type versionReader struct {
 	c Cache
 	v object.Version
+
+	mu      sync.Mutex
+	end     int64 // where the last read ended
+	run     int   // reads in a row that each began where the last ended
+	scanned int64 // bytes read by those reads
 }
 
-func (r versionReader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+// smallRead is the largest read that may fetch fragments; scanRun is how
+// many reads in a row make a scan; scanPieces is how far a scan fetches
+// pieces before it fetches chunks.
+const (
+	smallRead  = 8 << 10
+	scanRun    = 2
+	scanPieces = 1 << 20
+)
+
+func (r *versionReader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	n := int64(len(p))
+	r.mu.Lock()
+	if off == r.end {
+		r.run++
+		r.scanned += n
+	} else {
+		r.run, r.scanned = 0, n
+	}
+	r.end = off + n
+	run, scanned := r.run, r.scanned
+	r.mu.Unlock()
+	switch {
+	case n <= smallRead && run < scanRun:
+		return r.c.ReadFragments(ctx, r.v, p, off)
+	case scanned <= scanPieces:
+		return r.c.ReadPieces(ctx, r.v, p, off)
+	}
 	return r.c.ReadAt(ctx, r.v, p, off)
+}
+
+// Prefetch fetches at once what the worker's announced reads need.
+func (r *versionReader) Prefetch(ctx context.Context, offs []int64, n int) error {
+	return r.c.Prefetch(ctx, r.v, offs, n)
 }
 
 func (s *Service) failure(v object.Version) error {

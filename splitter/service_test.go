@@ -18,20 +18,51 @@ import (
 
 // fakeCache keeps blobs in a directory and serves the source from memory.
 type fakeCache struct {
-	dir    string
-	source []byte
-	mu     sync.Mutex
-	reads  int
+	dir           string
+	source        []byte
+	mu            sync.Mutex
+	reads         int     // ReadAt: reads that fetch chunks
+	fragmentReads int     // ReadFragments: small reads
+	pieceReads    int     // ReadPieces: short scans
+	prefetched    []int64 // offsets announced to Prefetch
 }
 
 func newFakeCache(t *testing.T, source []byte) *fakeCache {
 	return &fakeCache{dir: t.TempDir(), source: source}
 }
 
+// ReadFragments reads like ReadAt and counts the small reads.
+func (c *fakeCache) ReadFragments(ctx context.Context, v object.Version, p []byte, off int64) (int, error) {
+	c.mu.Lock()
+	c.fragmentReads++
+	c.mu.Unlock()
+	return c.readSource(p, off)
+}
+
+// ReadPieces reads like ReadAt and counts the short scans.
+func (c *fakeCache) ReadPieces(ctx context.Context, v object.Version, p []byte, off int64) (int, error) {
+	c.mu.Lock()
+	c.pieceReads++
+	c.mu.Unlock()
+	return c.readSource(p, off)
+}
+
+// Prefetch records the offsets.
+func (c *fakeCache) Prefetch(ctx context.Context, v object.Version, offs []int64, n int) error {
+	c.mu.Lock()
+	c.prefetched = append(c.prefetched, offs...)
+	c.mu.Unlock()
+	return nil
+}
+
 func (c *fakeCache) ReadAt(ctx context.Context, v object.Version, p []byte, off int64) (int, error) {
 	c.mu.Lock()
 	c.reads++
 	c.mu.Unlock()
+	return c.readSource(p, off)
+}
+
+func (c *fakeCache) readSource(p []byte, off int64) (int, error) {
 	if off >= int64(len(c.source)) {
 		return 0, io.EOF
 	}
@@ -209,5 +240,50 @@ func TestServicePartStreamsIntoTheCache(t *testing.T) {
 	}
 	if fw.calls != calls {
 		t.Error("a cached part was made again")
+	}
+}
+
+// TestVersionReaderPolicy: a worker's small reads that jump fetch
+// fragments; a run of reads that each continue the last (a scan) and large
+// reads fetch pieces for their first MiB, then chunks; prefetches reach the
+// cache.
+func TestVersionReaderPolicy(t *testing.T) {
+	cache := newFakeCache(t, make([]byte, 4<<20))
+	s := NewService(nil, cache, nil, nil)
+	r := s.source(object.Version{Key: "a.pdf", ETag: `"1"`, Size: 4 << 20}).Reader.(*versionReader)
+	ctx := context.Background()
+	read := func(off int64, n int) {
+		t.Helper()
+		if _, err := r.ReadAt(ctx, make([]byte, n), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name                   string
+		do                     func()
+		chunks, pieces, smalls int
+	}{
+		{"small reads here and there", func() { read(100<<10, 4096); read(500<<10, 4096); read(8<<10, 1000) }, 0, 0, 3},
+		{"an object across two blocks", func() { read(40960, 4096); read(45056, 4096) }, 0, 0, 2},
+		{"a short scan", func() { read(0, 4096); read(4096, 4096); read(8192, 4096); read(12288, 4096) }, 0, 2, 2},
+		{"a large read", func() { read(200<<10, 64<<10) }, 0, 1, 0},
+		{"a long scan", func() {
+			for off := int64(0); off < 2<<20; off += 32 << 10 {
+				read(off, 32<<10)
+			}
+		}, 32, 32, 0},
+	} {
+		cache.mu.Lock()
+		cache.reads, cache.pieceReads, cache.fragmentReads = 0, 0, 0
+		cache.mu.Unlock()
+		r.end = -1
+		tc.do()
+		if cache.reads != tc.chunks || cache.pieceReads != tc.pieces || cache.fragmentReads != tc.smalls {
+			t.Errorf("%s: %d chunk reads, %d piece reads and %d small reads, want %d, %d and %d", tc.name,
+				cache.reads, cache.pieceReads, cache.fragmentReads, tc.chunks, tc.pieces, tc.smalls)
+		}
+	}
+	if err := r.Prefetch(ctx, []int64{1, 2}, 1024); err != nil || len(cache.prefetched) != 2 {
+		t.Errorf("Prefetch: %v, cache saw %v", err, cache.prefetched)
 	}
 }

@@ -136,7 +136,7 @@ func (d *Doc) extract(ctx context.Context, from, thru int, w io.Writer) error {
 // isTreeObject reports whether a source object is a page or page tree node
 // (or the catalog): what a part has its own of.
 func (c *copier) isTreeObject(num int, o types.Object) bool {
-	if _, ok := c.d.nodes[num]; ok || num == c.d.catalog {
+	if c.d.tree.has(num) {
 		return true
 	}
 	dict, ok := o.(types.Dict)
@@ -147,8 +147,7 @@ func (c *copier) isTreeObject(num int, o types.Object) bool {
 		return true
 	}
 	if p, ok := dict["Parent"].(types.IndirectRef); ok {
-		_, known := c.d.nodes[p.ObjectNumber.Value()]
-		return known
+		return c.d.inner.has(p.ObjectNumber.Value())
 	}
 	return false
 }
@@ -483,6 +482,10 @@ func (c *copier) linksOutside(d types.Dict) bool {
 	return !inside
 }
 
+// maxFieldDepth bounds the walk up a form field's ancestors: real fields
+// are a few levels deep, and a cycle must end.
+const maxFieldDepth = 256
+
 // annotForPart returns d, or for a widget with a /Parent, a copy of it
 // without /Parent and with the field attributes it inherited merged in: a
 // field-widget of its own. The parent would lead to the form's field tree and
@@ -505,7 +508,7 @@ func (c *copier) annotForPart(d types.Dict) types.Dict {
 	seen := map[int]bool{}
 	for parent != nil {
 		if ir, ok := parent.(types.IndirectRef); ok {
-			if seen[ir.ObjectNumber.Value()] || len(seen) > maxTreeDepth {
+			if seen[ir.ObjectNumber.Value()] || len(seen) > maxFieldDepth {
 				break
 			}
 			seen[ir.ObjectNumber.Value()] = true

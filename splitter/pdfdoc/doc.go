@@ -5,7 +5,7 @@
 // The reader is our own (pdfcpu has no lazy mode: its reader loads every
 // object and stream, and XRefTable.Dereference only returns what was
 // preloaded). Open reads the trailer, the cross-reference data, the catalog
-// and the page tree's inner nodes; Extract reads the objects its pages
+// and the whole page tree (tree.go); Extract reads the objects its pages
 // reach, decoding only object streams and the content streams it scans for
 // resource names, and copies stream data raw (still encoded) from the
 // source to the part. pdfcpu serves at object level: parsing one object
@@ -131,24 +131,22 @@ type reader struct {
 	decoded     int64 // bytes of object and cross-reference streams decoded in the current call
 }
 
-// Doc is an open PDF: its cross-reference data, its page tree's inner
-// nodes and small caches. A Doc is used by one goroutine at a time.
+// Doc is an open PDF: its cross-reference data, its pages (the whole page
+// tree, walked at Open) and small caches. A Doc is used by one goroutine at
+// a time.
 type Doc struct {
-	r         *reader
-	version   string
-	catalog   int               // object number of the catalog
-	root      *pageNode         // the page tree's root, unless leafRoot
-	leafRoot  *page             // a tree that is a single page
-	nodes     map[int]*pageNode // every inner node read, by object number
-	count     int               // pages
-	counted   bool              // count was given out: it may not change
-	walkAll   bool              // expand every node (an implausible count)
-	seenPages map[int]bool      // with walkAll: pages listed twice are errors
-	id        []byte            // the source's permanent /ID, for the parts'
+	r       *reader
+	version string
+	catalog int        // object number of the catalog
+	nodes   []treeNode // the page tree's inner nodes, the root first
+	pages   []pageRef  // every page, in order
+	tree    objSet     // the catalog, the inner nodes and the pages
+	inner   objSet     // the inner nodes
+	id      []byte     // the source's permanent /ID, for the parts'
 }
 
 // Open reads what a page count needs: the trailer and cross-reference data,
-// the catalog and the page tree's inner nodes, and the first page. A PDF
+// the catalog and the whole page tree (every kid of every node). A PDF
 // that needs a user password fails with ErrEncrypted; one with only an
 // owner password opens, its parts unencrypted. r is used until the Doc is
 // dropped; its failures come back as *SourceError.
@@ -166,7 +164,7 @@ func Open(ctx context.Context, r io.ReaderAt, size int64, o Options) (d *Doc, er
 		cache:   newLRU[int, types.Object](o.CacheObjects, o.CacheBytes),
 		objStms: newLRU[int, *objStm](64, o.ObjStmCacheBytes),
 	}
-	d = &Doc{r: rd, nodes: map[int]*pageNode{}}
+	d = &Doc{r: rd}
 	if err := d.open(ctx); err != nil {
 		return nil, fmt.Errorf("pdfdoc: %w", err)
 	}
@@ -204,66 +202,7 @@ func (d *Doc) open(ctx context.Context) error {
 		r.cache = newLRU[int, types.Object](r.opts.CacheObjects, r.opts.CacheBytes)
 		r.objStms = newLRU[int, *objStm](64, r.opts.ObjStmCacheBytes)
 	}
-	if err := d.readTree(ctx); err != nil {
-		return err
-	}
-	if d.count > r.x.inUse && !d.walkAll {
-		// More pages than objects: only a tree that lists pages again
-		// could; read it all and refuse repeats.
-		d.walkAll, d.seenPages = true, map[int]bool{}
-		if err := d.readTree(ctx); err != nil {
-			return err
-		}
-	}
-	if d.count > 0 {
-		// Land on the first page: a tree wrong from its start is
-		// corrected or refused now, not by the first part.
-		if _, err := d.findPage(ctx, 0); err != nil {
-			return fmt.Errorf("page 1: %w", err)
-		}
-	}
-	d.counted = true
-	return nil
-}
-
-// readTree reads the catalog and the page tree's inner nodes.
-func (d *Doc) readTree(ctx context.Context) error {
-	r := d.r
-	clear(d.nodes)
-	rootRef, ok := r.trailer["Root"].(types.IndirectRef)
-	if !ok {
-		return errors.New("no catalog reference in the trailer")
-	}
-	d.catalog = rootRef.ObjectNumber.Value()
-	cat, err := r.resolveDict(ctx, rootRef)
-	if err != nil {
-		return fmt.Errorf("catalog: %w", err)
-	}
-	if cat == nil {
-		return errors.New("no catalog")
-	}
-	if v := cat.NameEntry("Version"); v != nil && *v > d.version && len(*v) == 3 {
-		d.version = *v
-	}
-	pagesRef, ok := cat["Pages"].(types.IndirectRef)
-	if !ok {
-		return errors.New("no page tree")
-	}
-	num := pagesRef.ObjectNumber.Value()
-	dict, err := d.nodeDict(ctx, num)
-	if err != nil {
-		return fmt.Errorf("page tree: %w", err)
-	}
-	if _, hasKids := dict["Kids"]; !hasKids {
-		d.leafRoot = &page{num: num, dict: dict, in: inherited{}.with(dict)}
-		d.count = 1
-		return nil
-	}
-	if d.root, err = d.expand(ctx, num, dict, inherited{}, 0); err != nil {
-		return fmt.Errorf("page tree: %w", err)
-	}
-	d.count = d.root.count
-	return nil
+	return d.readTree(ctx)
 }
 
 // checkEnds tells a PDF from anything else the way readers do, by "%PDF-"
@@ -297,7 +236,7 @@ func (r *reader) checkEnds() (string, error) {
 }
 
 // PageCount is the number of pages.
-func (d *Doc) PageCount() int { return d.count }
+func (d *Doc) PageCount() int { return len(d.pages) }
 
 // Extract writes pages from..thru (1-based, inclusive) to w as a standalone
 // PDF, streaming: the part's size never enters memory.
@@ -316,8 +255,8 @@ func (d *Doc) PageCount() int { return d.count }
 // else means the PDF is broken. Bytes may have been written to w before
 // an error.
 func (d *Doc) Extract(ctx context.Context, from, thru int, w io.Writer) (err error) {
-	if from < 1 || thru < from || thru > d.count {
-		return fmt.Errorf("pdfdoc: %w: pages %d-%d of %d", ErrPageRange, from, thru, d.count)
+	if from < 1 || thru < from || thru > len(d.pages) {
+		return fmt.Errorf("pdfdoc: %w: pages %d-%d of %d", ErrPageRange, from, thru, len(d.pages))
 	}
 	defer func() {
 		if p := recover(); p != nil {

@@ -235,17 +235,17 @@ func TestScanBudget(t *testing.T) {
 		return pdfgen.Objects(objs)
 	}
 	extract := func(t *testing.T, pdf []byte) (part []byte, read int64) {
-		src := newCountingReaderAt(bytes.NewReader(pdf), 4096)
+		src := newCountingReaderAt(bytes.NewReader(pdf), 4096, int64(len(pdf)))
 		d, err := Open(context.Background(), src, int64(len(pdf)), Options{ScanBytes: scan})
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, before := src.touched()
+		_, _, _, _, before := src.touched()
 		var b bytes.Buffer
 		if err := d.Extract(context.Background(), 1, 1, &b); err != nil {
 			t.Fatal(err)
 		}
-		_, after := src.touched()
+		_, _, _, _, after := src.touched()
 		return b.Bytes(), after - before
 	}
 

@@ -288,21 +288,36 @@ func objHeader(b []byte) (num, gen int64, end int, ok bool) {
 
 // streamStart reports whether the keyword "stream" follows at i (after
 // white space and comments) and returns the index where the stream's data
-// begins: after the end of line that must follow the keyword (CR LF or LF;
-// a lone CR is accepted too, as readers do).
-func streamStart(b []byte, i int) (int, bool) {
+// begins, as qpdf finds it: after the end of line that should follow the
+// keyword (CR LF or LF, or a CR alone), skipping spaces, tabs, form feeds
+// and vertical tabs before it (producers write "stream \r\n"); with no end
+// of line, the data begins at the first other byte. short means that b
+// ends before that is settled: read more.
+func streamStart(b []byte, i int) (data int, ok, short bool) {
 	i = skipSpace(b, i)
 	if !bytes.HasPrefix(b[i:], []byte("stream")) {
-		return 0, false
+		return 0, false, false
 	}
 	i += len("stream")
-	switch {
-	case bytes.HasPrefix(b[i:], []byte("\r\n")):
-		i += 2
-	case i < len(b) && (b[i] == '\n' || b[i] == '\r'):
-		i++
-	case i < len(b) && !isSpace(b[i]) && !isDelim(b[i]):
-		return 0, false // "streamX": not the keyword
+	if i < len(b) && !isSpace(b[i]) && !isDelim(b[i]) {
+		return 0, false, false // "streamX": not the keyword
 	}
-	return i, true
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '\n':
+			return i + 1, true, false
+		case '\r':
+			if i+1 == len(b) {
+				return 0, true, true
+			}
+			if b[i+1] == '\n' {
+				return i + 2, true, false
+			}
+			return i + 1, true, false
+		case ' ', '\t', '\f', '\v':
+		default:
+			return i, true, false
+		}
+	}
+	return 0, true, true
 }

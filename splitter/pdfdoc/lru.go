@@ -63,3 +63,9 @@ func (c *lru[K, V]) add(k K, v V, cost int64) {
 		c.cost -= old.cost
 	}
 }
+
+// has tells whether k is cached, without making it recent.
+func (c *lru[K, V]) has(k K) bool {
+	_, ok := c.items[k]
+	return ok
+}

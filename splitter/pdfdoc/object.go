@@ -87,7 +87,7 @@ func (r *reader) readAt(ctx context.Context, off int64, want int) (o types.Objec
 	if err := r.countRead(); err != nil {
 		return nil, 0, 0, err
 	}
-	for win := 1 << 10; ; win *= 4 {
+	for win := prefetchSpan; ; win *= 4 {
 		win = min(win, r.opts.MaxObjectBytes)
 		b, err := r.src.read(off, win)
 		if err != nil {
@@ -137,7 +137,17 @@ func (r *reader) readAt(ctx context.Context, off int64, want int) (o types.Objec
 		if err != nil {
 			return nil, 0, 0, fmt.Errorf("object %d: %w", num, err)
 		}
-		if data, ok := streamStart(b, end); ok {
+		data, isStream, short := streamStart(b, end)
+		if short && !full {
+			if gerr := grow(); gerr != nil {
+				return nil, 0, 0, gerr
+			}
+			continue
+		}
+		if isStream {
+			if short {
+				data = len(b) // the file or the budget ends in the white space
+			}
 			d, isDict := o.(types.Dict)
 			if !isDict {
 				return nil, 0, 0, fmt.Errorf("object %d: stream without a dictionary", num)
@@ -196,6 +206,42 @@ func (r *reader) load(ctx context.Context, num int) (types.Object, int64, error)
 		return r.compressed(ctx, num, int(e.stm), int(e.idx))
 	}
 	return nil, 0, nil
+}
+
+// prefetchSpan is how much of an object is read first, and so how much a
+// prefetch asks for: a page's dictionary, usually. Small, because a read
+// that crosses into the next 4 KiB costs the cache another fetch.
+const prefetchSpan = 512
+
+// prefetchObjects tells the source where objects nums start, those not
+// cached already: they are about to be read. For an object in an object
+// stream, that is where the stream is.
+func (r *reader) prefetchObjects(ctx context.Context, nums []int) {
+	if ctx.Err() != nil {
+		return
+	}
+	offs := make([]int64, 0, len(nums))
+	stms := map[int]bool{}
+	for _, num := range nums {
+		if r.cache.has(num) {
+			continue
+		}
+		e := r.x.get(num)
+		switch e.kind {
+		case kindOffset:
+			offs = append(offs, e.off)
+		case kindCompressed:
+			stm := int(e.stm)
+			if stms[stm] || r.objStms.has(stm) {
+				continue
+			}
+			stms[stm] = true
+			if se := r.x.get(stm); se.kind == kindOffset {
+				offs = append(offs, se.off)
+			}
+		}
+	}
+	r.src.prefetch(offs, prefetchSpan)
 }
 
 // resolve follows references until it reaches a direct object.
@@ -410,9 +456,10 @@ func (r *reader) findEndstream(ctx context.Context, off int64) (int64, error) {
 			return 0, err
 		}
 		b := buf[:n]
+		// Whichever comes first, as qpdf recovers a length.
 		k := bytes.Index(b, []byte("endstream"))
-		if k < 0 {
-			k = bytes.Index(b, []byte("endobj"))
+		if j := bytes.Index(b, []byte("endobj")); j >= 0 && (k < 0 || j < k) {
+			k = j
 		}
 		if k >= 0 && k <= piece {
 			end := pos + int64(k)

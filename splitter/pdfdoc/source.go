@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // SourceError is a failure to read the source itself (the ReaderAt failed or
@@ -143,4 +144,45 @@ func (s *source) read(off int64, n int) ([]byte, error) {
 		off += int64(k)
 	}
 	return out, nil
+}
+
+// Prefetcher is what a source may offer beside io.ReaderAt: word that reads
+// of about n bytes at each of offs follow soon, so that a remote source can
+// fetch them all at once, and each no bigger than it has to be, instead of
+// one after the other. A failure only loses the hint: the reads that follow
+// fetch what they need.
+type Prefetcher interface {
+	Prefetch(offs []int64, n int) error
+}
+
+// prefetch passes offs (sorted, deduplicated, those the block cache holds
+// left out) to the source if it is a Prefetcher.
+func (s *source) prefetch(offs []int64, n int) {
+	p, ok := s.r.(Prefetcher)
+	if !ok {
+		return
+	}
+	slices.Sort(offs)
+	offs = slices.Compact(offs)
+	want := offs[:0]
+	for _, off := range offs {
+		if off < 0 || off >= s.size || s.cached(off) {
+			continue
+		}
+		want = append(want, off)
+	}
+	if len(want) > 1 { // one read is as good as a hint about it
+		_ = p.Prefetch(want, n)
+	}
+}
+
+// cached tells whether the block cache holds offset off.
+func (s *source) cached(off int64) bool {
+	start := off - off%blockSize
+	for i := range s.blocks {
+		if s.blocks[i].off == start {
+			return true
+		}
+	}
+	return false
 }

@@ -4,39 +4,31 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 
 	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu/types"
 )
 
-// The page tree, read lazily.
+// The page tree, walked whole and soundly at Open.
 //
-// Open reads the inner nodes (/Pages) it needs to count the pages, but no
-// page: a node whose /Count equals the length of its /Kids is taken to have
-// only pages as kids ("flat") and counts len(/Kids) without reading them;
-// any other node has each kid read, and counts what its kids count, not what
-// its own /Count claims. So a balanced tree costs its inner nodes, a flat
-// tree of 3,000 pages whose page dictionaries sit beside their images costs
-// one dictionary, and a lying /Count (two billion over one page) is ignored
-// because the kids contradict it.
+// The pages are what qpdf lists (QPDF::getAllPages), in its order: a kid
+// that has /Kids is an inner node, whatever its /Type; any other kid is a
+// page. /Count is never trusted: it says nothing a kid cannot contradict
+// (an empty node, a node of two pages, a count that lies), and a descent
+// that trusted it would land on the wrong page with nothing to tell. So
+// every kid is read, once, and the document's pages are kept as a flat
+// list: page i is looked up, not searched for.
 //
-// Finding page i descends from the root by the kids' counts. On a flat node
-// the kid is indexed directly and checked: it must be a page (/Type /Page,
-// or no /Kids) whose /Parent, if any, is that node. If it is not, the node
-// is walked (every kid read, inner ones expanded) and the descent retried.
+// Reading every kid of a big flat tree would fetch the whole file if each
+// kid cost a chunk of it (a 1 GiB file with each page's dictionary beside
+// its image). So kids are read a batch at a time, and before each batch the
+// source is told where the batch's objects start (Prefetcher): a remote
+// source fetches small ranges around them, all at once, instead of a chunk
+// for each.
 //
-// Limits of the rule: a flat-looking node whose kids are not all pages (an
-// inner node with /Count 1 among them, say) makes Open count len(/Kids)
-// pages; the walk on landing then finds the real number, and if it differs
-// from the count already given out, Extract fails rather than shift the
-// pages. Open lands on the first page, so a tree that is wrong at its very
-// start fails or is corrected there. When the count exceeds the number of
-// objects in the file (impossible without repeating pages), every flat node
-// is walked and a page listed twice is an error.
-
-// maxTreeDepth bounds the page tree's depth: real trees are a few levels
-// deep; a cycle or a hostile file must not exhaust the stack.
-const maxTreeDepth = 256
+// What qpdf counts as a page but no reader can show (a kid that is missing,
+// freed, not a dictionary or a direct object, or a dictionary that says it
+// is something else) is a broken page: it counts, so that the pages after
+// it keep their numbers, and a part that includes it fails.
 
 // inherited holds the inheritable attributes (ISO 32000-1, 7.7.3.4) in
 // effect, unresolved (they may be references); nil when absent all the way
@@ -61,45 +53,276 @@ func (in inherited) with(d types.Dict) inherited {
 	return in
 }
 
-// pageNode is an inner node of the page tree.
-type pageNode struct {
-	num   int       // object number
-	in    inherited // in effect for its kids, its own attributes included
-	count int       // pages below
-	kids  []int     // object numbers of the kids
-	flat  bool      // kids taken to be pages, indexed directly
-	// For a node that is not flat: per kid, its node (nil for a page) and
-	// the number of pages before it.
-	sub []*pageNode
-	cum []int
+// treeNode is an inner node of the page tree: its object number and the
+// attributes in effect for its kids, its own included.
+type treeNode struct {
+	num int
+	in  inherited
 }
 
-// page is one leaf of the tree: its number, dictionary and attributes.
+// pageRef is one page of the document: its page dictionary's object
+// number and its parent (an index into Doc.nodes). A broken page has num
+// 0 and why saying what it is instead.
+type pageRef struct {
+	num    int32
+	parent int32
+	why    brokenKid
+}
+
+// brokenKid says why a kid that counts as a page is not one.
+type brokenKid uint8
+
+const (
+	kidPage      brokenKid = iota
+	kidMissing             // a reference to no object (freed, or never there)
+	kidNotDict             // a reference to something other than a dictionary
+	kidDirect              // not a reference: qpdf makes it a page, with a warning
+	kidWrongType           // a dictionary whose /Type is another (a node without /Kids)
+)
+
+func (b brokenKid) String() string {
+	switch b {
+	case kidMissing:
+		return "refers to an object the file does not have"
+	case kidNotDict:
+		return "refers to something other than a dictionary"
+	case kidDirect:
+		return "is a direct object, not a reference"
+	case kidWrongType:
+		return "is a dictionary of another type"
+	}
+	return "is a page"
+}
+
+// page is one page as Extract uses it: its number, dictionary and
+// attributes.
 type page struct {
 	num  int
 	dict types.Dict
 	in   inherited // its own attributes included
 }
 
-// isLeaf tells a page from an inner node as poppler does: a page says so or
-// has no kids, whatever its /Type.
-func isLeaf(d types.Dict) bool {
-	_, hasKids := d["Kids"]
-	t := d.Type()
-	return (t != nil && *t == "Page") || !hasKids
+// walkBatch is how many kids are read between two prefetches: enough for
+// many reads in flight, few enough that what was prefetched is still
+// cached when it is read.
+const walkBatch = 1024
+
+// kidSlot is a kid of a node, as the walk classifies it: a page, an inner
+// node (an index into Doc.nodes) or a broken page.
+type kidSlot struct {
+	num  int32
+	node int32 // -1 for a page
+	why  brokenKid
 }
 
-// kidNumbers returns the object numbers of the references among kids;
-// other values (null, a stray number) are skipped, as readers do. all is
-// false if there were any.
-func kidNumbers(kids types.Array) (nums []int, all bool) {
-	nums = make([]int, 0, len(kids))
-	for _, k := range kids {
-		if ir, ok := k.(types.IndirectRef); ok {
-			nums = append(nums, ir.ObjectNumber.Value())
+// readTree reads the catalog and walks the whole page tree, level by
+// level, filling d.nodes and d.pages. The kids of a whole level are read
+// in batches, so that a balanced tree has as many reads in flight as a flat
+// one.
+func (d *Doc) readTree(ctx context.Context) error {
+	r := d.r
+	rootRef, ok := r.trailer["Root"].(types.IndirectRef)
+	if !ok {
+		return errors.New("no catalog reference in the trailer")
+	}
+	d.catalog = rootRef.ObjectNumber.Value()
+	cat, err := r.resolveDict(ctx, rootRef)
+	if err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	if cat == nil {
+		return errors.New("no catalog")
+	}
+	if v := cat.NameEntry("Version"); v != nil && *v > d.version && len(*v) == 3 {
+		d.version = *v
+	}
+	num, dict, err := d.treeRoot(ctx, cat)
+	if err != nil {
+		return err
+	}
+	d.nodes = []treeNode{{num: num, in: inherited{}.with(dict)}}
+	d.tree, d.inner = newObjSet(r.x.size()), newObjSet(r.x.size())
+	d.tree.add(d.catalog)
+	d.tree.add(num)
+	d.inner.add(num)
+	kids := [][]kidSlot{nil}
+	for level := []int{0}; len(level) > 0; {
+		todo, err := d.levelKids(ctx, level, kids)
+		if err != nil {
+			return err
+		}
+		level = level[:0:0]
+		for start := 0; start < len(todo); start += walkBatch {
+			batch := todo[start:min(len(todo), start+walkBatch)]
+			nums := make([]int, 0, len(batch))
+			for _, k := range batch {
+				if ir, ok := k.obj.(types.IndirectRef); ok {
+					nums = append(nums, ir.ObjectNumber.Value())
+				}
+			}
+			r.prefetchObjects(ctx, nums)
+			for _, k := range batch {
+				slot, err := d.classifyKid(ctx, k)
+				if err != nil {
+					return err
+				}
+				kids[k.node][k.pos] = slot
+				if slot.node >= 0 {
+					kids = append(kids, nil)
+					level = append(level, int(slot.node))
+				}
+			}
 		}
 	}
-	return nums, len(nums) == len(kids)
+	return d.listPages(kids)
+}
+
+// treeRoot returns the root of the page tree: the catalog's /Pages, or, as
+// qpdf corrects it, the node above it when /Pages names a node with a
+// /Parent. A root without /Kids is refused: qpdf finds no pages there and
+// poppler reports a malformed document.
+func (d *Doc) treeRoot(ctx context.Context, cat types.Dict) (int, types.Dict, error) {
+	ref, ok := cat["Pages"].(types.IndirectRef)
+	if !ok {
+		return 0, nil, errors.New("no page tree")
+	}
+	num := ref.ObjectNumber.Value()
+	dict, err := d.nodeDict(ctx, num)
+	if err != nil {
+		return 0, nil, fmt.Errorf("page tree: %w", err)
+	}
+	seen := map[int]bool{num: true}
+	for {
+		parent, ok := dict["Parent"].(types.IndirectRef)
+		if !ok || seen[parent.ObjectNumber.Value()] {
+			break
+		}
+		pnum := parent.ObjectNumber.Value()
+		pdict, err := d.nodeDict(ctx, pnum)
+		if err != nil {
+			break
+		}
+		seen[pnum] = true
+		num, dict = pnum, pdict
+	}
+	if _, hasKids := dict["Kids"]; !hasKids {
+		return 0, nil, fmt.Errorf("%w: the root of the page tree (object %d) has no /Kids", errPageTree, num)
+	}
+	return num, dict, nil
+}
+
+// pendingKid is a kid to classify: the node it belongs to (an index into
+// Doc.nodes), its position there, and the value /Kids holds.
+type pendingKid struct {
+	node, pos int
+	obj       types.Object
+}
+
+// levelKids returns the kids of the nodes of a level, in order, and sizes
+// their slots in kids.
+func (d *Doc) levelKids(ctx context.Context, level []int, kids [][]kidSlot) ([]pendingKid, error) {
+	var todo []pendingKid
+	for _, ni := range level {
+		n := d.nodes[ni]
+		dict, err := d.nodeDict(ctx, n.num)
+		if err != nil {
+			return nil, fmt.Errorf("page tree: %w", err)
+		}
+		arr, err := d.r.resolveArray(ctx, dict["Kids"])
+		if err != nil {
+			return nil, fmt.Errorf("page tree node %d: /Kids: %w", n.num, err)
+		}
+		kids[ni] = make([]kidSlot, len(arr))
+		for pos, k := range arr {
+			todo = append(todo, pendingKid{node: ni, pos: pos, obj: k})
+		}
+	}
+	return todo, nil
+}
+
+// classifyKid reads kid k and says what it is; an inner node is added to
+// d.nodes, to be read at the next level.
+func (d *Doc) classifyKid(ctx context.Context, k pendingKid) (kidSlot, error) {
+	r := d.r
+	parent := d.nodes[k.node]
+	slot := kidSlot{node: -1}
+	ir, ok := k.obj.(types.IndirectRef)
+	if !ok {
+		if hasKey(k.obj, "Kids") {
+			return slot, fmt.Errorf("%w: node %d has an inner node as a direct object", errPageTree, parent.num)
+		}
+		slot.why = kidDirect
+		return slot, nil
+	}
+	num := ir.ObjectNumber.Value()
+	slot.num = int32(num)
+	o, err := r.object(ctx, num)
+	if err != nil {
+		return slot, fmt.Errorf("page tree node %d, kid %d (object %d): %w", parent.num, k.pos, num, err)
+	}
+	kd, isDict := o.(types.Dict)
+	switch {
+	case o == nil:
+		slot.why = kidMissing
+	case !isDict:
+		slot.why = kidNotDict
+	case hasKey(kd, "Kids"):
+		if d.tree.has(num) {
+			return slot, fmt.Errorf("%w: object %d is reached twice (a loop)", errPageTree, num)
+		}
+		if len(d.nodes) >= r.x.max {
+			return slot, fmt.Errorf("%w: over %d page tree nodes", ErrTooLarge, r.x.max)
+		}
+		d.tree.add(num)
+		d.inner.add(num)
+		slot.node = int32(len(d.nodes))
+		d.nodes = append(d.nodes, treeNode{num: num, in: parent.in.with(kd)})
+	default:
+		if t := kd.Type(); t != nil && *t != "Page" {
+			slot.why = kidWrongType
+		}
+		d.tree.add(num)
+	}
+	return slot, nil
+}
+
+// listPages lists the pages in document order: a depth-first walk of the
+// kids read, kept on a stack of its own (a tree may be thousands of levels
+// deep).
+func (d *Doc) listPages(kids [][]kidSlot) error {
+	type frame struct{ node, next int }
+	stack := []frame{{0, 0}}
+	for len(stack) > 0 {
+		top := &stack[len(stack)-1]
+		if top.next >= len(kids[top.node]) {
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		k := kids[top.node][top.next]
+		top.next++
+		if k.node >= 0 {
+			stack = append(stack, frame{int(k.node), 0})
+			continue
+		}
+		if len(d.pages) >= d.r.x.max {
+			return fmt.Errorf("%w: over %d pages", ErrTooLarge, d.r.x.max)
+		}
+		ref := pageRef{num: k.num, parent: int32(top.node), why: k.why}
+		if k.why != kidPage {
+			ref.num = 0
+		}
+		d.pages = append(d.pages, ref)
+	}
+	return nil
+}
+
+func hasKey(o types.Object, key string) bool {
+	d, ok := o.(types.Dict)
+	if !ok {
+		return false
+	}
+	_, has := d[key]
+	return has
 }
 
 // nodeDict returns the dictionary of page tree object num.
@@ -115,145 +338,49 @@ func (d *Doc) nodeDict(ctx context.Context, num int) (types.Dict, error) {
 	return dict, nil
 }
 
-// expand reads inner node num (reached with in) and, unless it is flat,
-// its kids, recursively. Each inner node may be reached once: twice is a
-// cycle or a malicious DAG.
-func (d *Doc) expand(ctx context.Context, num int, dict types.Dict, in inherited, depth int) (*pageNode, error) {
-	if depth > maxTreeDepth {
-		return nil, fmt.Errorf("page tree deeper than %d levels", maxTreeDepth)
-	}
-	if _, seen := d.nodes[num]; seen {
-		return nil, fmt.Errorf("object %d: page tree node reached twice", num)
-	}
-	kids, err := d.r.resolveArray(ctx, dict["Kids"])
-	if err != nil {
-		return nil, fmt.Errorf("object %d: /Kids: %w", num, err)
-	}
-	n := &pageNode{num: num, in: in.with(dict)}
-	d.nodes[num] = n
-	nums, all := kidNumbers(kids)
-	n.kids = nums
-	if c := intOf(dict["Count"], -1); all && c == len(nums) && !d.walkAll {
-		n.flat, n.count = true, c
-		return n, nil
-	}
-	return n, d.expandKids(ctx, n, depth)
-}
-
-// expandKids reads every kid of n: pages count one, inner nodes what they
-// hold.
-func (d *Doc) expandKids(ctx context.Context, n *pageNode, depth int) error {
-	n.flat = false
-	n.sub = make([]*pageNode, len(n.kids))
-	n.cum = make([]int, len(n.kids))
-	n.count = 0
-	for i, k := range n.kids {
-		n.cum[i] = n.count
-		kd, err := d.nodeDict(ctx, k)
-		if err != nil {
-			return err
-		}
-		if isLeaf(kd) {
-			if d.seenPages != nil {
-				if d.seenPages[k] {
-					return fmt.Errorf("object %d: a page listed twice", k)
-				}
-				d.seenPages[k] = true
-			}
-			n.count++
-			continue
-		}
-		sub, err := d.expand(ctx, k, kd, n.in, depth+1)
-		if err != nil {
-			return err
-		}
-		n.sub[i] = sub
-		n.count += sub.count
-		if n.count > d.r.x.max {
-			return fmt.Errorf("%w: over %d pages", ErrTooLarge, d.r.x.max)
-		}
-	}
-	return nil
-}
-
-// recount sums the counts up the tree after a node was walked.
-func recount(n *pageNode) int {
-	if n.flat || n.sub == nil {
-		return n.count
-	}
-	c := 0
-	for i, s := range n.sub {
-		n.cum[i] = c
-		if s == nil {
-			c++
-		} else {
-			c += recount(s)
-		}
-	}
-	n.count = c
-	return c
-}
-
-// findPage returns page i (0-based) of the tree.
+// findPage returns page i (0-based): its dictionary, read now, and its
+// attributes.
 func (d *Doc) findPage(ctx context.Context, i int) (page, error) {
-	if d.leafRoot != nil {
-		return *d.leafRoot, nil
+	if i < 0 || i >= len(d.pages) {
+		return page{}, fmt.Errorf("page %d of %d", i+1, len(d.pages))
 	}
-	n := d.root
-	for range 2 * maxTreeDepth {
-		if i < 0 || i >= n.count {
-			return page{}, fmt.Errorf("page %d outside node %d of %d pages", i+1, n.num, n.count)
-		}
-		if n.flat {
-			num := n.kids[i]
-			kd, err := d.nodeDict(ctx, num)
-			if err != nil {
-				return page{}, err
-			}
-			parent, hasParent := kd["Parent"].(types.IndirectRef)
-			if isLeaf(kd) && (!hasParent || parent.ObjectNumber.Value() == n.num) {
-				return page{num: num, dict: kd, in: n.in.with(kd)}, nil
-			}
-			// Not what the flat rule assumed: walk this node.
-			before := n.count
-			if err := d.expandKids(ctx, n, 0); err != nil {
-				return page{}, err
-			}
-			if n.count != before {
-				total := recount(d.root)
-				if d.counted && total != d.count {
-					return page{}, fmt.Errorf("%w: node %d has %d pages, not the %d its /Count says; the document has %d pages, not %d",
-						errPageTree, n.num, n.count, before, total, d.count)
-				}
-				d.count = total
-				if i >= n.count {
-					return page{}, fmt.Errorf("page %d outside node %d of %d pages", i+1, n.num, n.count)
-				}
-			}
-			continue
-		}
-		j := sort.Search(len(n.cum), func(k int) bool { return n.cum[k] > i }) - 1
-		if j < 0 {
-			return page{}, errors.New("page tree index out of order")
-		}
-		i -= n.cum[j]
-		if s := n.sub[j]; s != nil {
-			n = s
-			continue
-		}
-		if i != 0 {
-			return page{}, errors.New("page tree index out of order")
-		}
-		num := n.kids[j]
-		kd, err := d.nodeDict(ctx, num)
-		if err != nil {
-			return page{}, err
-		}
-		return page{num: num, dict: kd, in: n.in.with(kd)}, nil
+	ref := d.pages[i]
+	if ref.why != kidPage {
+		return page{}, fmt.Errorf("%w: page %d %s", errBrokenPage, i+1, ref.why)
 	}
-	return page{}, errors.New("page tree deeper than it can be")
+	num := int(ref.num)
+	dict, err := d.nodeDict(ctx, num)
+	if err != nil {
+		return page{}, err
+	}
+	return page{num: num, dict: dict, in: d.nodes[ref.parent].in.with(dict)}, nil
 }
 
-// errPageTree: the tree holds a different number of pages than the count
-// given out at Open; pages would shift.
-var errPageTree = errors.New("the page tree contradicts its counts")
+var (
+	// errPageTree: the page tree is not one qpdf and the other readers
+	// agree on (a loop, a root that is no node).
+	errPageTree = errors.New("broken page tree")
+	// errBrokenPage: a page qpdf counts but no reader can show.
+	errBrokenPage = errors.New("broken page")
+)
+
+// objSet is a set of object numbers, a bit each: the page tree's objects,
+// which a part must not copy as ordinary objects.
+type objSet struct{ bits []uint64 }
+
+func newObjSet(n int) objSet { return objSet{bits: make([]uint64, (n+63)/64)} }
+
+func (s *objSet) add(num int) {
+	if num < 0 {
+		return
+	}
+	if w := num / 64; w >= len(s.bits) {
+		s.bits = append(s.bits, make([]uint64, w+1-len(s.bits))...)
+	}
+	s.bits[num/64] |= 1 << (num % 64)
+}
+
+func (s objSet) has(num int) bool {
+	w := num / 64
+	return num >= 0 && w < len(s.bits) && s.bits[w]&(1<<(num%64)) != 0
+}

@@ -51,6 +51,9 @@ const (
 	packHalfMask  = 1<<31 - 1
 )
 
+// size is one more than the highest object number the table can hold now.
+func (x *xrefTable) size() int { return len(x.e) }
+
 func (x *xrefTable) get(num int) entry {
 	if num <= 0 || num >= len(x.e) {
 		return entry{}

@@ -218,6 +218,28 @@ func (s *server) fetch(p []byte, off int64) error {
 	return fmt.Errorf("%w: frame %q in answer to a read", errProtocol, typ)
 }
 
+// prefetch tells the parent that reads of n bytes at each of offs follow,
+// and waits for it to have fetched them.
+func (s *server) prefetch(offs []int64, n int) error {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	for len(offs) > 0 {
+		k := min(len(offs), maxPrefetch)
+		if err := s.send(framePrefetch, encodePrefetch(offs[:k], n)); err != nil {
+			return fmt.Errorf("announcing source reads: %w", err)
+		}
+		typ, m, err := readHeader(s.in)
+		if err != nil {
+			return fmt.Errorf("reading the answer to a prefetch: %w", err)
+		}
+		if typ != frameData || m != 0 {
+			return fmt.Errorf("%w: frame %q of %d bytes in answer to a prefetch", errProtocol, typ, m)
+		}
+		offs = offs[k:]
+	}
+	return nil
+}
+
 // sourceError is the parent failing to read the source (the parent knows
 // it and does not blame the document).
 type sourceError struct{ msg string }
@@ -237,9 +259,13 @@ type remote struct {
 	tick   uint64
 }
 
+// The block cache's blocks are small and aligned like the parser's own and
+// the daemon's smallest cache entries (4 KiB), so that a small read asks the
+// parent for no more than one of those; reads of a block or more go
+// straight through.
 const (
-	remoteBlockSize = 128 << 10
-	remoteBlocks    = 8
+	remoteBlockSize = 4 << 10
+	remoteBlocks    = 32
 )
 
 type remoteBlock struct {
@@ -278,6 +304,14 @@ func (r *remote) ReadAt(p []byte, off int64) (int, error) {
 		return n, io.EOF
 	}
 	return n, nil
+}
+
+// Prefetch asks the parent to fetch, at once, what reads of n bytes at
+// each of offs need (see pdfdoc.Prefetcher).
+func (r *remote) Prefetch(offs []int64, n int) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.s.prefetch(offs, n)
 }
 
 // block returns block idx, fetching it into the least recently used slot.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,6 +27,8 @@ type testParent struct {
 	served  chan error // Serve's result
 	content []byte
 	reads   []int // sizes of the reads asked for
+	// prefetches are the prefetch frames: their offsets each.
+	prefetches [][]int64
 	// failAt: a read touching this offset is answered with a failure (-1:
 	// none).
 	failAt int64
@@ -87,6 +90,13 @@ func (tp *testParent) answer(part *bytes.Buffer) (byte, []byte) {
 			}
 			end := min(off+int64(n), int64(len(tp.content)))
 			tp.send(frameData, tp.content[off:end])
+		case framePrefetch:
+			offs, _, err := decodePrefetch(payload)
+			if err != nil {
+				tp.t.Fatal(err)
+			}
+			tp.prefetches = append(tp.prefetches, offs)
+			tp.send(frameData, []byte{})
 		case framePart:
 			part.Write(payload)
 		default:
@@ -246,6 +256,42 @@ func TestRemoteReadAt(t *testing.T) {
 	}
 }
 
+// The worker's reader passes prefetches on to the parent in frames of at
+// most maxPrefetch offsets, and reads go on after them.
+func TestRemotePrefetch(t *testing.T) {
+	content := bytes.Repeat([]byte("0123456789"), 100_000)
+	offs := make([]int64, maxPrefetch+904)
+	for i := range offs {
+		offs[i] = int64(i * 100)
+	}
+	open := func(ctx context.Context, r io.ReaderAt, n int64) (Document, error) {
+		p, ok := r.(interface{ Prefetch([]int64, int) error })
+		if !ok {
+			return nil, errors.New("the worker's reader cannot prefetch")
+		}
+		if err := p.Prefetch(offs, 1024); err != nil {
+			return nil, err
+		}
+		b := make([]byte, 10)
+		if _, err := r.ReadAt(b, 123_456); err != nil || string(b) != "6789012345" {
+			return nil, fmt.Errorf("read after a prefetch: %q, %v", b, err)
+		}
+		return &fakeDoc{pages: 1}, nil
+	}
+	tp := startChild(t, content, open)
+	tp.answer(nil)
+	tp.send(frameOpen, openMsg{Size: int64(len(content))})
+	if typ, payload := tp.answer(nil); typ != frameParsed {
+		t.Fatalf("%q %s", typ, payload)
+	}
+	if len(tp.prefetches) != 2 || len(tp.prefetches[0]) != maxPrefetch || len(tp.prefetches[1]) != 904 {
+		t.Fatalf("prefetch frames of %d offsets", len(tp.prefetches))
+	}
+	if got := append(tp.prefetches[0], tp.prefetches[1]...); !slices.Equal(got, offs) {
+		t.Error("the parent got other offsets than the worker announced")
+	}
+}
+
 func TestFrameBounds(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -266,6 +312,19 @@ func TestFrameBounds(t *testing.T) {
 	}
 	if _, _, err := decodeRead(encodeRead(0, maxData+1)); !errors.Is(err, errProtocol) {
 		t.Errorf("oversized read: %v", err)
+	}
+	for name, b := range map[string][]byte{
+		"negative prefetch":   encodePrefetch([]int64{5, -1}, 100),
+		"prefetch of nothing": encodePrefetch([]int64{5}, 0),
+		"oversized prefetch":  encodePrefetch([]int64{5}, maxData+1),
+		"cut prefetch":        encodePrefetch([]int64{5}, 10)[:7],
+	} {
+		if _, _, err := decodePrefetch(b); !errors.Is(err, errProtocol) {
+			t.Errorf("%s: %v, want a protocol error", name, err)
+		}
+	}
+	if _, _, err := readHeader(bytes.NewReader([]byte{framePrefetch, 0, 0, 0x80, 5})); !errors.Is(err, errProtocol) {
+		t.Errorf("a prefetch frame of more than %d offsets: %v", maxPrefetch, err)
 	}
 	var buf []byte
 	if _, err := readPayload(bytes.NewReader([]byte("abc")), &buf, 5); !errors.Is(err, errProtocol) {

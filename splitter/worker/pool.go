@@ -69,6 +69,12 @@ type SourceReader interface {
 	ReadAt(ctx context.Context, p []byte, off int64) (int, error)
 }
 
+// Prefetcher is a SourceReader that can fetch, at once, what the reads a
+// worker announces will need: reads of n bytes at each of offs.
+type Prefetcher interface {
+	Prefetch(ctx context.Context, offs []int64, n int) error
+}
+
 // Source is one version of one document.
 type Source struct {
 	// ID names the version: one worker per ID, shared by concurrent callers.

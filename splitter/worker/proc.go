@@ -285,7 +285,7 @@ func (pr *proc) exchange(ctx context.Context, c *call) (typ byte, payload []byte
 		typ, n, err := readHeader(pr.stdout)
 		if err == nil {
 			switch typ {
-			case frameRead, framePart, frameParsed, frameDone, frameError:
+			case frameRead, framePrefetch, framePart, frameParsed, frameDone, frameError:
 			default:
 				return violation("unexpected frame %q", typ)
 			}
@@ -308,6 +308,15 @@ func (pr *proc) exchange(ctx context.Context, c *call) (typ byte, payload []byte
 				return violation("%v", err)
 			}
 			if err := pr.answerRead(ctx, off, n); err != nil {
+				return 0, nil, err
+			}
+		case framePrefetch:
+			offs, n, err := decodePrefetch(payload)
+			if err != nil {
+				return violation("%v", err)
+			}
+			pr.prefetch(ctx, offs, n)
+			if err := writeFrame(pr.stdin, frameData, nil); err != nil {
 				return 0, nil, err
 			}
 		case framePart:
@@ -375,6 +384,18 @@ func (pr *proc) answerRead(ctx context.Context, off int64, n int) error {
 	}
 	pr.sourceBytes += int64(n)
 	return writeFrame(pr.stdin, frameData, b)
+}
+
+// prefetch has the source fetch what the worker's announced reads need, if
+// it can. A failure is the reads' to meet.
+func (pr *proc) prefetch(ctx context.Context, offs []int64, n int) {
+	p, ok := pr.src.Reader.(Prefetcher)
+	if !ok {
+		return
+	}
+	pr.reading.Store(true)
+	_ = p.Prefetch(ctx, offs, n)
+	pr.reading.Store(false)
 }
 
 // docError reads the worker's error answer.

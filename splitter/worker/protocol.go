@@ -26,6 +26,8 @@ import (
 //	← H                                   the child is confined and ready
 //	→ O {"size":9000000}                  the source's size: open it
 //	← R off,n   → D bytes | F message     a read of the source (any number)
+//	← Q n,off…  → D (empty)               reads of n bytes at each off follow:
+//	                                      fetch them at once (any number)
 //	← P {"pages":137}                     opened (or X)
 //	→ E {"from":51,"thru":100}            extract pages
 //	← R …   ← W bytes …                   reads and pieces of the part, interleaved
@@ -44,13 +46,14 @@ const (
 	frameData    = 'D'
 	frameFailed  = 'F'
 
-	frameHello   = 'H'
-	frameRead    = 'R'
-	frameParsed  = 'P'
-	framePart    = 'W'
-	frameDone    = 'Z'
-	frameError   = 'X'
-	frameHdrSize = 5
+	frameHello    = 'H'
+	frameRead     = 'R'
+	framePrefetch = 'Q'
+	frameParsed   = 'P'
+	framePart     = 'W'
+	frameDone     = 'Z'
+	frameError    = 'X'
+	frameHdrSize  = 5
 )
 
 const (
@@ -60,6 +63,9 @@ const (
 	// maxControl bounds a control frame (JSON, an error message).
 	maxControl  = 64 << 10
 	readReqSize = 12 // int64 offset, uint32 length
+	// maxPrefetch bounds the offsets of one prefetch frame (a uint32
+	// length, then int64 offsets).
+	maxPrefetch = 4096
 )
 
 // frameLimit is the largest payload a frame of type typ may carry, or -1 for
@@ -70,6 +76,8 @@ func frameLimit(typ byte) int {
 		return maxData
 	case frameRead:
 		return readReqSize
+	case framePrefetch:
+		return 4 + 8*maxPrefetch
 	case frameHello:
 		return 0
 	case frameOpen, frameExtract, frameFailed, frameParsed, frameDone, frameError:
@@ -196,6 +204,33 @@ func decodeRead(b []byte) (off int64, n int, err error) {
 		return 0, 0, fmt.Errorf("%w: read of %d bytes at %d", errProtocol, n, off)
 	}
 	return off, n, nil
+}
+
+func encodePrefetch(offs []int64, n int) []byte {
+	b := make([]byte, 4+8*len(offs))
+	binary.BigEndian.PutUint32(b, uint32(n))
+	for i, off := range offs {
+		binary.BigEndian.PutUint64(b[4+8*i:], uint64(off))
+	}
+	return b
+}
+
+func decodePrefetch(b []byte) (offs []int64, n int, err error) {
+	if len(b) < 4 || (len(b)-4)%8 != 0 {
+		return nil, 0, fmt.Errorf("%w: prefetch request of %d bytes", errProtocol, len(b))
+	}
+	n = int(binary.BigEndian.Uint32(b))
+	if n < 1 || n > maxData {
+		return nil, 0, fmt.Errorf("%w: prefetch of %d bytes a range", errProtocol, n)
+	}
+	offs = make([]int64, (len(b)-4)/8)
+	for i := range offs {
+		offs[i] = int64(binary.BigEndian.Uint64(b[4+8*i:]))
+		if offs[i] < 0 {
+			return nil, 0, fmt.Errorf("%w: prefetch at %d", errProtocol, offs[i])
+		}
+	}
+	return offs, n, nil
 }
 
 func decodeJSON(typ byte, b []byte, v any) error {
