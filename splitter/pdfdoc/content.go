@@ -36,7 +36,7 @@ func (c *copier) resources(p page) types.Dict {
 	c.scanLeft, c.scanned = pageScanStreams*c.r.opts.ScanBytes, map[int]bool{}
 	complete := c.scanContents(p.dict["Contents"], names)
 	if complete {
-		complete = c.scanBorrowers(res, names)
+		complete = c.scanBorrowers(res, p.dict["Annots"], names)
 	}
 	if !complete {
 		return c.copyDict(res)
@@ -162,72 +162,208 @@ func (c *copier) scanStream(s *stream, names map[string]bool) bool {
 	return scanNames(b, names)
 }
 
-// scanBorrowers adds the names mentioned by the used resources that have no
-// resources of their own and so use the page's: form XObjects without
-// /Resources (allowed before PDF 1.2 and still written) and Type 3 fonts
-// without /Resources (ISO 32000-1, 9.6.5). What they mention may be
-// another such resource, so the scan repeats until nothing new turns up.
-func (c *copier) scanBorrowers(res types.Dict, names map[string]bool) bool {
-	xobjs, err := c.r.resolveDict(c.ctx, res["XObject"])
-	if err != nil {
+// scanBorrowers adds the names mentioned by whatever the page draws that
+// has no resources of its own and so uses the page's (ISO 32000-1, 7.8.3):
+// form XObjects without /Resources (allowed before PDF 1.2 and still
+// written), however deep among other forms they are drawn; tiling patterns
+// and Type 3 fonts without /Resources; and the appearance streams of the
+// page's annotations without /Resources. A borrower found inside a form
+// that has resources of its own may use those or the page's: its names are
+// added to the page's either way, which keeps a resource too many at worst.
+// What a borrower mentions may make more of the page's resources used, so
+// the search repeats until nothing new turns up. It reports false when
+// something could not be read or scanned: the page then keeps all its
+// resources.
+func (c *copier) scanBorrowers(res types.Dict, annots types.Object, names map[string]bool) bool {
+	b := borrowerSearch{c: c, names: names, seen: map[int]bool{}}
+	if !b.annotations(annots) {
 		return false
 	}
-	fonts, err := c.r.resolveDict(c.ctx, res["Font"])
-	if err != nil {
-		return false
-	}
-	seenX, seenF := map[string]bool{}, map[string]bool{}
 	for {
-		found := false
-		for name, v := range usedEntries(xobjs, names) {
-			if seenX[name] {
+		before := len(names)
+		if !b.resources(res, true) {
+			return false
+		}
+		if len(names) == before {
+			return true
+		}
+		clear(b.seen) // newly used names may lead to objects passed over
+	}
+}
+
+// borrowerSearch is one page's search for borrowers: the names found so
+// far, and the objects already looked at in this round.
+type borrowerSearch struct {
+	c     *copier
+	names map[string]bool
+	seen  map[int]bool
+	depth int
+}
+
+// maxBorrowerDepth bounds how deep forms drawn by forms are searched.
+const maxBorrowerDepth = 64
+
+// resources searches a resource dictionary: the entries the page uses if
+// used is set (the page's own), else all of them (a form's, whose content
+// is not scanned: it keeps its resources whole).
+func (b *borrowerSearch) resources(res types.Dict, used bool) bool {
+	c := b.c
+	for _, cat := range []string{"XObject", "Pattern", "Font"} {
+		dict, err := c.r.resolveDict(c.ctx, res[cat])
+		if err != nil {
+			return false
+		}
+		entries := dict
+		if used {
+			entries = usedEntries(dict, b.names)
+		}
+		for _, v := range entries {
+			if !b.object(v) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// ownResources searches the resources of a form, pattern, font or
+// appearance (ref, resolved to res), once a round: forms often share one
+// dictionary.
+func (b *borrowerSearch) ownResources(ref types.Object, res types.Dict) bool {
+	if ir, ok := ref.(types.IndirectRef); ok {
+		if b.seen[ir.ObjectNumber.Value()] {
+			return true
+		}
+		b.seen[ir.ObjectNumber.Value()] = true
+	}
+	return b.resources(res, false)
+}
+
+// object searches one resource: a form, a tiling pattern or a Type 3
+// font. Those without /Resources are scanned; those with are searched.
+func (b *borrowerSearch) object(v types.Object) bool {
+	c := b.c
+	if ir, ok := v.(types.IndirectRef); ok {
+		if b.seen[ir.ObjectNumber.Value()] {
+			return true
+		}
+		b.seen[ir.ObjectNumber.Value()] = true
+	}
+	if b.depth >= maxBorrowerDepth {
+		return false
+	}
+	b.depth++
+	defer func() { b.depth-- }()
+	o, err := c.r.resolve(c.ctx, v)
+	if err != nil {
+		return false
+	}
+	var dict types.Dict
+	var streams []*stream
+	switch o := o.(type) {
+	case *stream:
+		dict, streams = o.dict, []*stream{o}
+		if !isSubtype(dict, "Form") && intOf(dict["PatternType"], 0) != 1 {
+			return true // an image
+		}
+	case types.Dict:
+		if !isSubtype(o, "Type3") {
+			return true // another kind of font, a shading pattern
+		}
+		dict = o
+		procs, err := c.r.resolveDict(c.ctx, o["CharProcs"])
+		if err != nil {
+			return false
+		}
+		for _, p := range procs {
+			po, err := c.r.resolve(c.ctx, p)
+			if err != nil {
+				return false
+			}
+			if s, ok := po.(*stream); ok {
+				streams = append(streams, s)
+			}
+		}
+	default:
+		return true
+	}
+	if own, err := c.r.resolveDict(c.ctx, dict["Resources"]); err != nil {
+		return false
+	} else if own != nil {
+		return b.ownResources(dict["Resources"], own)
+	}
+	for _, s := range streams {
+		if !c.scanStream(s, b.names) {
+			return false
+		}
+	}
+	return true
+}
+
+// annotations searches the appearance streams of a page's annotations
+// (/AP: /N, /R and /D, each a stream or a dictionary of streams by state).
+func (b *borrowerSearch) annotations(annots types.Object) bool {
+	c := b.c
+	arr, err := c.r.resolveArray(c.ctx, annots)
+	if err != nil {
+		return false
+	}
+	for _, a := range arr {
+		d, err := c.r.resolveDict(c.ctx, a)
+		if err != nil {
+			return false
+		}
+		if d == nil {
+			continue
+		}
+		ap, err := c.r.resolveDict(c.ctx, d["AP"])
+		if err != nil {
+			return false
+		}
+		for _, k := range []string{"N", "R", "D"} {
+			v, ok := ap[k]
+			if !ok {
 				continue
 			}
-			seenX[name] = true
 			o, err := c.r.resolve(c.ctx, v)
 			if err != nil {
 				return false
 			}
-			sd, ok := o.(*stream)
-			if !ok || !isSubtype(sd.dict, "Form") || sd.dict["Resources"] != nil {
-				continue
-			}
-			if !c.scanStream(sd, names) {
-				return false
-			}
-			found = true
-		}
-		for name, v := range usedEntries(fonts, names) {
-			if seenF[name] {
-				continue
-			}
-			seenF[name] = true
-			font, err := c.r.resolveDict(c.ctx, v)
-			if err != nil {
-				return false
-			}
-			if font == nil || !isSubtype(font, "Type3") || font["Resources"] != nil {
-				continue
-			}
-			procs, err := c.r.resolveDict(c.ctx, font["CharProcs"])
-			if err != nil {
-				return false
-			}
-			for _, p := range procs {
-				o, err := c.r.resolve(c.ctx, p)
-				if err != nil {
+			states, isDict := o.(types.Dict)
+			if !isDict {
+				if !b.appearance(v) {
 					return false
 				}
-				if sd, ok := o.(*stream); ok && !c.scanStream(sd, names) {
+				continue
+			}
+			for _, s := range states {
+				if !b.appearance(s) {
 					return false
 				}
 			}
-			found = true
-		}
-		if !found {
-			return true
 		}
 	}
+	return true
+}
+
+// appearance searches one appearance stream, a form whatever its /Subtype
+// says.
+func (b *borrowerSearch) appearance(v types.Object) bool {
+	c := b.c
+	o, err := c.r.resolve(c.ctx, v)
+	if err != nil {
+		return false
+	}
+	s, ok := o.(*stream)
+	if !ok {
+		return true
+	}
+	if own, err := c.r.resolveDict(c.ctx, s.dict["Resources"]); err != nil {
+		return false
+	} else if own != nil {
+		return b.ownResources(s.dict["Resources"], own)
+	}
+	return c.scanStream(s, b.names)
 }
 
 func isSubtype(d types.Dict, subtype string) bool {
@@ -236,9 +372,15 @@ func isSubtype(d types.Dict, subtype string) bool {
 }
 
 // scanNames adds every name token of a content stream to names, skipping
-// strings, comments and inline image data, where a '/' is not a name. It
-// reports false on a string or inline image that does not end.
+// strings, comments and inline image data, where a '/' is not a name.
+// Where the scan cannot be sure what is what (a string or an inline image
+// that it cannot see the end of), it takes every name-like token in the
+// rest of the stream instead (allNames): a few names too many cost a few
+// resources, a name missed costs a font. It reports false only if the
+// stream is not a content stream at all, which it never finds today: the
+// result is kept for callers that keep all resources then.
 func scanNames(b []byte, names map[string]bool) bool {
+	inlineDict := -1 // where the dictionary of the inline image being read starts
 	for i := 0; i < len(b); {
 		ch := b[i]
 		switch {
@@ -251,7 +393,8 @@ func scanNames(b []byte, names map[string]bool) bool {
 		case ch == '(':
 			end := literalEnd(b, i)
 			if end < 0 {
-				return false
+				allNames(b[i:], names)
+				return true
 			}
 			i = end
 		case ch == '<':
@@ -261,7 +404,8 @@ func scanNames(b []byte, names map[string]bool) bool {
 			}
 			end := bytes.IndexByte(b[i:], '>')
 			if end < 0 {
-				return false
+				allNames(b[i:], names)
+				return true
 			}
 			i += end + 1
 		case ch == '/':
@@ -269,9 +413,7 @@ func scanNames(b []byte, names map[string]bool) bool {
 			for j < len(b) && !isPDFSpace(b[j]) && !isPDFDelim(b[j]) {
 				j++
 			}
-			raw := string(b[i+1 : j])
-			names[raw] = true
-			names[decodeName(raw)] = true
+			addName(names, string(b[i+1:j]))
 			i = j
 		case isPDFDelim(ch):
 			i++ // ) > [ ] { }
@@ -280,34 +422,49 @@ func scanNames(b []byte, names map[string]bool) bool {
 			for j < len(b) && !isPDFSpace(b[j]) && !isPDFDelim(b[j]) {
 				j++
 			}
-			tok := string(b[i:j])
-			i = j
-			if tok == "ID" {
-				end := skipInlineData(b, i)
-				if end < 0 {
-					return false
+			switch string(b[i:j]) {
+			case "BI":
+				inlineDict = j
+			case "ID":
+				end, ok := -1, false
+				if inlineDict >= 0 {
+					end, ok = inlineDataEnd(b, inlineDict, i, j)
 				}
-				i = end
+				if !ok {
+					allNames(b[j:], names)
+					return true
+				}
+				inlineDict = -1
+				j = end
 			}
+			i = j
 		}
 	}
 	return true
 }
 
-// skipInlineData returns the index after the "EI" that ends the inline image
-// data following an "ID" operator ending at b[i], or -1. The data is binary
-// and has no length, so, as readers do, the end is the first "EI" with white
-// space before it and white space, a delimiter or the end after it.
-func skipInlineData(b []byte, i int) int {
-	for j := i + 1; j+1 < len(b); j++ {
-		if b[j] != 'E' || b[j+1] != 'I' || !isPDFSpace(b[j-1]) {
+// addName adds a name as written and with its #xx escapes resolved.
+func addName(names map[string]bool, raw string) {
+	names[raw] = true
+	names[decodeName(raw)] = true
+}
+
+// allNames adds every run of regular characters after a '/' in b to names,
+// whatever it is inside of.
+func allNames(b []byte, names map[string]bool) {
+	for i := 0; i < len(b); i++ {
+		if b[i] != '/' {
 			continue
 		}
-		if k := j + 2; k == len(b) || isPDFSpace(b[k]) || isPDFDelim(b[k]) {
-			return k
+		j := i + 1
+		for j < len(b) && !isPDFSpace(b[j]) && !isPDFDelim(b[j]) {
+			j++
 		}
+		if j > i+1 {
+			addName(names, string(b[i+1:j]))
+		}
+		i = j - 1
 	}
-	return -1
 }
 
 func isPDFSpace(ch byte) bool {

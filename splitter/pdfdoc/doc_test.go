@@ -2,6 +2,7 @@ package pdfdoc
 
 import (
 	"bytes"
+	"compress/zlib"
 	"context"
 	"errors"
 	"fmt"
@@ -594,6 +595,16 @@ func docStream(dict, data string) string {
 }
 
 func TestScanNames(t *testing.T) {
+	flate := func(data string) string {
+		var b bytes.Buffer
+		z := zlib.NewWriter(&b)
+		z.Write([]byte(data))
+		z.Close()
+		return b.String()
+	}
+	// A JPEG in its structure (start, a table segment, a scan, end) with
+	// entropy-coded data that holds " EI (" and a stuffed 0xFF.
+	jpeg := "\xff\xd8\xff\xdb\x00\x04ab\xff\xda\x00\x02 EI (\xff\x00x\xff\xd0y\xff\xd9"
 	for _, tc := range []struct {
 		content string
 		want    []string
@@ -605,13 +616,29 @@ func TestScanNames(t *testing.T) {
 		{`(escaped \) /NotB \\) Tj /F4 1 Tf`, []string{"F4"}, true},
 		{"<2F4E6F74> Tj <</MCID 3>> BDC /GS1 gs", []string{"MCID", "GS1"}, true},
 		{"% a comment /NotC\n/Im1 Do", []string{"Im1"}, true},
-		{"BI /W 1 /H 1 /CS /CS0 ID \x00/NotD\xffEI and more EI /X1 Do", []string{"W", "H", "CS", "CS0", "X1"}, true},
-		{"BI /W 1 ID data EI", []string{"W"}, true},
 		{"/A#20B#2 sh", []string{"A#20B#2", "A B#2"}, true},
 		{"[(a) -20 (b)] TJ /P0 scn /Sh1 sh /OC /oc1 BDC EMC", []string{"P0", "Sh1", "OC", "oc1"}, true},
-		{"(unterminated /F1", nil, false},
-		{"<abc", nil, false},
-		{"BI /W 1 ID no end", []string{"W"}, false},
+		// Inline images, skipped by their real length: data that holds
+		// " EI" and a "(" that would hide what follows.
+		{"BI /W 5 /H 1 /BPC 8 /CS /G ID a EI( EI /F2 12 Tf (x) Tj", []string{"W", "H", "BPC", "CS", "G", "F2"}, true},
+		{"BI /W 2 /H 3 /BPC 4 /CS /RGB ID \x00 EI (x EI /F3 Tf", []string{"W", "H", "BPC", "CS", "RGB", "F3"}, true},
+		{"BI /IM true /W 9 /H 2 ID ( EI EI /F3 Tf", []string{"IM", "W", "H", "F3"}, true},
+		{"BI /Width 4 /Height 1 /BitsPerComponent 8 /ColorSpace [/I /RGB 1 <0000ff>] ID (EI( EI /F4 Tf", []string{"Width", "Height", "BitsPerComponent", "ColorSpace", "I", "RGB", "F4"}, true},
+		{"BI /W 100 /H 100 /L 5 /F /DCT ID ( EI EI /F5 Tf", []string{"W", "H", "L", "F", "DCT", "F5"}, true},
+		{"BI /W 9 /H 9 /F /AHx ID 2028 EI> EI /F6 Tf", []string{"W", "H", "F", "AHx", "F6"}, true},
+		{"BI /W 9 /H 9 /F [/A85 /Fl] ID ( EI ~> EI /F7 Tf", []string{"W", "H", "F", "A85", "Fl", "F7"}, true},
+		{"BI /W 9 /H 9 /F /Fl ID " + flate("( EI < /NotE") + " EI /F8 Tf", []string{"W", "H", "F", "Fl", "F8"}, true},
+		{"BI /W 9 /H 9 /F /RL ID \x02( E\xfeI\x80 EI /F9 Tf", []string{"W", "H", "F", "RL", "F9"}, true},
+		{"BI /W 9 /H 9 /F /DCT ID " + jpeg + " EI /F10 Tf", []string{"W", "H", "F", "DCT", "F10"}, true},
+		// Where the end cannot be known, every name after "ID" counts,
+		// image data and strings included.
+		{"BI /W 1 /H 1 /CS /CS0 ID \x00/NotD\xffEI and more EI /X1 Do", []string{"W", "H", "CS", "CS0", "NotD\xffEI", "X1"}, true},
+		{"BI /W 1 ID data EI (/Y1) /Z1", []string{"W", "Y1", "Z1"}, true},
+		{"BI /W 1 /H 1 /CS /G /BPC 8 ID ab EI /F1 Tf", []string{"W", "H", "CS", "G", "BPC", "F1"}, true},
+		{"ID /Q1 EI", []string{"Q1"}, true},
+		{"(unterminated /F1", []string{"F1"}, true},
+		{"<abc /F2", []string{"F2"}, true},
+		{"BI /W 1 ID no end", []string{"W"}, true},
 	} {
 		names := map[string]bool{}
 		ok := scanNames([]byte(tc.content), names)

@@ -279,7 +279,10 @@ func (d *Doc) classifyKid(ctx context.Context, k pendingKid) (kidSlot, error) {
 		d.nodes = append(d.nodes, treeNode{num: num, in: parent.in.with(kd)})
 	default:
 		if t := kd.Type(); t != nil && *t != "Page" {
+			// Not a page, and perhaps something pages use (a font): a
+			// part must copy it like any other object.
 			slot.why = kidWrongType
+			break
 		}
 		d.tree.add(num)
 	}

@@ -1,0 +1,280 @@
+package pdfdoc
+
+import (
+	"bytes"
+	"compress/zlib"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+
+	"s3docs/internal/pdfgen"
+)
+
+// objList builds the objects of a test file, object 1 being the catalog.
+type objList []string
+
+func (o *objList) add(body string) int {
+	*o = append(*o, body)
+	return len(*o)
+}
+
+func (o objList) set(n int, body string) { o[n-1] = body }
+
+// treeFile starts a file with a catalog (1), a page tree root (2, set by
+// the caller) and a font (3) that the root's resources name F1.
+func treeFile() objList {
+	return objList{"<< /Type /Catalog /Pages 2 0 R >>", "",
+		"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"}
+}
+
+const rootAttrs = "/MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >>"
+
+// addPage adds a page under parent showing text, and returns its number.
+func (o *objList) addPage(parent int, text string) int {
+	c := o.add(textPage(text))
+	return o.add(fmt.Sprintf("<< /Type /Page /Parent %d 0 R /Contents %d 0 R >>", parent, c))
+}
+
+func refs(nums []int) string {
+	var b strings.Builder
+	for _, n := range nums {
+		fmt.Fprintf(&b, "%d 0 R ", n)
+	}
+	return b.String()
+}
+
+func pageWords(from, thru int) []string {
+	var w []string
+	for i := from; i <= thru; i++ {
+		w = append(w, fmt.Sprintf("page%d", i))
+	}
+	return w
+}
+
+// TestEmptyNodeAmongPages is issue 20's first case: the root's /Kids are
+// [p1..p10, E, p11..p100, N], E an empty node and N a node of pages 101
+// and 102, so that the root's /Count, 102, equals its number of kids.
+// Indexing the kids by page number gave pages 50-99 for pages-0051-0100,
+// and qpdf, poppler and mutool all read 102 pages in order.
+func TestEmptyNodeAmongPages(t *testing.T) {
+	o := treeFile()
+	var kids []int
+	for i := 1; i <= 10; i++ {
+		kids = append(kids, o.addPage(2, fmt.Sprintf("page%d", i)))
+	}
+	kids = append(kids, o.add("<< /Type /Pages /Parent 2 0 R /Kids [] /Count 0 >>"))
+	for i := 11; i <= 100; i++ {
+		kids = append(kids, o.addPage(2, fmt.Sprintf("page%d", i)))
+	}
+	n := o.add("")
+	o.set(n, fmt.Sprintf("<< /Type /Pages /Parent 2 0 R /Kids [%s] /Count 2 >>", refs([]int{o.addPage(n, "page101"), o.addPage(n, "page102")})))
+	kids = append(kids, n)
+	o.set(2, fmt.Sprintf("<< /Type /Pages /Kids [%s] /Count 102 %s >>", refs(kids), rootAttrs))
+	pdf := pdfgen.Objects(o)
+	d, err := openBytes(pdf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.PageCount() != 102 {
+		t.Fatalf("PageCount = %d, want 102", d.PageCount())
+	}
+	// The part asked for first is the one that was wrong.
+	dir := t.TempDir()
+	part := docWriteFile(t, dir, "part.pdf", docExtract(t, d, 51, 100))
+	docQpdfCheck(t, part)
+	got := docPageTexts(t, part, 1, 50)
+	for i, want := range pageWords(51, 100) {
+		if docWords(got[i]) != want {
+			t.Fatalf("pages-0051-0100, page %d: %q, want %q", i+1, docWords(got[i]), want)
+		}
+	}
+	checkTexts(t, pdf, pageWords(1, 102)...)
+}
+
+// TestCountThatLies: a /Count equal to the number of kids where a kid holds
+// two pages; the pages are what the kids hold.
+func TestCountThatLies(t *testing.T) {
+	o := treeFile()
+	p1 := o.addPage(2, "page1")
+	n := o.add("")
+	o.set(n, fmt.Sprintf("<< /Type /Pages /Parent 2 0 R /Kids [%s] /Count 1 >>", refs([]int{o.addPage(n, "page2"), o.addPage(n, "page3")})))
+	p4 := o.addPage(2, "page4")
+	o.set(2, fmt.Sprintf("<< /Type /Pages /Kids [%s] /Count 3 %s >>", refs([]int{p1, n, p4}), rootAttrs))
+	checkTexts(t, pdfgen.Objects(o), pageWords(1, 4)...)
+}
+
+// TestBrokenKids: kids that qpdf, poppler and mutool count as pages but
+// cannot show (a reference to nothing, to a null object, to something that
+// is not a dictionary, a direct value) keep the pages after them in place;
+// only parts that include them fail.
+func TestBrokenKids(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		kid  func(o *objList) string
+	}{
+		{"missing object", func(o *objList) string { return "999 0 R" }},
+		{"null object", func(o *objList) string { return fmt.Sprintf("%d 0 R", o.add("null")) }},
+		{"a number", func(o *objList) string { return fmt.Sprintf("%d 0 R", o.add("42")) }},
+		{"a direct null", func(o *objList) string { return "null" }},
+		// The font that the pages use: it must not become null in them.
+		{"a dictionary of another type", func(o *objList) string { return "3 0 R" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := treeFile()
+			kids := []string{
+				fmt.Sprintf("%d 0 R", o.addPage(2, "page1")),
+				fmt.Sprintf("%d 0 R", o.addPage(2, "page2")),
+				tc.kid(&o),
+				fmt.Sprintf("%d 0 R", o.addPage(2, "page4")),
+			}
+			o.set(2, fmt.Sprintf("<< /Type /Pages /Kids [%s] /Count 4 %s >>", strings.Join(kids, " "), rootAttrs))
+			d, err := openBytes(pdfgen.Objects(o))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.PageCount() != 4 {
+				t.Fatalf("PageCount = %d, want 4 (as qpdf)", d.PageCount())
+			}
+			for _, r := range [][2]int{{3, 3}, {2, 4}, {1, 4}} {
+				if err := d.Extract(context.Background(), r[0], r[1], io.Discard); !errors.Is(err, errBrokenPage) {
+					t.Errorf("pages %d-%d: %v, want errBrokenPage", r[0], r[1], err)
+				}
+			}
+			dir := t.TempDir()
+			for _, p := range []int{1, 2, 4} {
+				part := docWriteFile(t, dir, "part.pdf", docExtract(t, d, p, p))
+				docQpdfCheck(t, part)
+				if got := docWords(docPageTexts(t, part, 1, 1)[0]); got != fmt.Sprintf("page%d", p) {
+					t.Errorf("page %d: %q", p, got)
+				}
+			}
+		})
+	}
+}
+
+// TestDeepTree: a page tree 300 levels deep, which qpdf and poppler read.
+func TestDeepTree(t *testing.T) {
+	o := treeFile()
+	parent := 2
+	for range 299 {
+		n := o.add("")
+		o.set(parent, fmt.Sprintf("<< /Type /Pages /Kids [%d 0 R] /Count 2 %s >>", n, rootAttrs))
+		parent = n
+	}
+	o.set(parent, fmt.Sprintf("<< /Type /Pages /Kids [%s] /Count 2 >>", refs([]int{o.addPage(parent, "page1"), o.addPage(parent, "page2")})))
+	checkTexts(t, pdfgen.Objects(o), "page1", "page2")
+}
+
+// TestStreamKeywordWhiteSpace is issue 20's second case: white space
+// between "stream" and its end of line, which poppler and mutool read and
+// qpdf copes with. Its data started at the space, and every page of the
+// part was blank.
+func TestStreamKeywordWhiteSpace(t *testing.T) {
+	var z bytes.Buffer
+	w := zlib.NewWriter(&z)
+	w.Write([]byte("BT /F1 24 Tf 72 700 Td (page2) Tj ET"))
+	w.Close()
+	for name, eol := range map[string]string{"space CR LF": " \r\n", "tab LF": "\t\n", "spaces LF": "  \n", "CR alone": "\r"} {
+		t.Run(name, func(t *testing.T) {
+			o := treeFile()
+			plain := "BT /F1 24 Tf 72 700 Td (page1) Tj ET"
+			c1 := o.add(fmt.Sprintf("<< /Length %d >>\nstream%s%s\nendstream", len(plain), eol, plain))
+			c2 := o.add(fmt.Sprintf("<< /Length %d /Filter /FlateDecode >>\nstream%s%s\nendstream", z.Len(), eol, z.String()))
+			p1 := o.add(fmt.Sprintf("<< /Type /Page /Parent 2 0 R /Contents %d 0 R >>", c1))
+			p2 := o.add(fmt.Sprintf("<< /Type /Page /Parent 2 0 R /Contents %d 0 R >>", c2))
+			o.set(2, fmt.Sprintf("<< /Type /Pages /Kids [%s] /Count 2 %s >>", refs([]int{p1, p2}), rootAttrs))
+			checkTexts(t, pdfgen.Objects(o), "page1", "page2")
+		})
+	}
+}
+
+// TestStreamStart: where a stream's data begins, as qpdf finds it.
+func TestStreamStart(t *testing.T) {
+	for _, tc := range []struct {
+		in        string
+		data      int
+		ok, short bool
+	}{
+		{" stream\r\nxy", 9, true, false},
+		{" stream\nxy", 8, true, false},
+		{" stream \r\nxy", 10, true, false},
+		{" stream\t \nxy", 10, true, false},
+		{" stream\rxy", 8, true, false},
+		{" stream xy", 8, true, false}, // no end of line: the data begins at x
+		{" stream   ", 0, true, true},
+		{" stream\r", 0, true, true},
+		{" streamer\n", 0, false, false},
+		{" endobj", 0, false, false},
+	} {
+		data, ok, short := streamStart([]byte(tc.in), 0)
+		if ok != tc.ok || short != tc.short || (ok && !short && data != tc.data) {
+			t.Errorf("streamStart(%q) = %d, %v, %v; want %d, %v, %v", tc.in, data, ok, short, tc.data, tc.ok, tc.short)
+		}
+	}
+}
+
+// TestInlineImageHidingNames is issue 20's third case: an inline image
+// whose data holds " EI<". The scan took that for the image's end, the "<"
+// swallowed the content up to the next ">", and the font used after the
+// image was dropped from the part.
+func TestInlineImageHidingNames(t *testing.T) {
+	o := treeFile()
+	f2 := o.add("<< /Type /Font /Subtype /Type1 /BaseFont /Courier /Encoding /WinAnsiEncoding >>")
+	content := "q 10 0 0 10 72 600 cm BI /W 6 /H 1 /BPC 8 /CS /G ID \x01 EI<\x02\nEI Q " +
+		"BT /F2 24 Tf 72 700 Td (after) Tj ET /P <</MCID 0>> BDC EMC BT /F1 12 Tf 72 650 Td (page1) Tj ET"
+	c := o.add(docStream("", content))
+	p := o.add(fmt.Sprintf("<< /Type /Page /Parent 2 0 R /Contents %d 0 R >>", c))
+	o.set(2, fmt.Sprintf("<< /Type /Pages /Kids [%d 0 R] /Count 1 /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R /F2 %d 0 R /F9 3 0 R >> >> >>", p, f2))
+	d := checkTexts(t, pdfgen.Objects(o), "after page1")
+	if fonts := partFonts(t, d, 1); fonts != "F1 F2" {
+		t.Errorf("the part's page has fonts %s, want F1 F2", fonts)
+	}
+}
+
+// partFonts extracts page i alone and returns the names of its fonts.
+func partFonts(t *testing.T, d *Doc, i int) string {
+	t.Helper()
+	part, err := openBytes(docExtract(t, d, i, i))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := part.findPage(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := part.r.resolveDict(context.Background(), p.in.resources)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fonts, err := part.r.resolveDict(context.Background(), res["Font"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(sortedDictKeys(fonts), " ")
+}
+
+// TestBorrowedResources is issue 20's fourth case: what has no resources
+// of its own uses the page's (ISO 32000-1, 7.8.3): a form drawn by a form,
+// and an annotation's appearance. The fonts they use must stay in the
+// part, though the page's own content does not name them.
+func TestBorrowedResources(t *testing.T) {
+	o := treeFile()
+	f2 := o.add("<< /Type /Font /Subtype /Type1 /BaseFont /Courier /Encoding /WinAnsiEncoding >>")
+	f3 := o.add("<< /Type /Font /Subtype /Type1 /BaseFont /Times-Roman /Encoding /WinAnsiEncoding >>")
+	unused := o.add("<< /Type /Font /Subtype /Type1 /BaseFont /Symbol >>")
+	formB := o.add(docStream("/Type /XObject /Subtype /Form /BBox [0 0 612 792]", "BT /F2 24 Tf 72 600 Td (borrowed) Tj ET"))
+	formA := o.add(docStream(fmt.Sprintf("/Type /XObject /Subtype /Form /BBox [0 0 612 792] /Resources << /XObject << /Fb %d 0 R >> >>", formB), "/Fb Do"))
+	ap := o.add(docStream("/Type /XObject /Subtype /Form /BBox [0 0 100 20]", "BT /F3 12 Tf 2 5 Td (note) Tj ET"))
+	annot := o.add(fmt.Sprintf("<< /Type /Annot /Subtype /FreeText /Rect [72 400 172 420] /DA (/F3 12 Tf) /Contents (note) /AP << /N %d 0 R >> >>", ap))
+	c := o.add(docStream("", "BT /F1 24 Tf 72 700 Td (page1) Tj ET /Fa Do"))
+	p := o.add(fmt.Sprintf("<< /Type /Page /Parent 2 0 R /Contents %d 0 R /Annots [%d 0 R] >>", c, annot))
+	o.set(2, fmt.Sprintf("<< /Type /Pages /Kids [%d 0 R] /Count 1 /MediaBox [0 0 612 792] "+
+		"/Resources << /Font << /F1 3 0 R /F2 %d 0 R /F3 %d 0 R /F4 %d 0 R >> /XObject << /Fa %d 0 R >> >> >>", p, f2, f3, unused, formA))
+	d := checkTexts(t, pdfgen.Objects(o), "page1 borrowed note")
+	if fonts := partFonts(t, d, 1); fonts != "F1 F2 F3" {
+		t.Errorf("the part's page has fonts %s, want F1 F2 F3", fonts)
+	}
+}
