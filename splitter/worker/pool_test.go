@@ -110,7 +110,7 @@ func fakeClassify(err error) string {
 //
 // Directives: pages=N; read-all (the part names the hash of every byte,
 // read through the parent); parse-sleep=D, extract-sleep=D; parse-panic,
-// extract-panic=FROM; exit=N (os.Exit during the open); hog=MiB (allocate and
+// extract-panic=FROM; prefetch=N (announce reads at N offsets); exit=N (os.Exit during the open); hog=MiB (allocate and
 // touch, then wait); want-gomemlimit=N (fail unless GOMEMLIMIT is N);
 // encrypted; stdout-junk (print to fd 1 during the open); part-mib=N (parts
 // of N MiB); probe (fail the open if the sandbox lets it open a file, make
@@ -170,6 +170,20 @@ func fakeOpen(ctx context.Context, r io.ReaderAt, size int64) (Document, error) 
 	}
 	if _, ok := d.dir["probe"]; ok {
 		if err := probeSandbox(); err != nil {
+			return nil, err
+		}
+	}
+	if v, ok := d.dir["prefetch"]; ok {
+		n, _ := strconv.Atoi(v)
+		offs := make([]int64, n)
+		for i := range offs {
+			offs[i] = int64(i) * 10 % size
+		}
+		p, ok := r.(interface{ Prefetch([]int64, int) error })
+		if !ok {
+			return nil, errors.New("the worker's reader cannot prefetch")
+		}
+		if err := p.Prefetch(offs, 512); err != nil {
 			return nil, err
 		}
 	}
@@ -327,6 +341,13 @@ type testSource struct {
 	// this long first.
 	failFrom int64
 	stall    time.Duration
+	// prefetched counts the offsets announced to Prefetch.
+	prefetched atomic.Int64
+}
+
+func (s *testSource) Prefetch(ctx context.Context, offs []int64, n int) error {
+	s.prefetched.Add(int64(len(offs)))
+	return nil
 }
 
 func newTestSource(t *testing.T, id, header string, size int) *testSource {
@@ -1041,6 +1062,19 @@ func TestPoolBadInput(t *testing.T) {
 	var se *StartError
 	if _, err := p.PageCount(ctx, Source{ID: "x", Size: 1, Reader: memReader("x")}); !errors.As(err, &se) {
 		t.Errorf("unstartable worker: %v, want a StartError", err)
+	}
+}
+
+// A worker's announced reads reach the source, in as many frames as they
+// take.
+func TestPoolPassesPrefetches(t *testing.T) {
+	tp := newTestPool(t, Options{})
+	src := newTestSource(t, "A", "%FAKE pages=2 prefetch=9000", 100_000)
+	if n, err := tp.PageCount(testCtx(t), src.Source); err != nil || n != 2 {
+		t.Fatalf("PageCount = %d, %v", n, err)
+	}
+	if got := src.prefetched.Load(); got != 9000 {
+		t.Errorf("the source was told of %d reads, want 9000", got)
 	}
 }
 
