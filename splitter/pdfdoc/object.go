@@ -359,7 +359,11 @@ func (r *reader) objStm(ctx context.Context, stm int) (*objStm, error) {
 		return nil, errors.New("/First past the data")
 	}
 	os := &objStm{first: first, data: data, nums: make([]int, 0, n), offs: make([]int, 0, n)}
-	hdr := data[:first]
+	// The header's N pairs are read from the stream's start, not up to
+	// /First, as qpdf and mutool read them: a /First a few bytes short
+	// (white space before the first object that its offset skips) must not
+	// cut the last offset's digits, as it does poppler's.
+	hdr := data
 	i := 0
 	for range n {
 		var a, b int64
