@@ -162,18 +162,17 @@ func (c *copier) scanStream(s *stream, names map[string]bool) bool {
 	return scanNames(b, names)
 }
 
-// scanBorrowers adds the names mentioned by whatever the page draws that
-// has no resources of its own and so uses the page's (ISO 32000-1, 7.8.3):
-// form XObjects without /Resources (allowed before PDF 1.2 and still
-// written), however deep among other forms they are drawn; tiling patterns
-// and Type 3 fonts without /Resources; and the appearance streams of the
-// page's annotations without /Resources. A borrower found inside a form
-// that has resources of its own may use those or the page's: its names are
-// added to the page's either way, which keeps a resource too many at worst.
-// What a borrower mentions may make more of the page's resources used, so
-// the search repeats until nothing new turns up. It reports false when
-// something could not be read or scanned: the page then keeps all its
-// resources.
+// scanBorrowers adds the names mentioned by whatever the page draws with
+// content of its own: form XObjects, however deep among other forms they
+// are drawn; tiling patterns; Type 3 fonts; and the appearance streams of
+// the page's annotations. Those without /Resources use the page's (ISO
+// 32000-1, 7.8.3), and readers look a name that a form's own resources
+// lack up in the page's too (poppler does; qpdf's own tests have such
+// files): so all their names count as the page's, which keeps a resource
+// too many at worst. What they mention may make more of the page's
+// resources used, so the search repeats until nothing new turns up. It
+// reports false when something could not be read or scanned: the page then
+// keeps all its resources.
 func (c *copier) scanBorrowers(res types.Dict, annots types.Object, names map[string]bool) bool {
 	b := borrowerSearch{c: c, names: names, seen: map[int]bool{}}
 	if !b.annotations(annots) {
@@ -181,7 +180,7 @@ func (c *copier) scanBorrowers(res types.Dict, annots types.Object, names map[st
 	}
 	for {
 		before := len(names)
-		if !b.resources(res, true) {
+		if !b.resources(res) {
 			return false
 		}
 		if len(names) == before {
@@ -191,8 +190,8 @@ func (c *copier) scanBorrowers(res types.Dict, annots types.Object, names map[st
 	}
 }
 
-// borrowerSearch is one page's search for borrowers: the names found so
-// far, and the objects already looked at in this round.
+// borrowerSearch is one page's search: the names found so far, and the
+// objects already looked at in this round.
 type borrowerSearch struct {
 	c     *copier
 	names map[string]bool
@@ -203,21 +202,16 @@ type borrowerSearch struct {
 // maxBorrowerDepth bounds how deep forms drawn by forms are searched.
 const maxBorrowerDepth = 64
 
-// resources searches a resource dictionary: the entries the page uses if
-// used is set (the page's own), else all of them (a form's, whose content
-// is not scanned: it keeps its resources whole).
-func (b *borrowerSearch) resources(res types.Dict, used bool) bool {
+// resources searches the entries of a resource dictionary that the names
+// found so far name.
+func (b *borrowerSearch) resources(res types.Dict) bool {
 	c := b.c
 	for _, cat := range []string{"XObject", "Pattern", "Font"} {
 		dict, err := c.r.resolveDict(c.ctx, res[cat])
 		if err != nil {
 			return false
 		}
-		entries := dict
-		if used {
-			entries = usedEntries(dict, b.names)
-		}
-		for _, v := range entries {
+		for _, v := range usedEntries(dict, b.names) {
 			if !b.object(v) {
 				return false
 			}
@@ -226,28 +220,28 @@ func (b *borrowerSearch) resources(res types.Dict, used bool) bool {
 	return true
 }
 
-// ownResources searches the resources of a form, pattern, font or
-// appearance (ref, resolved to res), once a round: forms often share one
-// dictionary.
-func (b *borrowerSearch) ownResources(ref types.Object, res types.Dict) bool {
-	if ir, ok := ref.(types.IndirectRef); ok {
-		if b.seen[ir.ObjectNumber.Value()] {
-			return true
-		}
-		b.seen[ir.ObjectNumber.Value()] = true
+// once reports whether o, if a reference, is seen for the first time this
+// round.
+func (b *borrowerSearch) once(o types.Object) bool {
+	ir, ok := o.(types.IndirectRef)
+	if !ok {
+		return true
 	}
-	return b.resources(res, false)
+	n := ir.ObjectNumber.Value()
+	if b.seen[n] {
+		return false
+	}
+	b.seen[n] = true
+	return true
 }
 
-// object searches one resource: a form, a tiling pattern or a Type 3
-// font. Those without /Resources are scanned; those with are searched.
+// object searches one resource: a form, a tiling pattern or a Type 3 font
+// has its content scanned and its own resources searched; anything else
+// (an image, another font, a shading) has no content.
 func (b *borrowerSearch) object(v types.Object) bool {
 	c := b.c
-	if ir, ok := v.(types.IndirectRef); ok {
-		if b.seen[ir.ObjectNumber.Value()] {
-			return true
-		}
-		b.seen[ir.ObjectNumber.Value()] = true
+	if !b.once(v) {
+		return true
 	}
 	if b.depth >= maxBorrowerDepth {
 		return false
@@ -287,17 +281,26 @@ func (b *borrowerSearch) object(v types.Object) bool {
 	default:
 		return true
 	}
-	if own, err := c.r.resolveDict(c.ctx, dict["Resources"]); err != nil {
-		return false
-	} else if own != nil {
-		return b.ownResources(dict["Resources"], own)
-	}
+	return b.content(dict["Resources"], streams)
+}
+
+// content scans streams, which draw with the resources own (if any, else
+// the page's), and searches own.
+func (b *borrowerSearch) content(own types.Object, streams []*stream) bool {
+	c := b.c
 	for _, s := range streams {
 		if !c.scanStream(s, b.names) {
 			return false
 		}
 	}
-	return true
+	res, err := c.r.resolveDict(c.ctx, own)
+	if err != nil {
+		return false
+	}
+	if res == nil || !b.once(own) {
+		return true
+	}
+	return b.resources(res)
 }
 
 // annotations searches the appearance streams of a page's annotations
@@ -350,6 +353,9 @@ func (b *borrowerSearch) annotations(annots types.Object) bool {
 // says.
 func (b *borrowerSearch) appearance(v types.Object) bool {
 	c := b.c
+	if !b.once(v) {
+		return true
+	}
 	o, err := c.r.resolve(c.ctx, v)
 	if err != nil {
 		return false
@@ -358,12 +364,7 @@ func (b *borrowerSearch) appearance(v types.Object) bool {
 	if !ok {
 		return true
 	}
-	if own, err := c.r.resolveDict(c.ctx, s.dict["Resources"]); err != nil {
-		return false
-	} else if own != nil {
-		return b.ownResources(s.dict["Resources"], own)
-	}
-	return c.scanStream(s, b.names)
+	return b.content(s.dict["Resources"], []*stream{s})
 }
 
 func isSubtype(d types.Dict, subtype string) bool {

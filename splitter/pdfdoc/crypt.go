@@ -123,11 +123,23 @@ func newDecrypter(enc types.Dict, id []byte) (*decrypter, error) {
 		if r == 2 {
 			keyLen = 5
 		}
-		key := fileKeyR4(o[:32], int32(p), id, r, keyLen, d.encryptMeta)
-		if !userPasswordOK(key, u, id, r) {
+		// A /Length that is missing or wrong (qpdf's tests have one
+		// spelled /Wength) is 40 bits by the standard and 128 by qpdf's
+		// guess: the key that opens the file with the empty password
+		// says which.
+		lens := []int{keyLen}
+		if l := intOf(enc["Length"], -1); (l%8 != 0 || l < 40 || l > 128) && v >= 2 && r >= 3 && keyLen != 16 {
+			lens = append(lens, 16)
+		}
+		for _, l := range lens {
+			if key := fileKeyR4(o[:32], int32(p), id, r, l, d.encryptMeta); userPasswordOK(key, u, id, r) {
+				d.key = key
+				break
+			}
+		}
+		if d.key == nil {
 			return nil, fmt.Errorf("%w: the empty user password does not open it", ErrEncrypted)
 		}
-		d.key = key
 	case 5, 6:
 		ue, _ := stringBytes(enc["UE"])
 		if len(u) < 48 || len(ue) < 32 {

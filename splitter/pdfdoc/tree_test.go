@@ -258,8 +258,9 @@ func partFonts(t *testing.T, d *Doc, i int) string {
 
 // TestBorrowedResources is issue 20's fourth case: what has no resources
 // of its own uses the page's (ISO 32000-1, 7.8.3): a form drawn by a form,
-// and an annotation's appearance. The fonts they use must stay in the
-// part, though the page's own content does not name them.
+// and an annotation's appearance; and what a form's own resources lack is
+// looked up in the page's. The fonts they use must stay in the part,
+// though the page's own content does not name them.
 func TestBorrowedResources(t *testing.T) {
 	o := treeFile()
 	f2 := o.add("<< /Type /Font /Subtype /Type1 /BaseFont /Courier /Encoding /WinAnsiEncoding >>")
@@ -267,14 +268,20 @@ func TestBorrowedResources(t *testing.T) {
 	unused := o.add("<< /Type /Font /Subtype /Type1 /BaseFont /Symbol >>")
 	formB := o.add(docStream("/Type /XObject /Subtype /Form /BBox [0 0 612 792]", "BT /F2 24 Tf 72 600 Td (borrowed) Tj ET"))
 	formA := o.add(docStream(fmt.Sprintf("/Type /XObject /Subtype /Form /BBox [0 0 612 792] /Resources << /XObject << /Fb %d 0 R >> >>", formB), "/Fb Do"))
+	// A form with resources of its own that lack the font it uses: readers
+	// look the name up in the page's (qpdf's form-xobjects-some-resources).
+	f5 := o.add("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold /Encoding /WinAnsiEncoding >>")
+	formC := o.add(docStream("/Type /XObject /Subtype /Form /BBox [0 0 612 792] /Resources << /ProcSet [/PDF /Text] >>",
+		"BT /F5 24 Tf 72 550 Td (fallback) Tj ET"))
 	ap := o.add(docStream("/Type /XObject /Subtype /Form /BBox [0 0 100 20]", "BT /F3 12 Tf 2 5 Td (note) Tj ET"))
 	annot := o.add(fmt.Sprintf("<< /Type /Annot /Subtype /FreeText /Rect [72 400 172 420] /DA (/F3 12 Tf) /Contents (note) /AP << /N %d 0 R >> >>", ap))
-	c := o.add(docStream("", "BT /F1 24 Tf 72 700 Td (page1) Tj ET /Fa Do"))
+	c := o.add(docStream("", "BT /F1 24 Tf 72 700 Td (page1) Tj ET /Fa Do /Fc Do"))
 	p := o.add(fmt.Sprintf("<< /Type /Page /Parent 2 0 R /Contents %d 0 R /Annots [%d 0 R] >>", c, annot))
 	o.set(2, fmt.Sprintf("<< /Type /Pages /Kids [%d 0 R] /Count 1 /MediaBox [0 0 612 792] "+
-		"/Resources << /Font << /F1 3 0 R /F2 %d 0 R /F3 %d 0 R /F4 %d 0 R >> /XObject << /Fa %d 0 R >> >> >>", p, f2, f3, unused, formA))
-	d := checkTexts(t, pdfgen.Objects(o), "page1 borrowed note")
-	if fonts := partFonts(t, d, 1); fonts != "F1 F2 F3" {
-		t.Errorf("the part's page has fonts %s, want F1 F2 F3", fonts)
+		"/Resources << /Font << /F1 3 0 R /F2 %d 0 R /F3 %d 0 R /F4 %d 0 R /F5 %d 0 R >> /XObject << /Fa %d 0 R /Fc %d 0 R >> >> >>",
+		p, f2, f3, unused, f5, formA, formC))
+	d := checkTexts(t, pdfgen.Objects(o), "page1 borrowed fallback note")
+	if fonts := partFonts(t, d, 1); fonts != "F1 F2 F3 F5" {
+		t.Errorf("the part's page has fonts %s, want F1 F2 F3 F5", fonts)
 	}
 }
