@@ -394,6 +394,15 @@ func (o *diffOutcome) report() string {
 		}
 		fmt.Fprintf(&b, "  WRONG: %s\n", w)
 	}
+	if len(o.wrong) > 12 {
+		var parts []string
+		for _, w := range o.wrong {
+			if m := diffPartName.FindStringSubmatch(w); m != nil && !slices.Contains(parts, m[1]) {
+				parts = append(parts, m[1])
+			}
+		}
+		fmt.Fprintf(&b, "  wrong parts (%d of %d): %s\n", len(parts), o.parts, strings.Join(parts, ", "))
+	}
 	if len(o.wrong) > 0 && o.labels != nil && o.parts > 0 {
 		if o.offLabel == 0 {
 			fmt.Fprintf(&b, "  (every page of pdfdoc's parts shows the label its producer gave it)\n")
@@ -987,6 +996,8 @@ func diffLeadingDigits(s string) int {
 	}
 	return i
 }
+
+var diffPartName = regexp.MustCompile(`^part (\d+-\d+):`)
 
 var diffLabelNumber = regexp.MustCompile(`page (\d+)`)
 
