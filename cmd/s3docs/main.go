@@ -195,7 +195,7 @@ func serveMount(cfg mountopts.Config, args []string, detached *readyNotifier, st
 		return err // exitWith tells a refused directory from an I/O failure
 	}
 	defer cache.Close()
-	m.watchCache(cache)
+	m.watchCache(cache, cfg.CacheSize)
 	if cfg.MetricsAddr != "" {
 		mctx, stopMetrics := context.WithCancel(ctx)
 		defer stopMetrics()
@@ -222,10 +222,12 @@ func serveMount(cfg mountopts.Config, args []string, detached *readyNotifier, st
 		Logger:      log,
 		Parts:       parts,
 		PartPages:   cfg.PartPages,
+		Observer:    m,
 	})
 	if err != nil {
 		return err
 	}
+	m.watchTree(tree)
 	mnt, err := tree.Mount(cfg.MountPoint, fs.MountOptions{
 		AllowOther: cfg.AllowOther,
 		FsName:     cfg.Source,
