@@ -76,10 +76,18 @@ Run "s3docs mount --help" for the mount flags, "s3docs warm --help" and
 `)
 }
 
+// packageVersion is the version of the Debian package the binary was built
+// for, set by scripts/package.sh (-ldflags -X main.packageVersion=...);
+// empty in other builds. Never changed at run time.
+var packageVersion string
+
 func version() string {
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown"
+	}
+	if packageVersion != "" {
+		return packageVersion + " " + info.GoVersion
 	}
 	v := info.Main.Version
 	for _, s := range info.Settings {

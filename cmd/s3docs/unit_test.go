@@ -27,7 +27,7 @@ func TestSystemdUnitVerifies(t *testing.T) {
 	}
 	// The checker wants the binary to exist: point it at this one.
 	path := filepath.Join(t.TempDir(), "s3docs.service")
-	text = strings.ReplaceAll(text, "/usr/local/bin/s3docs", os.Args[0])
+	text = strings.ReplaceAll(text, "/usr/bin/s3docs", os.Args[0])
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
