@@ -170,8 +170,18 @@ func TestDebianPackage(t *testing.T) {
 		t.Fatal("read through the mount after the upgrade differs from the object")
 	}
 
-	// Remove, while a file is open in the mount: the mount is detached, the
-	// daemon stops, nothing of s3docs runs.
+	// A second mount, by the new binary, that nothing holds.
+	idle := t.TempDir()
+	t.Cleanup(func() { stopDaemonsOf(t, idle) })
+	mount = testenv.Command(testenv.Tool(t, "mount"), "-t", "fuse.s3docs", "-o", opts+",cache_dir="+t.TempDir(), testBucket, idle)
+	mount.Env = append(w.s3.Env(), "LC_ALL=C.UTF-8")
+	if out, err := mount.CombinedOutput(); err != nil {
+		t.Fatalf("mount -t fuse.s3docs after the upgrade: %v\n%s", err, out)
+	}
+	idlePID := oneDaemon(t, idle)
+
+	// Remove, while a file is open in the first mount: both mounts go, the
+	// daemons stop, nothing of s3docs runs.
 	held, err := os.Open(filepath.Join(mp, "cases/brief.pdf"))
 	if err != nil {
 		t.Fatal(err)
@@ -180,8 +190,10 @@ func TestDebianPackage(t *testing.T) {
 	start := time.Now()
 	runUmask022(t, testenv.Command("dpkg", "-r", "s3docs"))
 	t.Logf("dpkg -r with a file held open in the mount took %v", time.Since(start).Round(10*time.Millisecond))
-	if !processGone(pid, 5*time.Second) {
-		t.Errorf("daemon %d still runs after dpkg -r", pid)
+	for _, p := range []int{pid, idlePID} {
+		if !processGone(p, 5*time.Second) {
+			t.Errorf("daemon %d still runs after dpkg -r", p)
+		}
 	}
 	if m := fuseS3docsMounts(t); len(m) != 0 {
 		t.Errorf("s3docs mounts left after dpkg -r: %v", m)
