@@ -40,6 +40,12 @@ armhf) goarch=arm ;;
 *) die "unsupported architecture $arch" ;;
 esac
 export S3DOCS_VERSION=$version S3DOCS_ARCH=$arch
+# The files' times in the package: the commit's, so that two builds of one
+# commit are the same package (nfpm reads SOURCE_DATE_EPOCH).
+if [[ -z ${SOURCE_DATE_EPOCH:-} ]] && git rev-parse --verify -q HEAD >/dev/null 2>&1; then
+	SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)
+	export SOURCE_DATE_EPOCH
+fi
 export S3DOCS_MAINTAINER=${S3DOCS_MAINTAINER:-s3docs maintainers <s3docs-maintainers@example.org>}
 
 stage=build/deb
