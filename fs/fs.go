@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -63,6 +64,8 @@ type Options struct {
 	Parts Parts
 	// PartPages is the number of pages of each listed part.
 	PartPages int
+	// Observer, if set, is told of every request the mount answers.
+	Observer Observer
 }
 
 // FS is the file tree of one mount.
@@ -85,6 +88,8 @@ type FS struct {
 	// started stands in for directory times: prefixes have none in S3.
 	started  time.Time
 	errLimit errorLimiter
+	// openFiles counts the files open through the mount (OpenFiles).
+	openFiles atomic.Int64
 }
 
 func (f *FS) discard(v object.Version) {
@@ -212,7 +217,7 @@ type Mounted struct {
 // kernel answers requests on it. The tree serves one mount.
 func (f *FS) Mount(mountpoint string, mo MountOptions) (*Mounted, error) {
 	root := &dirNode{fsys: f, prefix: ""}
-	server, err := gofs.Mount(mountpoint, root, f.mountOptions(mo))
+	server, err := f.serve(mountpoint, root, f.mountOptions(mo))
 	if err != nil {
 		f.stop()
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
@@ -228,6 +233,26 @@ func (f *FS) Mount(mountpoint string, mo MountOptions) (*Mounted, error) {
 		f.pages.run(f.ctx)
 	}()
 	return m, nil
+}
+
+// serve is gofs.Mount with observedFS between the server and the tree.
+func (f *FS) serve(mountpoint string, root *dirNode, opts *gofs.Options) (*fuse.Server, error) {
+	var obs Observer = noObserver{}
+	if f.opt.Observer != nil {
+		obs = f.opt.Observer
+	}
+	raw := &observedFS{RawFileSystem: gofs.NewNodeFS(root, opts), obs: obs, openFiles: &f.openFiles}
+	server, err := fuse.NewServer(raw, mountpoint, &opts.MountOptions)
+	if err != nil {
+		return nil, err
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
+		// As gofs.Mount: the serve loop ends by itself when the mount
+		// never came up.
+		return nil, err
+	}
+	return server, nil
 }
 
 // mountOptions are go-fuse's options for a mount of the tree.

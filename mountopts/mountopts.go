@@ -780,23 +780,52 @@ func Usage(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Flags:")
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	for _, s := range specs() {
-		left := "--" + s.name
-		if s.kind != kindBool {
-			left += " " + s.placeholder()
+	for _, o := range Options() {
+		left := "--" + o.Name
+		if o.Arg != "" {
+			left += " " + o.Arg
 		}
-		help := s.help
-		if d := s.defDoc; d != "" {
-			help += " (default " + d + ")"
-		} else if s.def != "" && s.def != "false" {
-			help += " (default " + s.def + ")"
+		help := o.Help
+		if o.Default != "" {
+			help += " (default " + o.Default + ")"
 		}
 		fmt.Fprintf(tw, "  %s\t%s\n", left, help)
 	}
-	fmt.Fprintf(tw, "  %s\t%s\n", "-o OPTS", "options as in fstab, comma-separated, repeatable: each flag's fstab key is its name with _ for - "+
-		"(cache_size=10GiB,allow_other); rw, ro, nofail, _netdev, defaults, x-* and other mount(8) options are ignored")
+	fmt.Fprintf(tw, "  %s\t%s\n", "-o OPTS", OptionsHelp)
 	fmt.Fprintf(tw, "  %s\t%s\n", "-h, --help", "show this help")
 	tw.Flush()
+}
+
+// OptionsHelp describes -o, the options of an fstab line.
+const OptionsHelp = "options as in fstab, comma-separated, repeatable: each flag's fstab key is its name with _ for - " +
+	"(cache_size=10GiB,allow_other); rw, ro, nofail, _netdev, defaults, x-* and other mount(8) options are ignored"
+
+// Option is one flag of `s3docs mount` as the usage text and the man page
+// show it, both made from this one table.
+type Option struct {
+	Name    string // "cache-size": the flag is --cache-size
+	Arg     string // "SIZE"; "" for a switch
+	Fstab   string // its key in -o ("cache_size"); "" if -o cannot set it
+	Default string // as documented; "" if none worth showing
+	Help    string
+}
+
+// Options are the flags of `s3docs mount`, in the order of the usage text.
+func Options() []Option {
+	var out []Option
+	for _, s := range specs() {
+		o := Option{Name: s.name, Fstab: s.fstab, Help: s.help}
+		if s.kind != kindBool {
+			o.Arg = s.placeholder()
+		}
+		if s.defDoc != "" {
+			o.Default = s.defDoc
+		} else if s.def != "" && s.def != "false" {
+			o.Default = s.def
+		}
+		out = append(out, o)
+	}
+	return out
 }
 
 func (s spec) placeholder() string {

@@ -22,7 +22,8 @@ VERSITYGW_VERSION=v1.8.0
 
 # DEBIAN_PACKAGES is the one list of the Debian packages that the tests, the
 # demo and the benchmark call: package, who uses it ("test": scripts/test.sh
-# and scripts/demo.sh; "bench": scripts/bench.sh only), and the programs of
+# and scripts/demo.sh, and scripts/package.sh's checks; "bench":
+# scripts/bench.sh only), and the programs of
 # it that are called ("-" for a package of data or libraries). Tests find a
 # program through testenv.Tool, which reads this table to name the package
 # when the program is missing; a program a test calls that is not in the
@@ -42,6 +43,12 @@ mount          test   mount umount
 coreutils      test   cat cp ls mv sha256sum dd timeout
 gcc            test   gcc
 libc6-dev      test   -
+dpkg           test   dpkg dpkg-deb dpkg-query
+apt            test   apt-get
+init-system-helpers test deb-systemd-helper
+lintian        test   lintian
+man-db         test   man
+prometheus     test   prometheus promtool
 fio            bench  fio
 jq             bench  jq
 s3fs           bench  s3fs

@@ -4,7 +4,10 @@
 #      testdata/ excluded) must print nothing;
 #   2. go vet;
 #   3. staticcheck (pinned, run with `go run ...@version`);
-#   4. go test -race -count=1 -timeout 40m;
+#   4. go test -race -count=1 -timeout 40m (cmd/s3docs's TestDebianPackage
+#      builds the Debian package and installs, upgrades, removes and purges
+#      it on this machine; TestAlertRules runs promtool on the alert rules;
+#      TestMonitoringAgainstPrometheus runs Debian's Prometheus);
 #   5. a grep of every log the tests' s3docs processes wrote for the test
 #      credentials and signatures (Authorization, X-Amz-Signature, ...).
 # It installs what the tests need first (scripts/lib.sh ensure_deps, plus a C

@@ -76,10 +76,18 @@ Run "s3docs mount --help" for the mount flags, "s3docs warm --help" and
 `)
 }
 
+// packageVersion is the version of the Debian package the binary was built
+// for, set by scripts/package.sh (-ldflags -X main.packageVersion=...);
+// empty in other builds. Never changed at run time.
+var packageVersion string
+
 func version() string {
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown"
+	}
+	if packageVersion != "" {
+		return packageVersion + " " + info.GoVersion
 	}
 	v := info.Main.Version
 	for _, s := range info.Settings {
@@ -195,7 +203,7 @@ func serveMount(cfg mountopts.Config, args []string, detached *readyNotifier, st
 		return err // exitWith tells a refused directory from an I/O failure
 	}
 	defer cache.Close()
-	m.watchCache(cache)
+	m.watchCache(cache, cfg.CacheSize)
 	if cfg.MetricsAddr != "" {
 		mctx, stopMetrics := context.WithCancel(ctx)
 		defer stopMetrics()
@@ -222,10 +230,12 @@ func serveMount(cfg mountopts.Config, args []string, detached *readyNotifier, st
 		Logger:      log,
 		Parts:       parts,
 		PartPages:   cfg.PartPages,
+		Observer:    m,
 	})
 	if err != nil {
 		return err
 	}
+	m.watchTree(tree)
 	mnt, err := tree.Mount(cfg.MountPoint, fs.MountOptions{
 		AllowOther: cfg.AllowOther,
 		FsName:     cfg.Source,

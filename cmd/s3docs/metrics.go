@@ -8,13 +8,18 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"slices"
+	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sys/unix"
 
 	"s3docs/chunkcache"
+	"s3docs/fs"
 )
 
 // metrics are the daemon's Prometheus series, in a registry of their own
@@ -26,7 +31,14 @@ type metrics struct {
 	getSeconds prometheus.Histogram
 	splits     *prometheus.CounterVec
 	splitSecs  *prometheus.HistogramVec
+	fuseSecs   *prometheus.HistogramVec
+	fuseErrors *prometheus.CounterVec
 }
+
+// timedFUSEOps are the FUSE operations whose latency is kept as a
+// histogram: what a reading program waits for. The others are only
+// counted when they fail (fuseErrors), which keeps the series few.
+var timedFUSEOps = []string{"lookup", "open", "read", "readdir"}
 
 func newMetrics() *metrics {
 	m := &metrics{
@@ -53,10 +65,63 @@ func newMetrics() *metrics {
 			Help:    "Time a split worker took for a page count (parse included) or a part.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 3, 12),
 		}, []string{"op"}),
+		fuseSecs: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "s3docs_fuse_request_duration_seconds",
+			Help: "Time the daemon took to answer a FUSE request, from its arrival to the answer, errors included: " +
+				"what the reading program waits for (op: lookup, open, read, readdir).",
+			// 100 µs (a cached read) to 53 s; a read that waits for S3
+			// can take up to --read-timeout, which falls in +Inf beyond.
+			Buckets: prometheus.ExponentialBuckets(0.0001, 3, 13),
+		}, []string{"op"}),
+		fuseErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "s3docs_fuse_errors_total",
+			Help: "FUSE requests answered with an error, by operation and errno (ENOENT for lookups of names that are not there, EIO for failures).",
+		}, []string{"op", "errno"}),
 	}
-	m.reg.MustRegister(m.gets, m.getBytes, m.getSeconds, m.splits, m.splitSecs,
+	// Series that alerts and dashboards divide by or take rates of exist
+	// from the start at 0: a counter first seen at 1 hides its first
+	// increase from rate() and increase().
+	for _, o := range []string{"ok", "error"} {
+		m.gets.WithLabelValues(o)
+		m.getBytes.WithLabelValues(o)
+		for _, op := range []string{"pages", "part"} {
+			m.splits.WithLabelValues(op, o)
+		}
+	}
+	for _, op := range timedFUSEOps {
+		m.fuseSecs.WithLabelValues(op)
+		m.fuseErrors.WithLabelValues(op, "EIO")
+	}
+	m.reg.MustRegister(m.gets, m.getBytes, m.getSeconds, m.splits, m.splitSecs, m.fuseSecs, m.fuseErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// Request is the file tree's fs.Observer.
+func (m *metrics) Request(op string, d time.Duration, errno syscall.Errno) {
+	if slices.Contains(timedFUSEOps, op) {
+		m.fuseSecs.WithLabelValues(op).Observe(d.Seconds())
+	}
+	if errno != 0 {
+		m.fuseErrors.WithLabelValues(op, errnoLabel(errno)).Inc()
+	}
+}
+
+// errnoLabel is "EIO" for EIO: a small, fixed set of label values.
+func errnoLabel(e syscall.Errno) string {
+	if name := unix.ErrnoName(e); name != "" {
+		return name
+	}
+	return strconv.Itoa(int(e))
+}
+
+// watchTree exports the file tree's gauge of open files, read when
+// scraped.
+func (m *metrics) watchTree(tree *fs.FS) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "s3docs_open_files",
+		Help: "Files open through the mount now (directories not counted).",
+	}, func() float64 { return float64(tree.OpenFiles()) }))
 }
 
 func outcome(err error) string {
@@ -81,8 +146,9 @@ func (m *metrics) observeSplit(op string, d time.Duration, err error) {
 	m.splitSecs.WithLabelValues(op).Observe(d.Seconds())
 }
 
-// watchCache exports the cache's own counters, read when scraped.
-func (m *metrics) watchCache(c *chunkcache.Cache) {
+// watchCache exports the cache's own counters, read when scraped, and
+// configured, its bound as configured (--cache-size).
+func (m *metrics) watchCache(c *chunkcache.Cache, configured int64) {
 	counter := func(name, help string, get func(chunkcache.Stats) int64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
 			func() float64 { return float64(get(c.Stats())) })
@@ -101,6 +167,9 @@ func (m *metrics) watchCache(c *chunkcache.Cache) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "s3docs_cache_max_bytes",
 			Help: "The bound the cache keeps now: --cache-size, or less while its file system has no room for that much."},
 			func() float64 { return float64(c.Limit()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "s3docs_cache_configured_max_bytes",
+			Help: "The bound of the cache as configured (--cache-size); s3docs_cache_max_bytes is below it while the disk is full."},
+			func() float64 { return float64(configured) }),
 	)
 }
 

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"s3docs/internal/pdfgen"
 	"s3docs/internal/testenv"
@@ -73,6 +77,74 @@ func TestMetricsEndpoint(t *testing.T) {
 	for _, name := range []string{"s3docs_cache_hits_total", "s3docs_cache_misses_total", "s3docs_cache_evictions_total",
 		"s3docs_cache_dedup_joins_total", "s3docs_readahead_chunks_total", "s3docs_gets_in_flight", "s3docs_get_duration_seconds_count"} {
 		metricValue(t, text, name)
+	}
+	if v := metricValue(t, text, "s3docs_cache_configured_max_bytes"); v != 1<<30 {
+		t.Fatalf("configured cache bound = %v", v)
+	}
+	if v := metricValue(t, text, `s3docs_fuse_request_duration_seconds_count{op="read"}`); v < 20 {
+		t.Fatalf("FUSE reads timed = %v, want at least one per MiB of a.pdf (requests are 1 MiB at most)", v)
+	}
+	if v := metricValue(t, text, `s3docs_fuse_request_duration_seconds_count{op="lookup"}`); v < 2 {
+		t.Fatalf("FUSE lookups timed = %v", v)
+	}
+	if v := metricValue(t, text, `s3docs_fuse_request_duration_seconds_sum{op="read"}`); v <= 0 {
+		t.Fatalf("FUSE read time = %v", v)
+	}
+	if v := metricValue(t, text, `s3docs_fuse_errors_total{errno="EIO",op="read"}`); v != 0 {
+		t.Fatalf("read errors = %v before any read failed", v)
+	}
+	if v := metricValue(t, text, "s3docs_open_files"); v != 0 {
+		t.Fatalf("open files = %v with none open", v)
+	}
+
+	// A name that is not there, a file held open, a read that fails (the
+	// object is replaced under the open file, and its GET then fails)
+	// and a .pdf that cannot be split.
+	if _, err := os.Stat(d.path("missing.pdf")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stat of a missing name: %v", err)
+	}
+	big := testenv.RandomBytes(51, 3*mib)
+	w.s3.Put(t, testBucket, "c.pdf", big)
+	f, err := os.Open(d.path("c.pdf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w.s3.Put(t, testBucket, "c.pdf", testenv.RandomBytes(52, 3*mib))
+	w.s3.Put(t, testBucket, "bad.pdf", []byte("not a PDF at all"))
+	readDirNames(t, d.path(".parts")) // a lookup of .parts
+	if _, err := os.ReadDir(d.path(".parts/bad.pdf")); err == nil {
+		t.Fatal("parts of a file that is not a PDF were listed")
+	}
+	if _, err := f.ReadAt(make([]byte, 4096), 2*mib); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("read of a replaced object: %v, want EIO", err)
+	}
+	text = scrape(t, "http://"+addr+"/metrics")
+	if v := metricValue(t, text, "s3docs_open_files"); v != 1 {
+		t.Fatalf("open files = %v with one open", v)
+	}
+	if v := metricValue(t, text, `s3docs_fuse_errors_total{errno="ENOENT",op="lookup"}`); v < 1 {
+		t.Fatalf("lookups answered ENOENT = %v", v)
+	}
+	if v := metricValue(t, text, `s3docs_fuse_errors_total{errno="EIO",op="read"}`); v < 1 {
+		t.Fatalf("reads answered EIO = %v", v)
+	}
+	if v := metricValue(t, text, `s3docs_split_requests_total{op="pages",outcome="error"}`); v != 1 {
+		t.Fatalf("failed page counts = %v", v)
+	}
+	// Label values stay a fixed, small set: no key or path in any of them.
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, "s3docs_") && (strings.Contains(line, ".pdf") || strings.Contains(line, "/")) {
+			t.Errorf("a series names a key or path: %s", line)
+		}
+	}
+	f.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for metricValue(t, scrape(t, "http://"+addr+"/metrics"), "s3docs_open_files") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("open files did not come back to 0 within 10s of the close")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	// pprof only with --pprof.
 	resp, err := http.Get("http://" + addr + "/debug/pprof/")
