@@ -44,6 +44,10 @@ type Options struct {
 	Store Store
 	// OpenReader returns a reader of exactly v (the chunk cache's).
 	OpenReader func(v object.Version) Reader
+	// OpenBackgroundReader, if set, is OpenReader for files opened by a
+	// process in the idle I/O class (ionice -c 3, s3docs warm): background
+	// work, whose fetches wait behind everyone else's.
+	OpenBackgroundReader func(v object.Version) Reader
 	// Discard, if set, is told of a version found gone from the store
 	// (replaced or deleted), so that the cache drops what it holds of it:
 	// those bytes can never be served again.

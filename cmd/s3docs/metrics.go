@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"s3docs/chunkcache"
+	"s3docs/s3store"
 )
 
 // metrics are the daemon's Prometheus series, in a registry of their own
@@ -26,6 +27,10 @@ type metrics struct {
 	getSeconds prometheus.Histogram
 	splits     *prometheus.CounterVec
 	splitSecs  *prometheus.HistogramVec
+	// Every request sent to the store, throttled ones, and retries.
+	s3Requests  *prometheus.CounterVec
+	s3Throttled *prometheus.CounterVec
+	s3Retries   *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -54,9 +59,52 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 3, 12),
 		}, []string{"op"}),
 	}
+	m.s3Requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "s3docs_s3_requests_total",
+		Help: "Every request sent to the store, retries and throttled ones included, by kind (get, head, list) and outcome: ok (an answer, a 404 or 412 included), throttled (503 SlowDown, 429), error (another 5xx, 403, no answer).",
+	}, []string{"kind", "outcome"})
+	m.s3Throttled = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "s3docs_s3_throttled_total",
+		Help: "Requests the store answered with throttling (503 SlowDown or ServiceUnavailable, 429), by kind.",
+	}, []string{"kind"})
+	m.s3Retries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "s3docs_s3_retries_total",
+		Help: "Requests sent again, by reason: throttled, server_error (a 5xx), network (no answer), resume (a body cut short or stalled).",
+	}, []string{"reason"})
+	// Every series from the start, at 0: a dashboard sees the daemon
+	// before its first throttled answer.
+	for _, kind := range []string{s3store.KindGet, s3store.KindHead, s3store.KindList} {
+		for _, o := range []string{s3store.OutcomeOK, s3store.OutcomeThrottled, s3store.OutcomeError} {
+			m.s3Requests.WithLabelValues(kind, o)
+		}
+		m.s3Throttled.WithLabelValues(kind)
+	}
+	for _, r := range []string{s3store.RetryThrottled, s3store.RetryServerError, s3store.RetryNetwork, s3store.RetryResume} {
+		m.s3Retries.WithLabelValues(r)
+	}
 	m.reg.MustRegister(m.gets, m.getBytes, m.getSeconds, m.splits, m.splitSecs,
+		m.s3Requests, m.s3Throttled, m.s3Retries,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// observeRequest is s3store's OnRequest.
+func (m *metrics) observeRequest(kind, outcome string) {
+	m.s3Requests.WithLabelValues(kind, outcome).Inc()
+	if outcome == s3store.OutcomeThrottled {
+		m.s3Throttled.WithLabelValues(kind).Inc()
+	}
+}
+
+// observeRetry is s3store's OnRetry.
+func (m *metrics) observeRetry(reason string) { m.s3Retries.WithLabelValues(reason).Inc() }
+
+// watchStore exports the rate of requests the daemon allows itself now:
+// +Inf while the store does not throttle (requests are not paced).
+func (m *metrics) watchStore(s *s3store.Store) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "s3docs_s3_allowed_rate",
+		Help: "Requests a second the daemon allows itself now, every kind together; +Inf while the store does not throttle."},
+		s.AllowedRate))
 }
 
 func outcome(err error) string {
