@@ -47,11 +47,14 @@ const (
 	// failure comes 1.9-3.75 s after the first.
 	defaultFailureBackoff = 250 * time.Millisecond
 	// defaultThrottleBackoff is a request's wait after its first
-	// throttled answer; it doubles with each, up to maxThrottleBackoff.
-	// The pacer spaces the daemon's requests anyway: this bounds how
-	// often one request asks again (MaxRequestsPerRange).
-	defaultThrottleBackoff = 500 * time.Millisecond
-	maxThrottleBackoff     = 4 * time.Second
+	// throttled answer; it doubles with each, up to maxThrottleBackoff,
+	// and each wait is drawn between half of it and all of it: 0.5-1 s,
+	// 1-2, 2-4, then 4-8 s. The pacer spaces the daemon's requests
+	// anyway: this bounds how often one request asks again
+	// (MaxRequestsPerRange), and the draw keeps a fleet throttled at
+	// once from asking again at once.
+	defaultThrottleBackoff = time.Second
+	maxThrottleBackoff     = 8 * time.Second
 )
 
 // Request kinds, for metrics.
@@ -161,8 +164,9 @@ func (s *Store) do(ctx context.Context, kind string, b *budget, maxFailures int,
 			b.throttles++
 			b.lastThrottle = err
 			s.onRetry(RetryThrottled)
-			s.log.Debug("throttled: waiting to ask again", "kind", kind, "throttled", b.throttles, "err", err)
-			if err := sleep(ctx, s.throttleBackoff(b.throttles)); err != nil {
+			wait := s.throttleBackoff(b.throttles)
+			s.log.Debug("throttled: waiting to ask again", "kind", kind, "throttled", b.throttles, "wait", wait, "err", err)
+			if err := sleep(ctx, wait); err != nil {
 				return s.gaveUp(b, err)
 			}
 		case classFailed:
@@ -208,17 +212,24 @@ func (s *Store) failureBackoff(n int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// throttleBackoff is a request's wait after its n-th throttled answer.
+// throttleBackoff is a request's wait after its n-th throttled answer:
+// half of throttleCap(n) and a random part of the other half.
 func (s *Store) throttleBackoff(n int) time.Duration {
+	d := s.throttleCap(n)
+	return d/2 + rand.N(d/2+1)
+}
+
+func (s *Store) throttleCap(n int) time.Duration {
 	return min(s.throttleBase<<min(n-1, 20), s.throttleMax)
 }
 
 // ThrottledWithin is the most throttled answers one operation can get
-// within d: its k-th comes only after the waits of the k-1 before it.
+// within d: its k-th comes only after the waits of the k-1 before it, each
+// at least half its cap.
 func (s *Store) ThrottledWithin(d time.Duration) int {
 	k := 0
 	for waited := time.Duration(0); waited < d; k++ {
-		waited += s.throttleBackoff(k + 1)
+		waited += s.throttleCap(k+1) / 2
 	}
 	return k
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -48,8 +49,8 @@ type Options struct {
 	// GET is abandoned and resumed. Defaults to defaultStallTimeout.
 	StallTimeout time.Duration
 	// FailureBackoff and ThrottleBackoff are the first waits after a
-	// failure and after a throttled answer (retry.go); 0 means the
-	// defaults. ThrottleBackoff's cap is eight times it.
+	// failure and after a throttled answer (retry.go), at most; 0 means
+	// the defaults. ThrottleBackoff's cap is eight times it.
 	FailureBackoff, ThrottleBackoff time.Duration
 	// Pacing tunes the daemon's pacer of requests; the zero value is
 	// what the daemon uses.
@@ -219,6 +220,9 @@ func (s *Store) Close() { s.pace.Close() }
 // AllowedRate is the rate of requests the daemon allows itself now, per
 // second: +Inf while the store does not throttle.
 func (s *Store) AllowedRate() float64 { return s.pace.Rate() }
+
+// Throttled says whether the store throttles now (requests are paced).
+func (s *Store) Throttled() bool { return !math.IsInf(s.pace.Rate(), 1) }
 
 // Endpoint names the server for messages.
 func (s *Store) Endpoint() string { return s.endpoint }

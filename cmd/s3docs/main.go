@@ -218,13 +218,20 @@ func serveMount(cfg mountopts.Config, args []string, detached *readyNotifier, st
 		OpenBackgroundReader: func(v object.Version) fs.Reader { return cache.NewBackgroundReader(v) },
 		Discard:              cache.Discard,
 		MetadataTTL:          cfg.MetadataTTL,
-		UID:                  cfg.UID,
-		GID:                  cfg.GID,
-		FileMode:             cfg.FileMode,
-		DirMode:              cfg.DirMode,
-		Logger:               log,
-		Parts:                parts,
-		PartPages:            cfg.PartPages,
+		// One deadline for every operation against the store: a lookup
+		// and a listing page wait out throttling as long as a read does.
+		LookupTimeout: cfg.ReadTimeout,
+		PageTimeout:   cfg.ReadTimeout,
+		// While the store throttles, a lookup's listing waits for its
+		// HEAD instead of going beside it.
+		Throttled: store.Throttled,
+		UID:       cfg.UID,
+		GID:       cfg.GID,
+		FileMode:  cfg.FileMode,
+		DirMode:   cfg.DirMode,
+		Logger:    log,
+		Parts:     parts,
+		PartPages: cfg.PartPages,
 	})
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"context"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"sync"
 	"time"
 )
@@ -99,7 +100,8 @@ func New(cfg Config, log *slog.Logger) *Pacer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Pacer{log: log, c: newControl(cfg), flight: map[uint64]time.Time{}}
+	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	return &Pacer{log: log, c: newControl(cfg, rng), flight: map[uint64]time.Time{}}
 }
 
 // Wait waits for the turn of one request made under ctx (see

@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +20,7 @@ func at(ms int) time.Time { return epoch.Add(time.Duration(ms) * time.Millisecon
 // two, then four...; a request without an answer for StaleAfter leaves it;
 // after IdleAfter without requests it starts again from one.
 func TestWindow(t *testing.T) {
-	c := newControl(Config{})
+	c := newControl(Config{}, rand.New(rand.NewPCG(1, 2)))
 	if got := c.nextAt(at(0), nil); !got.Equal(at(0)) {
 		t.Fatalf("first request waits until %v", got)
 	}
@@ -61,7 +62,7 @@ func TestWindow(t *testing.T) {
 // before the cut), never below MinRate; it grows back to the rate cut and
 // beyond; a calm spell ends the episode.
 func TestRate(t *testing.T) {
-	c := newControl(Config{})
+	c := newControl(Config{}, rand.New(rand.NewPCG(1, 2)))
 	for i := range 10 {
 		c.sent(at(i * 100))
 		c.answered(at(i*100+5), at(i*100), false)
@@ -88,30 +89,48 @@ func TestRate(t *testing.T) {
 	if r > 3.2 || r < 2 {
 		t.Fatalf("rate %.2f after a second cut", r)
 	}
-	// Back to the rate cut after cbrt(0.5/0.04) = 2.3 s, beyond after.
-	if r := c.rate(at(1100 + 2321)); math.Abs(r-c.wMax) > 0.05*c.wMax {
-		t.Fatalf("rate %.2f 2.3 s after the cut, want about %.2f", r, c.wMax)
+	// Sending all along, the rate follows the cubic: back to the rate cut
+	// after cbrt(0.5/0.04) = 2.3 s (stretched), and beyond after that.
+	cubic := func(now time.Time) float64 {
+		x := now.Sub(at(1100)).Seconds()/c.stretch - c.k
+		return c.wMax * (1 + c.cfg.Growth*x*x*x)
 	}
-	if r := c.rate(at(1100 + 6000)); r < 2*c.wMax {
-		t.Fatalf("rate %.2f 6 s after the cut: not growing past %.2f", r, c.wMax)
+	back := at(1100).Add(time.Duration(c.stretch * c.k * float64(time.Second)))
+	for now := at(1150); now.Before(back.Add(4 * time.Second)); now = now.Add(50 * time.Millisecond) {
+		if r := c.rate(now); math.Abs(r-cubic(now)) > 0.01*cubic(now) {
+			t.Fatalf("rate %.3f at +%v, the cubic says %.3f", r, now.Sub(at(1100)), cubic(now))
+		}
+		c.sent(now)
+	}
+	if r := c.rate(back.Add(4 * time.Second)); r < 1.5*c.wMax {
+		t.Fatalf("rate %.2f 4 s after it came back to %.2f: not growing", r, c.wMax)
+	}
+	// Without requests, it grows at most MaxStep past the last one's.
+	last := back.Add(4 * time.Second)
+	c.sent(last)
+	if r, from := c.rate(last.Add(time.Minute)), c.rate(last); r > from*c.cfg.MaxStep*1.0001 {
+		t.Fatalf("rate %.2f a minute after a request at %.2f", r, from)
 	}
 	// Cut after cut, never below the floor.
-	for i := range 20 {
-		now := at(1200 + i*10)
+	base := last.Add(time.Minute)
+	for i := range 40 {
+		now := base.Add(time.Duration(i) * 10 * time.Millisecond)
 		c.sent(now)
 		c.answered(now, now, true)
 	}
-	if r := c.rate(at(1400)); r != c.cfg.MinRate {
-		t.Fatalf("rate %.3f after 20 cuts, want the floor %.1f", r, c.cfg.MinRate)
+	end := base.Add(390 * time.Millisecond)
+	if r := c.rate(end); r != c.cfg.MinRate {
+		t.Fatalf("rate %.3f after 40 cuts, want the floor %.1f", r, c.cfg.MinRate)
 	}
-	if ended, _ := c.endIfCalm(at(1390 + 19999)); ended {
+	if ended, _ := c.endIfCalm(end.Add(c.cfg.Calm - time.Millisecond)); ended {
 		t.Fatal("episode ended before Calm")
 	}
-	ended, ep := c.endIfCalm(at(1390 + 20000))
-	if !ended || ep.throttled != 23 || ep.sent != 21 || ep.lowest != c.cfg.MinRate {
+	sent := c.ep.sent
+	ended, ep := c.endIfCalm(end.Add(c.cfg.Calm))
+	if !ended || ep.throttled != 43 || ep.sent != sent || ep.lowest != c.cfg.MinRate {
 		t.Fatalf("episode end: %v %+v", ended, ep)
 	}
-	if !math.IsInf(c.rate(at(21400)), 1) {
+	if !math.IsInf(c.rate(end.Add(c.cfg.Calm)), 1) {
 		t.Fatal("still paced after the episode")
 	}
 }
@@ -119,7 +138,7 @@ func TestRate(t *testing.T) {
 // Throttled before any answer came back: pacing starts at one request a
 // second (times Decrease), not at the floor.
 func TestThrottledAtOnce(t *testing.T) {
-	c := newControl(Config{})
+	c := newControl(Config{}, rand.New(rand.NewPCG(1, 2)))
 	c.sent(at(0))
 	c.answered(at(2), at(0), true)
 	if r := c.rate(at(2)); math.Abs(r-0.5) > 0.01 {

@@ -48,6 +48,7 @@ type Proxy struct {
 
 // Request is what the proxy recorded of one request.
 type Request struct {
+	Start    time.Time // when the request arrived
 	Method   string
 	Path     string // decoded, e.g. "/bucket/dir/a b.pdf"
 	RawQuery string
@@ -484,6 +485,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	rec := &Request{
+		Start:             start,
 		Method:            r.Method,
 		Path:              r.URL.Path,
 		RawQuery:          r.URL.RawQuery,
