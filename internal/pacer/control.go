@@ -36,9 +36,11 @@ type Config struct {
 	// cbrt((1-Decrease)/Growth) seconds), then faster and faster beyond.
 	Growth float64
 	// MaxStep bounds the growth of the allowed rate from one request to
-	// the next: a daemon that sends a request every few seconds (one of
-	// many sharing a slow store) learns of the store that seldom, and must
-	// not grow as if it learnt every second.
+	// the next: MaxStep times after a cut, MaxStep² after one answer that
+	// was not throttled, MaxStep³ after two... A daemon that sends a
+	// request every few seconds (one of many sharing a slow store) learns
+	// of the store that seldom, and must not grow as if it learnt every
+	// second; one whose requests keep getting through soon may.
 	MaxStep float64
 	// MinRate is the lowest allowed rate, requests per second.
 	MinRate float64
@@ -56,31 +58,33 @@ type Config struct {
 //     the store throttles before a second one is sent; answers come in
 //     milliseconds, so a cold read of a healthy store has 16 requests in
 //     flight after four or five round trips.
-//   - Decrease 0.5 and Growth 0.04: a daemon cut back regains its rate in
-//     2.3 s (times a random stretch between 0.5 and 1.5, so that daemons
-//     cut together do not come back together) and doubles it 2.9 s later
+//   - Throttling starts at the rate of answers of the last second (at
+//     least one): what the store let through, the rest being throttled.
+//   - Decrease 0.5 and Growth 0.03: a daemon cut back regains its rate in
+//     2.6 s (times a random stretch between 0.5 and 1.5, so that daemons
+//     cut together do not come back together) and doubles it 3.2 s later
 //     if nothing is throttled. Faster growth keeps the store busier and
 //     is throttled more often, slower the reverse.
-//   - MaxStep 1.25: one request at most 25% faster than the one before.
-//     Without it, 16 daemons sharing 4 requests a second (0.25/s each)
-//     grew back faster than they learnt, and were throttled on about half
-//     their requests.
+//   - MaxStep 1.25: one request at most 25% faster than the one before,
+//     56% after an answer that came through, 95% after two... Without it,
+//     16 daemons sharing 4 requests a second (0.25/s each) grew back
+//     faster than they learnt, and were throttled on half their requests;
+//     with a fixed step, a daemon left alone at a low rate (the others
+//     done) crept back for many seconds while the store was idle.
 //   - MinRate 0.1/s: 16 daemons at a store that lets 4 requests a second
 //     through get 0.25/s each, above the floor.
 //   - Calm 20 s: far longer than a daemon at the store's limit goes
 //     without a throttled answer.
 //
-// Simulated (fleet_test.go), 8 daemons reading 16 chunks each through a
-// store of 8 requests a second send 1.3 times the GETs needed and take 1.25
-// times the ideal time; measured on real mounts (TestFleetUnderThrottling,
-// scripts/bench.sh fleet), README's Performance.
+// These were chosen on real mounts (TestFleetUnderThrottling; README's
+// Performance) and fleet_test.go's simulation, which holds them.
 const (
 	defaultInitialWindow = 1
 	defaultMaxWindow     = 64
 	defaultStaleAfter    = time.Second
 	defaultIdleAfter     = time.Second
 	defaultDecrease      = 0.5
-	defaultGrowth        = 0.04
+	defaultGrowth        = 0.03
 	defaultMaxStep       = 1.25
 	defaultMinRate       = 0.1
 	defaultCalm          = 20 * time.Second
@@ -143,8 +147,10 @@ type control struct {
 	stretch float64 // of the cubic's time, drawn at each cut
 	rng     *rand.Rand
 	// stepFrom is the allowed rate when the last request was sent: the
-	// next may go at most MaxStep times faster.
+	// next may go at most MaxStep^(streak+1) times faster, streak being
+	// the answers since the last cut that were not throttled.
 	stepFrom      float64
+	streak        int
 	k             float64
 	lastSent      time.Time // pacing: the next request goes 1/rate after it
 	lastCut       time.Time // requests sent before it bring no news
@@ -180,7 +186,7 @@ func (c *control) rate(now time.Time) float64 {
 	t := now.Sub(c.cutAt).Seconds()/c.stretch - c.k
 	r := max(c.cfg.MinRate, c.wMax*(1+c.cfg.Growth*t*t*t))
 	if c.stepFrom > 0 {
-		r = min(r, c.stepFrom*c.cfg.MaxStep)
+		r = min(r, c.stepFrom*math.Pow(c.cfg.MaxStep, float64(min(c.streak, 30)+1)))
 	}
 	return r
 }
@@ -239,6 +245,9 @@ func (c *control) answered(now, sentAt time.Time, throttled bool) (started bool)
 		c.nAnswer++
 		if c.limited {
 			c.ep.answered++
+			if !sentAt.Before(c.lastCut) {
+				c.streak++
+			}
 		} else if c.window < c.cfg.MaxWindow {
 			c.window++
 		}
@@ -247,7 +256,7 @@ func (c *control) answered(now, sentAt time.Time, throttled bool) (started bool)
 	c.lastThrottled = now
 	if !c.limited {
 		c.limited = true
-		c.cut(now, c.recentRate(now), false)
+		c.start(now, c.recentRate(now))
 		c.ep = episode{start: now, throttled: 1, lowest: c.rate(now)}
 		return true
 	}
@@ -259,6 +268,14 @@ func (c *control) answered(now, sentAt time.Time, throttled bool) (started bool)
 	c.cut(now, r, r < c.wMax)
 	c.ep.lowest = min(c.ep.lowest, c.rate(now))
 	return false
+}
+
+// start paces requests at r, the rate the store let through lately: what
+// came on top of that was throttled.
+func (c *control) start(now time.Time, r float64) {
+	c.wMax = max(c.cfg.MinRate, r)
+	c.cutAt, c.lastCut, c.k, c.stretch = now, now, 0, 1
+	c.stepFrom, c.streak = c.wMax, 0
 }
 
 // cut narrows the allowed rate from r, throttled now. Below the rate cut
@@ -277,7 +294,7 @@ func (c *control) cut(now time.Time, r float64, shrinking bool) {
 	// together again, in waves: each takes its own time, between half
 	// and one and a half times the cubic's.
 	c.stretch = 0.5 + c.rng.Float64()
-	c.stepFrom = 0
+	c.stepFrom, c.streak = 0, 0
 	c.stepFrom = c.rate(now)
 }
 

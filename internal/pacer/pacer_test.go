@@ -57,8 +57,8 @@ func TestWindow(t *testing.T) {
 	}
 }
 
-// Throttled: pacing starts at half the rate that came back in the last
-// second; a throttled answer cuts it once per round (not for requests sent
+// Throttled: pacing starts at the rate that came back in the last second;
+// a throttled answer cuts it in half once per round (not for requests sent
 // before the cut), never below MinRate; it grows back to the rate cut and
 // beyond; a calm spell ends the episode.
 func TestRate(t *testing.T) {
@@ -70,27 +70,27 @@ func TestRate(t *testing.T) {
 	if !c.answered(at(1000), at(990), true) {
 		t.Fatal("the first throttled answer did not start an episode")
 	}
-	if r := c.rate(at(1000)); math.Abs(r-5) > 0.01 {
-		t.Fatalf("rate %.2f after 10 answers in a second, want 5", r)
+	if r := c.rate(at(1000)); math.Abs(r-10) > 0.01 {
+		t.Fatalf("rate %.2f after 10 answers in a second, want 10", r)
 	}
 	// Answers to requests sent before the cut bring no news.
 	c.answered(at(1001), at(999), true)
-	if r := c.rate(at(1001)); r < 4.9 {
+	if r := c.rate(at(1001)); r < 9.9 {
 		t.Fatalf("rate %.2f after a throttled answer to a request sent before the cut", r)
 	}
 	// Spacing at the allowed rate.
 	c.sent(at(1002))
-	if got := c.nextAt(at(1002), nil); got.Sub(at(1002)) < 190*time.Millisecond {
-		t.Fatalf("next request at +%v at 5/s", got.Sub(at(1002)))
+	if got := c.nextAt(at(1002), nil); got.Sub(at(1002)) < 95*time.Millisecond {
+		t.Fatalf("next request at +%v at 10/s", got.Sub(at(1002)))
 	}
-	// A request sent after the cut, throttled: cut again.
+	// A request sent after the cut, throttled: cut in half.
 	c.answered(at(1100), at(1002), true)
 	r := c.rate(at(1100))
-	if r > 3.2 || r < 2 {
+	if r > 5.5 || r < 4.5 {
 		t.Fatalf("rate %.2f after a second cut", r)
 	}
 	// Sending all along, the rate follows the cubic: back to the rate cut
-	// after cbrt(0.5/0.04) = 2.3 s (stretched), and beyond after that.
+	// after cbrt(0.5/0.03) = 2.6 s (stretched), and beyond after that.
 	cubic := func(now time.Time) float64 {
 		x := now.Sub(at(1100)).Seconds()/c.stretch - c.k
 		return c.wMax * (1 + c.cfg.Growth*x*x*x)
@@ -136,13 +136,13 @@ func TestRate(t *testing.T) {
 }
 
 // Throttled before any answer came back: pacing starts at one request a
-// second (times Decrease), not at the floor.
+// second, not at the floor.
 func TestThrottledAtOnce(t *testing.T) {
 	c := newControl(Config{}, rand.New(rand.NewPCG(1, 2)))
 	c.sent(at(0))
 	c.answered(at(2), at(0), true)
-	if r := c.rate(at(2)); math.Abs(r-0.5) > 0.01 {
-		t.Fatalf("rate %.2f, want 0.5", r)
+	if r := c.rate(at(2)); math.Abs(r-1) > 0.01 {
+		t.Fatalf("rate %.2f, want 1", r)
 	}
 }
 
@@ -158,7 +158,7 @@ func TestPriorityAndPacing(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Done(tk, Throttled)
-	if r := p.Rate(); r != 10 {
+	if r := p.Rate(); math.Abs(r-10) > 0.01 {
 		t.Fatalf("allowed rate %v", r)
 	}
 	// Background requests queue first, foreground ones after: the
