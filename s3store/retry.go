@@ -172,6 +172,9 @@ func (s *Store) do(ctx context.Context, kind string, b *budget, maxFailures int,
 		case classFailed:
 			b.failures++
 			if b.failures >= maxFailures {
+				if b.failures == 1 {
+					return err // tried once, as asked
+				}
 				return fmt.Errorf("giving up after %d failed attempts: %w", b.failures, err)
 			}
 			if httpStatus(err) >= 500 {
