@@ -146,6 +146,7 @@ func (s *Store) do(ctx context.Context, kind string, b *budget, maxFailures int,
 			// Ended by our own deadline or cancellation: not the store's
 			// answer.
 			s.pace.Done(t, pacer.Failed)
+			s.onRequest(kind, OutcomeError)
 			return s.gaveUp(b, err)
 		}
 		switch {
@@ -163,12 +164,12 @@ func (s *Store) do(ctx context.Context, kind string, b *budget, maxFailures int,
 		case classThrottled:
 			b.throttles++
 			b.lastThrottle = err
-			s.onRetry(RetryThrottled)
 			wait := s.throttleBackoff(b.throttles)
 			s.log.Debug("throttled: waiting to ask again", "kind", kind, "throttled", b.throttles, "wait", wait, "err", err)
 			if err := sleep(ctx, wait); err != nil {
 				return s.gaveUp(b, err)
 			}
+			s.onRetry(RetryThrottled)
 		case classFailed:
 			b.failures++
 			if b.failures >= maxFailures {
@@ -177,14 +178,14 @@ func (s *Store) do(ctx context.Context, kind string, b *budget, maxFailures int,
 				}
 				return fmt.Errorf("giving up after %d failed attempts: %w", b.failures, err)
 			}
+			s.log.Debug("request failed: trying again", "kind", kind, "failures", b.failures, "err", err)
+			if err := sleep(ctx, s.failureBackoff(b.failures)); err != nil {
+				return s.gaveUp(b, err)
+			}
 			if httpStatus(err) >= 500 {
 				s.onRetry(RetryServerError)
 			} else {
 				s.onRetry(RetryNetwork)
-			}
-			s.log.Debug("request failed: trying again", "kind", kind, "failures", b.failures, "err", err)
-			if err := sleep(ctx, s.failureBackoff(b.failures)); err != nil {
-				return s.gaveUp(b, err)
 			}
 		}
 	}

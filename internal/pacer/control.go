@@ -151,7 +151,7 @@ type control struct {
 	// the answers since the last cut that were not throttled.
 	stepFrom      float64
 	streak        int
-	k             float64
+	k             float64   // seconds from the cut back to wMax, before the stretch
 	lastSent      time.Time // pacing: the next request goes 1/rate after it
 	lastCut       time.Time // requests sent before it bring no news
 	lastThrottled time.Time
@@ -191,9 +191,9 @@ func (c *control) rate(now time.Time) float64 {
 	return r
 }
 
-// nextAt says when the next request may be sent, given inFlight requests
-// sent at the times in flight (nil when the pacer is throttled): now, a
-// later time, or the zero time when only an answer can free the window.
+// nextAt says when the next request may be sent, given the times the
+// requests in flight were sent: now, a later time, or the zero time when
+// only an answer can free the window.
 func (c *control) nextAt(now time.Time, flight []time.Time) time.Time {
 	if c.limited {
 		if c.lastSent.IsZero() {
@@ -294,6 +294,8 @@ func (c *control) cut(now time.Time, r float64, shrinking bool) {
 	// together again, in waves: each takes its own time, between half
 	// and one and a half times the cubic's.
 	c.stretch = 0.5 + c.rng.Float64()
+	// The first request after the cut goes at the cubic's rate, and steps
+	// from there.
 	c.stepFrom, c.streak = 0, 0
 	c.stepFrom = c.rate(now)
 }
