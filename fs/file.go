@@ -112,7 +112,11 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if err != nil {
 		return nil, 0, n.fsys.errno(err, "open", asked.Key)
 	}
-	return &handle{node: n, v: v, r: n.fsys.opt.OpenReader(v)}, fuseFlags, 0
+	open := n.fsys.opt.OpenReader
+	if n.fsys.opt.OpenBackgroundReader != nil && backgroundCaller(ctx) {
+		open = n.fsys.opt.OpenBackgroundReader
+	}
+	return &handle{node: n, v: v, r: open(v)}, fuseFlags, 0
 }
 
 func (n *fileNode) closed(v object.Version) {
