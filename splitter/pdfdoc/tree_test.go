@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -283,5 +284,105 @@ func TestBorrowedResources(t *testing.T) {
 	d := checkTexts(t, pdfgen.Objects(o), "page1 borrowed fallback note")
 	if fonts := partFonts(t, d, 1); fonts != "F1 F2 F3 F5" {
 		t.Errorf("the part's page has fonts %s, want F1 F2 F3 F5", fonts)
+	}
+}
+
+// sharedKids is a file whose root has nodes kids, each of whose /Kids is
+// one indirect array that lists one page m times: nodes*m pages from a
+// file of 6*m bytes.
+func sharedKids(nodes, m int) []byte {
+	o := treeFile()
+	p := o.addPage(2, "page")
+	arr := o.add("[" + strings.Repeat(fmt.Sprintf("%d 0 R ", p), m) + "]")
+	var kids []int
+	for range nodes {
+		kids = append(kids, o.add(fmt.Sprintf("<< /Type /Pages /Parent 2 0 R /Kids %d 0 R /Count %d >>", arr, m)))
+	}
+	o.set(2, fmt.Sprintf("<< /Type /Pages /Kids [%s] /Count %d %s >>", refs(kids), nodes*m, rootAttrs))
+	return pdfgen.Objects(o)
+}
+
+// TestPageTreeBudget: the kids the walk finds are counted against
+// MaxPages before anything is kept for them. A 600 KB file whose 50 nodes
+// each name one /Kids array of 100,000 references to one page (5 million
+// pages) allocated 1,269 MiB before it was refused (at full scale, a
+// 3.6 MB file: 12 GiB allocated, 4 GiB in use, 24 s); now it is refused at
+// the budget, having allocated a few tens of MiB.
+func TestPageTreeBudget(t *testing.T) {
+	t.Run("a /Kids array shared by many nodes", func(t *testing.T) {
+		pdf := sharedKids(50, 100_000)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := openBytes(pdf)
+		runtime.ReadMemStats(&after)
+		if !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("Open: %v; want ErrTooLarge", err)
+		}
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 256<<20 {
+			t.Fatalf("Open allocated %d MiB for a file of %d KB", alloc>>20, len(pdf)>>10)
+		}
+	})
+	t.Run("MaxPages counts pages and nodes", func(t *testing.T) {
+		pdf := sharedKids(3, 10) // 3 nodes and 30 pages
+		for limit, ok := range map[int]bool{33: true, 32: false, 12: false} {
+			d, err := Open(context.Background(), bytes.NewReader(pdf), int64(len(pdf)), Options{MaxPages: limit})
+			switch {
+			case ok && (err != nil || d.PageCount() != 30):
+				t.Errorf("MaxPages %d: %v", limit, err)
+			case !ok && !errors.Is(err, ErrTooLarge):
+				t.Errorf("MaxPages %d: %v; want ErrTooLarge", limit, err)
+			}
+		}
+	})
+}
+
+// TestPageTreeMemory: what the walk keeps of a node is a few bytes. A
+// chain of 200,000 nodes kept 106 bytes a node (the attributes a node
+// passes down, 64 bytes, copied into every node, and a slice of kids per
+// node); now about 33, the cross-reference table included.
+func TestPageTreeMemory(t *testing.T) {
+	const n = 200_000
+	o := treeFile()
+	prev := 2
+	for range n {
+		nd := o.add("")
+		o.set(prev, fmt.Sprintf("<< /Type /Pages /Kids [%d 0 R] >>", nd))
+		prev = nd
+	}
+	o.set(prev, fmt.Sprintf("<< /Type /Pages /Kids [%d 0 R] %s >>", o.addPage(prev, "page1"), rootAttrs))
+	pdf := pdfgen.Objects(o)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	d, err := openBytes(pdf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perNode := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
+	runtime.KeepAlive(d)
+	if perNode > 64 {
+		t.Fatalf("the open Doc keeps %d bytes a page tree node", perNode)
+	}
+	checkTexts(t, pdf, "page1")
+}
+
+// TestKidNumberBeyond32Bits: the walk keeps object numbers in 32 bits; a
+// kid numbered 2^32 more than a page is a reference to nothing (a broken
+// page), not that page.
+func TestKidNumberBeyond32Bits(t *testing.T) {
+	o := treeFile()
+	p1, p2 := o.addPage(2, "page1"), o.addPage(2, "page2")
+	o.set(2, fmt.Sprintf("<< /Type /Pages /Kids [%d 0 R %d 0 R] /Count 2 %s >>", p1, p2+1<<32, rootAttrs))
+	d, err := openBytes(pdfgen.Objects(o))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.PageCount() != 2 {
+		t.Fatalf("PageCount = %d, want 2", d.PageCount())
+	}
+	if err := d.Extract(context.Background(), 2, 2, io.Discard); !errors.Is(err, errBrokenPage) {
+		t.Fatalf("page 2: %v, want errBrokenPage", err)
 	}
 }
