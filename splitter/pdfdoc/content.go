@@ -159,7 +159,7 @@ func (c *copier) scanStream(s *stream, names map[string]bool) bool {
 	}
 	c.scanLeft -= int64(len(b))
 	c.scanned[s.num] = true
-	return scanNames(b, names)
+	return scanNames(b, names, &c.scanLeft)
 }
 
 // scanBorrowers adds the names mentioned by whatever the page draws with
@@ -379,8 +379,9 @@ func isSubtype(d types.Dict, subtype string) bool {
 // rest of the stream instead (allNames): a few names too many cost a few
 // resources, a name missed costs a font. It reports false only if the
 // stream is not a content stream at all, which it never finds today: the
-// result is kept for callers that keep all resources then.
-func scanNames(b []byte, names map[string]bool) bool {
+// result is kept for callers that keep all resources then. What finding
+// the end of inline images inflates is charged to *left.
+func scanNames(b []byte, names map[string]bool, left *int64) bool {
 	inlineDict := -1 // where the dictionary of the inline image being read starts
 	for i := 0; i < len(b); {
 		ch := b[i]
@@ -429,7 +430,7 @@ func scanNames(b []byte, names map[string]bool) bool {
 			case "ID":
 				end, ok := -1, false
 				if inlineDict >= 0 {
-					end, ok = inlineDataEnd(b, inlineDict, i, j)
+					end, ok = inlineDataEnd(b, inlineDict, i, j, left)
 				}
 				if !ok {
 					allNames(b[j:], names)

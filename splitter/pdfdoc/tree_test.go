@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image"
+	"image/jpeg"
 	"io"
 	"runtime"
 	"strings"
@@ -384,5 +386,73 @@ func TestKidNumberBeyond32Bits(t *testing.T) {
 	}
 	if err := d.Extract(context.Background(), 2, 2, io.Discard); !errors.Is(err, errBrokenPage) {
 		t.Fatalf("page 2: %v, want errBrokenPage", err)
+	}
+}
+
+// TestInlineJPEGLength: the end of a JPEG that Go's encoder writes (a
+// grey one: its frame header is 11 bytes long, a length whose bit 1 is
+// set) is found where the JPEG ends.
+func TestInlineJPEGLength(t *testing.T) {
+	img := image.NewGray(image.Rect(0, 0, 17, 9))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(i * 7)
+	}
+	var b bytes.Buffer
+	if err := jpeg.Encode(&b, img, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := jpegLength(append(b.Bytes(), " EI /F1 Tf"...)); got != b.Len() {
+		t.Fatalf("jpegLength = %d, want %d", got, b.Len())
+	}
+}
+
+// inlineBombs is a content stream of n inline images whose Flate data
+// (4 KB each) inflates to 4 MiB, then text in /F1.
+func inlineBombs(n int) []byte {
+	var z bytes.Buffer
+	zw, _ := zlib.NewWriterLevel(&z, zlib.BestCompression) // a valid level
+	zw.Write(make([]byte, maxInlineInflate))
+	zw.Close()
+	var c bytes.Buffer
+	for range n {
+		c.WriteString("BI /W 1 /H 1 /CS /G /BPC 8 /F /Fl ID ")
+		c.Write(z.Bytes())
+		c.WriteString(" EI\n")
+	}
+	c.WriteString("BT /F1 24 Tf 72 700 Td (page) Tj ET")
+	return c.Bytes()
+}
+
+// TestInlineInflateBudget: what finding the ends of Flate inline images
+// inflates is charged to the page's scan budget. Each image was bounded
+// (4 MiB) but not their sum: a 3.7 MB content stream of 900 such images
+// cost 2 s of inflating for each page that drew it, a 50-page part 100 s.
+// Now past the budget the rest of the stream is taken as names (more
+// names, never fewer), and the page's other streams are not scanned (it
+// keeps all its resources).
+func TestInlineInflateBudget(t *testing.T) {
+	names := map[string]bool{}
+	const budget = 16 << 20
+	left := int64(budget)
+	scanNames(inlineBombs(10), names, &left)
+	if inflated := budget - left; inflated > budget+1 {
+		t.Fatalf("inflated %d MiB with a budget of %d", inflated>>20, budget>>20)
+	}
+	if left > 0 || !names["F1"] {
+		t.Fatalf("budget left %d, names %v", left, names)
+	}
+
+	o := treeFile()
+	f2 := o.add("<< /Type /Font /Subtype /Type1 /BaseFont /Courier >>")
+	bombs := o.add(docStream("", string(inlineBombs(10))))
+	text := o.add(textPage("page1"))
+	p := o.add(fmt.Sprintf("<< /Type /Page /Parent 2 0 R /Contents [%d 0 R %d 0 R] >>", bombs, text))
+	o.set(2, fmt.Sprintf("<< /Type /Pages /Kids [%d 0 R] /Count 1 /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R /F2 %d 0 R >> >> >>", p, f2))
+	d, err := openBytes(pdfgen.Objects(o))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fonts := partFonts(t, d, 1); fonts != "F1 F2" {
+		t.Fatalf("the part's page has fonts %s; past the budget it keeps them all", fonts)
 	}
 }
