@@ -671,9 +671,10 @@ func TestScanNames(t *testing.T) {
 		// end was lost (every name after it counted).
 		{"BI /W 9 /H 9 /F /DCT ID \xff\xd8\xff\xdb\x00\x06abcd\xff\xda\x00\x02 EI (/NotJ\xff\xd9 EI /F11 Tf", []string{"W", "H", "F", "DCT", "F11"}, true},
 	} {
-		names := map[string]bool{}
+		ns := newNameSet()
 		left := int64(1 << 30)
-		ok := scanNames([]byte(tc.content), names, &left)
+		ok := scanNames([]byte(tc.content), ns, &left)
+		names := ns.has
 		if ok != tc.ok {
 			t.Errorf("scanNames(%q) ok = %v, want %v", tc.content, ok, tc.ok)
 			continue
