@@ -3,6 +3,7 @@ package chunkcache
 import (
 	"bytes"
 	"context"
+	"runtime"
 	"testing"
 	"time"
 
@@ -152,5 +153,39 @@ func TestFragmentsAreBoundedInNumber(t *testing.T) {
 	}
 	if got := smallEntriesFor(1 << 20); got != 1024 {
 		t.Errorf("smallEntriesFor(1 MiB) = %d", got)
+	}
+}
+
+// A prefetch's plan costs what its offsets cost, whatever the length of
+// the reads it announces: reads longer than a few fragments fetch their
+// chunks, and so do their prefetches, without listing their fragments. A
+// worker's one prefetch frame of 4,096 offsets of 1 MiB listed a million
+// fragments and hashed their names: 534 MiB allocated in the daemon.
+func TestPrefetchPlanOfLongReads(t *testing.T) {
+	c := openFragmentCache(t, t.TempDir(), newFakeFetcher(), 100*fragmentChunk)
+	c.geo = newGeometry("test", 8<<20)
+	v := object.Version{Key: "big.pdf", ETag: `"1"`, Size: 8 << 30}
+	var offs []int64
+	for i := range int64(4096) {
+		offs = append(offs, i*(2<<20)+12345)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	want := c.prefetchPlan(v, offs, 1<<20)
+	runtime.ReadMemStats(&after)
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 8<<20 {
+		t.Errorf("the plan allocated %d MiB", alloc>>20)
+	}
+	if len(want) != 1024 {
+		t.Fatalf("%d entries planned, want the 1,024 chunks", len(want))
+	}
+	for i, s := range want {
+		if s.off != int64(i)*(8<<20) || s.n != 8<<20 {
+			t.Fatalf("entry %d: %d+%d, want chunk %d", i, s.off, s.n, i)
+		}
+	}
+	// Short reads far apart are still fragments.
+	if want := c.prefetchPlan(v, offs[:10], 512); len(want) != 10 || want[0].n != fragmentSize {
+		t.Fatalf("short reads planned %d entries (%d bytes the first)", len(want), want[0].n)
 	}
 }
