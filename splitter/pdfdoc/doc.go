@@ -130,6 +130,11 @@ type reader struct {
 	cache   *lru[int, types.Object]
 	objStms *lru[int, *objStm]
 	rebuilt bool // the cross-reference data was rebuilt by a scan
+	// loaded are the objects read since the cross-reference data was
+	// loaded or rebuilt; conflict, if not nil, says that a rebuild found
+	// another body for one of them, and fails every read after it.
+	loaded   objSet
+	conflict error
 	// loadingXref: objects may not be looked up by number (a stream's
 	// indirect /Length) while the table is being built.
 	loadingXref bool

@@ -513,3 +513,36 @@ func TestBorrowerChain(t *testing.T) {
 	}
 	docQpdfCheck(t, docWriteFile(t, t.TempDir(), "part.pdf", part.Bytes()))
 }
+
+// TestRebuildAfterReads: a page tree [A B C] whose C has a wrong offset,
+// so that the cross-reference data is rebuilt mid-walk, after A was read.
+// With a later body of A's number in the file (a page tree node of B, not
+// referenced by the table), the rebuilt table gives that node: A was
+// listed as a page before the rebuild and copied as the node after it,
+// and the part of page 1 failed qpdf --check (qpdf, poppler and mutool
+// show A). Now the file is refused (qpdf warns that it is damaged); without
+// the other body, it reads as before.
+func TestRebuildAfterReads(t *testing.T) {
+	build := func(otherBody bool) []byte {
+		o := treeFile()
+		a := o.addPage(2, "pageA")
+		b := o.addPage(2, "pageB")
+		c := o.addPage(2, "pageC")
+		late := o.add(fmt.Sprintf("<< /Type /Pages /Kids [%d 0 R] /Count 1 >>", b))
+		o.set(2, fmt.Sprintf("<< /Type /Pages /Kids [%d 0 R %d 0 R %d 0 R] /Count 3 %s >>", a, b, c, rootAttrs))
+		pdf := pdfgen.Objects(o)
+		if otherBody { // object late becomes a later body of a
+			k := bytes.Index(pdf, fmt.Appendf(nil, "\n%d 0 obj", late))
+			copy(pdf[k:], fmt.Sprintf("\n%*d 0 obj", len(fmt.Sprint(late)), a))
+		}
+		// C's entry points at the catalog.
+		x := bytes.LastIndex(pdf, []byte("xref\n0 "))
+		first := x + bytes.IndexByte(pdf[x+5:], '\n') + 6
+		copy(pdf[first+20*c:], fmt.Sprintf("%010d", bytes.Index(pdf, []byte("1 0 obj"))))
+		return pdf
+	}
+	if _, err := openBytes(build(true)); !errors.Is(err, errRebuiltAnother) {
+		t.Fatalf("Open: %v; want errRebuiltAnother", err)
+	}
+	checkTexts(t, build(false), "pageA", "pageB", "pageC")
+}
