@@ -198,7 +198,8 @@ func (d *Doc) readTree(ctx context.Context) error {
 			}
 		}
 	}
-	return d.listPages(w)
+	d.listPages(w)
+	return nil
 }
 
 // treeRoot returns the root of the page tree: the catalog's /Pages, or, as
@@ -331,32 +332,29 @@ func (d *Doc) classifyKid(ctx context.Context, k pendingKid) (kidSlot, error) {
 // listPages lists the pages in document order: a depth-first walk of the
 // kids read, kept on a stack of its own (a tree may be thousands of levels
 // deep).
-func (d *Doc) listPages(w *treeWalk) error {
-	type frame struct{ next, end int32 }
-	stack := []frame{{w.first[0], w.first[0] + w.count[0]}}
-	parents := []int32{0}
+func (d *Doc) listPages(w *treeWalk) {
+	type frame struct{ node, next, end int32 }
+	open := func(node int32) frame { return frame{node, w.first[node], w.first[node] + w.count[node]} }
+	stack := []frame{open(0)}
 	d.pages = make([]pageRef, 0, len(w.kids)-len(d.nodes)+1)
 	for len(stack) > 0 {
 		top := &stack[len(stack)-1]
 		if top.next >= top.end {
 			stack = stack[:len(stack)-1]
-			parents = parents[:len(parents)-1]
 			continue
 		}
 		k := w.kids[top.next]
 		top.next++
 		if k.node >= 0 {
-			stack = append(stack, frame{w.first[k.node], w.first[k.node] + w.count[k.node]})
-			parents = append(parents, k.node)
+			stack = append(stack, open(k.node))
 			continue
 		}
-		ref := pageRef{num: k.num, parent: parents[len(parents)-1], why: k.why}
+		ref := pageRef{num: k.num, parent: top.node, why: k.why}
 		if k.why != kidPage {
 			ref.num = 0
 		}
 		d.pages = append(d.pages, ref)
 	}
-	return nil
 }
 
 func hasKey(o types.Object, key string) bool {
