@@ -283,6 +283,16 @@ func TestVersionReaderPolicy(t *testing.T) {
 				read(off+64<<10, 4096)
 			}
 		}, 34, 29, 1},
+		// findEndstream's reads: 64 KiB and 16 bytes, each from where
+		// the last's 64 KiB ended.
+		{"a search for endstream", func() {
+			for off := int64(0); off < 2<<20; off += 64 << 10 {
+				read(off, 64<<10+16)
+			}
+		}, 17, 15, 0},
+		// A stream's data, then the block after its end (is "endstream"
+		// there?), then the next block: not a scan.
+		{"a stream's data and what follows", func() { read(10000, 20000); read(28672, 4096); read(32768, 4096) }, 0, 1, 2},
 	} {
 		cache.mu.Lock()
 		cache.reads, cache.pieceReads, cache.fragmentReads = 0, 0, 0
