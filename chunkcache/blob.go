@@ -33,7 +33,11 @@ func (b *Blobs) BlobID(v object.Version, what string) string {
 // OpenBlob opens a cached blob (ErrNotCached if there is none). The file
 // stays readable even if the blob is evicted while open.
 func (b *Blobs) OpenBlob(id string) (*os.File, error) {
-	return b.disk.open(id)
+	f, err := b.disk.open(id)
+	if err == nil {
+		b.disk.idx.uncap(id) // found at startup, it was taken for a fragment
+	}
+	return f, err
 }
 
 // TempFile creates a file in the cache's temporary directory, for AdmitBlob.

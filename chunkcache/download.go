@@ -206,7 +206,8 @@ func (d *downloads) save(ctx context.Context, f *flight, v object.Version, s spa
 	if got != s.n {
 		return entry{}, fmt.Errorf("got %d bytes for a range of %d: %w", got, s.n, io.ErrUnexpectedEOF)
 	}
-	e := entry{name: fileName(s.id, s.n, h.Sum32()), size: s.n, crc: h.Sum32(), verified: true, touched: time.Now()}
+	e := entry{name: fileName(s.id, s.n, h.Sum32()), size: s.n, crc: h.Sum32(), verified: true, touched: time.Now(),
+		capped: s.n <= fragmentSize}
 	if err := dir.commit(tmpName, e.name); err != nil {
 		return entry{}, err
 	}

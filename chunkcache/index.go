@@ -22,6 +22,14 @@ type entry struct {
 	// recency a restart sorts by, so hits refresh it, at most once per
 	// touchEvery so that hits stay cheap.
 	touched time.Time
+	// capped: the entry counts under the index's bound on small entries
+	// (index.small). Small entries that were fetched are (fragments, the
+	// chunks of tiny objects: a GET brings them back); blobs are not (a
+	// page count is a few bytes, and a worker's walk of the whole PDF to
+	// make again). A restart cannot tell a small blob from a fragment by
+	// its name: what it finds small is capped until it is opened as a
+	// blob.
+	capped bool
 }
 
 const touchEvery = 10 * time.Minute
@@ -43,10 +51,11 @@ type index struct {
 	// churn could evict a chunk between its fetch and its waiters opening
 	// it.
 	held map[string]int
-	// small are the entries of at most fragmentSize bytes (fragments, and
-	// the chunks of objects that small), in LRU order, at most maxSmall of
-	// them: the byte bound alone would let millions of them fill a large
-	// cache, and each costs the index a few hundred bytes of memory.
+	// small are the capped entries, those of at most fragmentSize bytes
+	// that were fetched (fragments, and the chunks of objects that small),
+	// in LRU order, at most maxSmall of them: the byte bound alone would
+	// let millions of them fill a large cache, and each costs the index a
+	// few hundred bytes of memory.
 	small    *simplelru.LRU[string, struct{}]
 	maxSmall int
 }
@@ -72,7 +81,7 @@ func (x *index) get(id string, now time.Time) (e entry, touch, ok bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	e, ok = x.lru.Get(id)
-	if ok && e.size <= fragmentSize {
+	if ok && e.capped {
 		x.small.Get(id)
 	}
 	touch = ok && now.Sub(e.touched) > touchEvery
@@ -113,10 +122,24 @@ func (x *index) add(id string, e entry) (replaced, victims []entry) {
 	}
 	x.lru.Add(id, e)
 	x.total += e.size
-	if e.size <= fragmentSize {
+	if e.capped {
 		x.small.Add(id, struct{}{})
+	} else {
+		x.small.Remove(id)
 	}
 	return replaced, x.evictLocked()
+}
+
+// uncap takes entry id out of the bound on small entries: a blob found at
+// startup, now known to be one.
+func (x *index) uncap(id string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if e, ok := x.lru.Peek(id); ok && e.capped {
+		e.capped = false
+		x.lru.Add(id, e)
+		x.small.Remove(id)
+	}
 }
 
 // remove takes entry id out of the index.
@@ -233,9 +256,10 @@ func (x *index) reset(found []indexed) (dups, victims []entry, entries int, tota
 			x.total -= old.size
 			dups = append(dups, old)
 		}
+		f.e.capped = f.e.size <= fragmentSize
 		x.lru.Add(f.id, f.e)
 		x.total += f.e.size
-		if f.e.size <= fragmentSize {
+		if f.e.capped {
 			x.small.Add(f.id, struct{}{})
 		}
 	}
