@@ -7,6 +7,8 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"s3docs/fs/listing"
 )
 
 // entrySource yields the entries of one directory in order.
@@ -38,7 +40,7 @@ func (s *cachedSource) close() {}
 type dirStream struct {
 	f     *FS
 	dir   string
-	l     *lister
+	l     *listing.Stream
 	v     view
 	gen   uint64
 	whole []entry // nil once the listing is too big to keep
@@ -51,16 +53,17 @@ func (f *FS) openDir(dir string) entrySource {
 	}
 	s := &dirStream{f: f, dir: dir, gen: f.meta.generation(), whole: []entry{}}
 	s.v = view{f: f, dir: dir}
-	s.l = f.listDir(dir)
+	s.l = f.lister.List(f.ctx, dir)
 	return s
 }
 
 func (s *dirStream) next(ctx context.Context) (entry, bool, error) {
 	for {
-		e, ok, err := s.l.next(ctx)
+		le, ok, err := s.l.Next(ctx)
 		if err != nil {
 			return entry{}, false, err
 		}
+		e := entry{name: le.Name, dir: le.Dir, v: le.Version}
 		if !ok {
 			if s.whole != nil {
 				s.f.meta.putListing(s.dir, &dirListing{entries: s.whole}, s.size, s.gen)
@@ -84,7 +87,7 @@ func (s *dirStream) next(ctx context.Context) (entry, bool, error) {
 	}
 }
 
-func (s *dirStream) close() { s.l.close() }
+func (s *dirStream) close() { s.l.Close() }
 
 // dirHandle is an open directory: the kernel reads it in batches of
 // entries (READDIRPLUS), and looks up each entry as it goes, which the

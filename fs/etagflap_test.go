@@ -28,7 +28,7 @@ func (s headWithoutETag) Head(ctx context.Context, key string) (object.Version, 
 func TestETagOnSomeAnswersOnly(t *testing.T) {
 	data := bytes.Repeat([]byte("docs"), 1<<19) // 2 MiB: the second read is past the kernel's readahead
 	v := version("doc.pdf", `"e1"`, len(data))
-	store := &fakeStore{objs: map[string]object.Version{"doc.pdf": v}}
+	store := &fakeStore{Objs: map[string]object.Version{"doc.pdf": v}}
 	noTag := v
 	noTag.ETag = ""
 	content := newContents(map[string][]byte{v.Identity(): data, noTag.Identity(): data})

@@ -21,6 +21,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sync/singleflight"
 
+	"s3docs/fs/listing"
 	"s3docs/internal/object"
 )
 
@@ -86,9 +87,9 @@ type FS struct {
 	pages *pageDropper
 	// lookups shares one remote lookup of a key among its callers.
 	lookups singleflight.Group
-	// listSem bounds the listing requests in flight (maxListRequests).
-	listSem chan struct{}
-	warns   *warnOnce
+	// lister lists directories, with one bound on the requests in flight.
+	lister *listing.Lister
+	warns  *warnOnce
 	// ctx ends when the file system is unmounted: listings and lookups in
 	// flight stop, and so do the node pruner and the page dropper.
 	ctx  context.Context
@@ -118,9 +119,6 @@ func New(o Options) (*FS, error) {
 	if o.LookupTimeout <= 0 {
 		o.LookupTimeout = DefaultLookupTimeout
 	}
-	if o.PageTimeout <= 0 {
-		o.PageTimeout = DefaultPageTimeout
-	}
 	ctx, stop := context.WithCancel(context.Background())
 	return &FS{
 		opt:     o,
@@ -129,7 +127,7 @@ func New(o Options) (*FS, error) {
 		meta:    newMetaCache(o.MetadataTTL, o.MetadataCacheBytes),
 		nodes:   newNodeTable(),
 		pages:   newPageDropper(),
-		listSem: make(chan struct{}, maxListRequests),
+		lister:  listing.New(o.Store, o.PageTimeout),
 		ctx:     ctx,
 		stop:    stop,
 		started: time.Now(),

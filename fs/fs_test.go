@@ -8,11 +8,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -21,159 +19,9 @@ import (
 	"s3docs/internal/testenv"
 )
 
-// fakeStore serves listings from a set of keys, as S3 does: in key order,
-// a page at a time, with common prefixes. It counts its calls.
-type fakeStore struct {
-	mu   sync.Mutex
-	objs map[string]object.Version
-	// pageSize is the most entries a page holds (1,000 if 0).
-	pageSize int
-	// listDelay, if set, is slept in each ListPage.
-	listDelay time.Duration
-	// probeDelay, if set, is slept in each lookup's listing (of one key),
-	// headDelay in each HEAD.
-	probeDelay  time.Duration
-	headDelay   time.Duration
-	lists       atomic.Int64 // ListPage calls of directory pages
-	probes      atomic.Int64 // ListPage calls of one key (lookups)
-	heads       atomic.Int64
-	inFlight    atomic.Int64 // ListPage calls running now
-	maxInFlight atomic.Int64
-	// alone counts the ListPage calls of directory pages that began with
-	// no other call in flight: a listing that went sequential.
-	alone  atomic.Int64
-	sorted []string // the keys in order, nil when objs changed
-}
-
-// keysAfter returns the keys with prefix after after, in order.
-func (s *fakeStore) keysAfter(prefix, after string) []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.sorted) != len(s.objs) {
-		s.sorted = s.sorted[:0]
-		for k := range s.objs {
-			s.sorted = append(s.sorted, k)
-		}
-		sort.Strings(s.sorted)
-	}
-	from := max(after, prefix)
-	i := sort.SearchStrings(s.sorted, from)
-	if i < len(s.sorted) && s.sorted[i] == after {
-		i++
-	}
-	j := i
-	for j < len(s.sorted) && strings.HasPrefix(s.sorted[j], prefix) {
-		j++
-	}
-	return slices.Clone(s.sorted[i:j])
-}
-
-func (s *fakeStore) ListPage(ctx context.Context, req object.ListRequest) (object.Page, error) {
-	if err := ctx.Err(); err != nil {
-		return object.Page{}, err // never sent
-	}
-	probe := req.MaxKeys == 1 // a lookup's
-	if probe {
-		s.probes.Add(1)
-	} else {
-		s.lists.Add(1)
-	}
-	n := s.inFlight.Add(1)
-	defer s.inFlight.Add(-1)
-	if n == 1 && !probe {
-		s.alone.Add(1)
-	}
-	for m := s.maxInFlight.Load(); n > m && !s.maxInFlight.CompareAndSwap(m, n); m = s.maxInFlight.Load() {
-	}
-	delay := s.listDelay
-	if probe && s.probeDelay > 0 {
-		delay = s.probeDelay
-	}
-	if delay > 0 {
-		select {
-		case <-time.After(delay):
-		case <-ctx.Done():
-			return object.Page{}, ctx.Err()
-		}
-	}
-	max := req.MaxKeys
-	if s.pageSize > 0 && (max == 0 || max > s.pageSize) {
-		max = s.pageSize
-	}
-	if max == 0 {
-		max = 1000
-	}
-	after := req.StartAfter
-	if req.Token != "" {
-		after = req.Token
-	}
-	keys := s.keysAfter(req.Prefix, after)
-	var page object.Page
-	entries := 0
-	for i := 0; i < len(keys); i++ {
-		k := keys[i]
-		rest := k[len(req.Prefix):]
-		if j := strings.IndexByte(rest, '/'); req.Delimiter && j >= 0 {
-			if entries == max {
-				page.Truncated = true
-				break
-			}
-			cp := req.Prefix + rest[:j+1]
-			page.Dirs = append(page.Dirs, rest[:j])
-			entries++
-			page.NextToken = cp + "\U0010FFFF"
-			for i+1 < len(keys) && strings.HasPrefix(keys[i+1], cp) {
-				i++
-			}
-			continue
-		}
-		if entries == max {
-			page.Truncated = true
-			break
-		}
-		s.mu.Lock()
-		page.Files = append(page.Files, s.objs[k])
-		s.mu.Unlock()
-		entries++
-		page.NextToken = k
-	}
-	if !page.Truncated {
-		page.NextToken = ""
-	}
-	return page, nil
-}
-
-func (s *fakeStore) Head(ctx context.Context, key string) (object.Version, error) {
-	s.heads.Add(1)
-	if s.headDelay > 0 {
-		select {
-		case <-time.After(s.headDelay):
-		case <-ctx.Done():
-			return object.Version{}, ctx.Err()
-		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.objs[key]
-	if !ok {
-		return object.Version{}, object.ErrNotFound
-	}
-	return v, nil
-}
-
-func (s *fakeStore) put(v object.Version) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.objs[v.Key] = v
-	s.sorted = nil
-}
-
-func (s *fakeStore) remove(key string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.objs, key)
-	s.sorted = nil
-}
+// fakeStore serves listings from a set of keys, as S3 does, and counts
+// its calls.
+type fakeStore = testenv.MemStore
 
 // contents maps a version's identity to its bytes; a version whose content
 // was replaced answers ErrChanged, like the store would.
@@ -271,9 +119,9 @@ func names(t *testing.T, dir string) []string {
 
 func TestNamesThatCannotBeFilesAreSkipped(t *testing.T) {
 	long := strings.Repeat("x", 256)
-	store := &fakeStore{objs: map[string]object.Version{}}
+	store := &fakeStore{Objs: map[string]object.Version{}}
 	for _, key := range []string{"ok.pdf", "a//b.pdf", "./c.pdf", "../d.pdf", long, "nul\x00.pdf", "dir/.", "fine/e.pdf"} {
-		store.objs[key] = version(key, `"e"`, 1)
+		store.Objs[key] = version(key, `"e"`, 1)
 	}
 	mp, logs := mountFake(t, store, newContents(map[string][]byte{}), time.Minute)
 	if got := strings.Join(names(t, mp), ","); got != "a,dir,fine,ok.pdf" {
@@ -308,7 +156,7 @@ func TestNamesThatCannotBeFilesAreSkipped(t *testing.T) {
 }
 
 func TestFileAndDirectoryOfTheSameName(t *testing.T) {
-	store := &fakeStore{objs: map[string]object.Version{
+	store := &fakeStore{Objs: map[string]object.Version{
 		"report":         version("report", `"r"`, 6),
 		"report/inner.p": version("report/inner.p", `"i"`, 1),
 	}}
@@ -328,7 +176,7 @@ func TestFileAndDirectoryOfTheSameName(t *testing.T) {
 }
 
 func TestListingsAndNegativeLookupsAreCached(t *testing.T) {
-	store := &fakeStore{objs: map[string]object.Version{"a.pdf": version("a.pdf", `"a"`, 1)}}
+	store := &fakeStore{Objs: map[string]object.Version{"a.pdf": version("a.pdf", `"a"`, 1)}}
 	mp, _ := mountFake(t, store, newContents(map[string][]byte{}), time.Minute)
 	for i := 0; i < 5; i++ {
 		names(t, mp)
@@ -339,13 +187,13 @@ func TestListingsAndNegativeLookupsAreCached(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := store.lists.Load(); n != 1 {
+	if n := store.Lists.Load(); n != 1 {
 		t.Fatalf("%d listings within the TTL, want 1", n)
 	}
 }
 
 func TestChangedObjectFailsThenReopenSeesNewVersion(t *testing.T) {
-	store := &fakeStore{objs: map[string]object.Version{"doc.pdf": version("doc.pdf", `"v1"`, 2)}}
+	store := &fakeStore{Objs: map[string]object.Version{"doc.pdf": version("doc.pdf", `"v1"`, 2)}}
 	content := newContents(map[string][]byte{`etag:"v1"`: []byte("v1")})
 	mp, logs := mountFake(t, store, content, time.Hour)
 	path := filepath.Join(mp, "doc.pdf")
@@ -354,11 +202,9 @@ func TestChangedObjectFailsThenReopenSeesNewVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	headsBefore := store.heads.Load() // the lookup's
+	headsBefore := store.Heads.Load() // the lookup's
 	// The object is replaced: the old version's bytes are gone.
-	store.mu.Lock()
-	store.objs["doc.pdf"] = version("doc.pdf", `"v2"`, 2)
-	store.mu.Unlock()
+	store.Put(version("doc.pdf", `"v2"`, 2))
 	content.set(`etag:"v1"`, nil)
 	content.set(`etag:"v2"`, []byte("v2"))
 	if _, err := f.ReadAt(make([]byte, 2), 0); !errors.Is(err, syscall.EIO) {
@@ -371,7 +217,7 @@ func TestChangedObjectFailsThenReopenSeesNewVersion(t *testing.T) {
 	if err != nil || string(b) != "v2" {
 		t.Fatalf("reopen read %q, %v; want the new version", b, err)
 	}
-	if n := store.heads.Load() - headsBefore; n != 1 {
+	if n := store.Heads.Load() - headsBefore; n != 1 {
 		t.Fatalf("%d HEADs after the first open, want exactly 1 (on the reopen after the change)", n)
 	}
 }
@@ -379,7 +225,7 @@ func TestChangedObjectFailsThenReopenSeesNewVersion(t *testing.T) {
 // Regression: a changed object must be read at its new version by a new
 // open, and two versions open at once must not share the page cache.
 func TestNewVersionAfterTTLAndNoMixedPageCache(t *testing.T) {
-	store := &fakeStore{objs: map[string]object.Version{"doc.pdf": version("doc.pdf", `"A"`, 5)}}
+	store := &fakeStore{Objs: map[string]object.Version{"doc.pdf": version("doc.pdf", `"A"`, 5)}}
 	content := newContents(map[string][]byte{`etag:"A"`: []byte("AAAAA"), `etag:"B"`: []byte("BBBBBBB")})
 	mp, _ := mountFake(t, store, content, 200*time.Millisecond)
 	path := filepath.Join(mp, "doc.pdf")
@@ -400,9 +246,7 @@ func TestNewVersionAfterTTLAndNoMixedPageCache(t *testing.T) {
 	if got := readAll(old); got != "AAAAA" {
 		t.Fatalf("v1 read %q", got)
 	}
-	store.mu.Lock()
-	store.objs["doc.pdf"] = version("doc.pdf", `"B"`, 7)
-	store.mu.Unlock()
+	store.Put(version("doc.pdf", `"B"`, 7))
 	time.Sleep(400 * time.Millisecond) // past the TTL
 
 	newer, err := os.Open(path)
@@ -445,16 +289,14 @@ func TestListingNeverGoesBackInTime(t *testing.T) {
 	v1 := version("doc.pdf", `"A"`, 5)
 	v2 := version("doc.pdf", `"B"`, 7)
 	v2.ModTime = v1.ModTime.Add(10 * time.Second)
-	store := &fakeStore{objs: map[string]object.Version{"doc.pdf": v2}}
+	store := &fakeStore{Objs: map[string]object.Version{"doc.pdf": v2}}
 	content := newContents(map[string][]byte{`etag:"A"`: []byte("AAAAA"), `etag:"B"`: []byte("BBBBBBB")})
 	mp, _ := mountFake(t, store, content, 100*time.Millisecond)
 	path := filepath.Join(mp, "doc.pdf")
 	if b, err := os.ReadFile(path); err != nil || string(b) != "BBBBBBB" {
 		t.Fatalf("read %q, %v", b, err)
 	}
-	store.mu.Lock()
-	store.objs["doc.pdf"] = v1 // a stale listing
-	store.mu.Unlock()
+	store.Put(v1) // a stale listing
 	time.Sleep(250 * time.Millisecond)
 	if b, err := os.ReadFile(path); err != nil || string(b) != "BBBBBBB" {
 		t.Fatalf("after an older listing: %q, %v", b, err)
@@ -479,6 +321,15 @@ func TestWarnOnceIsBounded(t *testing.T) {
 	if lines != maxWarned+1 || suppressed != 1 {
 		t.Fatalf("%d log lines (%d about suppression), want %d and 1", lines, suppressed, maxWarned+1)
 	}
+}
+
+// newTree is a tree that is not mounted, for lookups alone.
+func newTree(t *testing.T, store Store, ttl time.Duration) (*FS, *testenv.LockedBuffer) {
+	t.Helper()
+	logs := &testenv.LockedBuffer{}
+	f := mustNew(t, Options{Store: store, MetadataTTL: ttl, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	t.Cleanup(f.stop)
+	return f, logs
 }
 
 // mustNew is New for tests, whose options are valid.

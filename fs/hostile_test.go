@@ -60,7 +60,7 @@ func TestHostileKeys(t *testing.T) {
 		"dir/back\\sl.pdf":   "back\\sl.pdf",
 		"dir/\u202eevil.pdf": "\u202eevil.pdf",
 	}
-	store := &fakeStore{objs: map[string]object.Version{}}
+	store := &fakeStore{Objs: map[string]object.Version{}}
 	content := newContents(map[string][]byte{})
 	pages := map[string]int{}
 	i := 0
@@ -68,7 +68,7 @@ func TestHostileKeys(t *testing.T) {
 		for key := range m {
 			i++
 			etag := `"` + strings.Repeat("e", i) + `"`
-			store.objs[key] = version(key, etag, len(key))
+			store.Objs[key] = version(key, etag, len(key))
 			content.set("etag:"+etag, []byte(key))
 			if isPDFKey(key) {
 				pages[key] = 3

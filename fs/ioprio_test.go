@@ -18,7 +18,7 @@ import (
 // OpenReader.
 func TestIdleIOClassOpensInTheBackground(t *testing.T) {
 	v := version("a.pdf", `"a"`, 5)
-	store := &fakeStore{objs: map[string]object.Version{"a.pdf": v}}
+	store := &fakeStore{Objs: map[string]object.Version{"a.pdf": v}}
 	content := newContents(map[string][]byte{v.Identity(): []byte("hello")})
 	var foreground, background atomic.Int64
 	mp, _ := mountFake(t, store, content, time.Minute, func(o *Options) {
@@ -66,7 +66,7 @@ func TestIdleIOClassOpensInTheBackground(t *testing.T) {
 func TestThrottledLookupsSendOneRequestAtATime(t *testing.T) {
 	for _, throttled := range []bool{false, true} {
 		v := version("a.pdf", `"a"`, 5)
-		store := &fakeStore{objs: map[string]object.Version{"a.pdf": v}, headDelay: 200 * time.Millisecond}
+		store := &fakeStore{Objs: map[string]object.Version{"a.pdf": v}, HeadDelay: 200 * time.Millisecond}
 		mp, _ := mountFake(t, store, newContents(map[string][]byte{}), time.Minute, func(o *Options) {
 			o.Throttled = func() bool { return throttled }
 		})
@@ -77,7 +77,7 @@ func TestThrottledLookupsSendOneRequestAtATime(t *testing.T) {
 		if throttled {
 			want = 0
 		}
-		if n := store.probes.Load(); n != want {
+		if n := store.Probes.Load(); n != want {
 			t.Errorf("throttled %v: %d listings for a lookup whose HEAD found the file, want %d", throttled, n, want)
 		}
 	}

@@ -8,8 +8,13 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"s3docs/fs/listing"
 	"s3docs/internal/object"
 )
+
+// DefaultLookupTimeout is the one deadline of a lookup (its HEAD and its
+// listing together), retries included.
+const DefaultLookupTimeout = 30 * time.Second
 
 // The rules of a name, the same for a lookup and for a listing:
 //   - A name is a file if an object has the key dir+name, a directory if a
@@ -68,7 +73,7 @@ func (f *FS) resolveRemote(dir, name string) (answer, error) {
 	}
 	listCtx, stopList := context.WithCancel(ctx)
 	defer stopList()
-	listing := make(chan listed, 1)
+	listAnswer := make(chan listed, 1)
 	headDone := make(chan struct{})
 	go func() {
 		hedge := time.NewTimer(listDelay)
@@ -81,15 +86,15 @@ func (f *FS) resolveRemote(dir, name string) (answer, error) {
 		case <-hedge.C:
 		}
 		if err := listCtx.Err(); err != nil {
-			listing <- listed{err: err} // the HEAD found the file
+			listAnswer <- listed{err: err} // the HEAD found the file
 			return
 		}
-		// Every key under name/ sorts after name+"."+maxRune ('.' comes
+		// Every key under name/ sorts after name+"."+MaxRune ('.' comes
 		// just before '/'), and so does nothing else but keys that go on
 		// with U+10FFFF or bytes that are not UTF-8.
 		page, err := f.opt.Store.ListPage(listCtx, object.ListRequest{
-			Prefix: dir, Delimiter: true, StartAfter: key + "." + maxRune, MaxKeys: 1})
-		listing <- listed{dir: len(page.Dirs) > 0 && page.Dirs[0] == name, err: err}
+			Prefix: dir, Delimiter: true, StartAfter: key + "." + listing.MaxRune, MaxKeys: 1})
+		listAnswer <- listed{dir: len(page.Dirs) > 0 && page.Dirs[0] == name, err: err}
 	}()
 	var a answer
 	v, err := f.opt.Store.Head(ctx, key)
@@ -103,7 +108,7 @@ func (f *FS) resolveRemote(dir, name string) (answer, error) {
 	case found:
 		a = answer{kind: isFile, v: v}
 	case err == nil || errors.Is(err, object.ErrNotFound):
-		r := <-listing
+		r := <-listAnswer
 		if r.err != nil {
 			return answer{}, r.err
 		}

@@ -20,8 +20,8 @@ import (
 // counts is a snapshot of a fakeStore's calls.
 type counts struct{ lists, probes, heads int64 }
 
-func (s *fakeStore) counts() counts {
-	return counts{s.lists.Load(), s.probes.Load(), s.heads.Load()}
+func storeCounts(s *fakeStore) counts {
+	return counts{s.Lists.Load(), s.Probes.Load(), s.Heads.Load()}
 }
 
 func (c counts) minus(o counts) counts {
@@ -29,12 +29,12 @@ func (c counts) minus(o counts) counts {
 }
 
 func bigDir(n int) *fakeStore {
-	store := &fakeStore{objs: map[string]object.Version{}}
+	store := &fakeStore{Objs: map[string]object.Version{}}
 	for i := 0; i < n; i++ {
 		key := fmt.Sprintf("flat/k%06d.txt", i)
-		store.objs[key] = version(key, fmt.Sprintf(`"%d"`, i), 10)
+		store.Objs[key] = version(key, fmt.Sprintf(`"%d"`, i), 10)
 	}
-	store.objs["flat/sub/x.txt"] = version("flat/sub/x.txt", `"x"`, 1)
+	store.Objs["flat/sub/x.txt"] = version("flat/sub/x.txt", `"x"`, 1)
 	return store
 }
 
@@ -49,12 +49,12 @@ func TestLookupCostsTwoRequests(t *testing.T) {
 	}
 	check := func(what string, op func() error, want error) {
 		t.Helper()
-		before := store.counts()
+		before := storeCounts(store)
 		err := op()
 		if (want == nil) != (err == nil) || (want != nil && !errors.Is(err, want)) {
 			t.Fatalf("%s: %v, want %v", what, err, want)
 		}
-		c := store.counts().minus(before)
+		c := storeCounts(store).minus(before)
 		if c.lists != 0 || c.heads != 1 || c.probes > 1 {
 			t.Fatalf("%s cost %d listing pages, %d HEADs, %d one-key listings", what, c.lists, c.heads, c.probes)
 		}
@@ -64,12 +64,12 @@ func TestLookupCostsTwoRequests(t *testing.T) {
 	check("stat of a directory", func() error { _, err := os.Stat(filepath.Join(mp, "flat/sub")); return err }, nil)
 	check("stat of nothing", func() error { _, err := os.Stat(filepath.Join(mp, "flat/nope")); return err }, os.ErrNotExist)
 	// Within the TTL, the same names cost nothing.
-	before := store.counts()
+	before := storeCounts(store)
 	for i := 0; i < 3; i++ {
 		os.Stat(file)
 		os.Stat(filepath.Join(mp, "flat/nope"))
 	}
-	if c := store.counts().minus(before); c != (counts{}) {
+	if c := storeCounts(store).minus(before); c != (counts{}) {
 		t.Fatalf("repeated lookups within the TTL cost %+v", c)
 	}
 	time.Sleep(2 * ttl)
@@ -90,8 +90,8 @@ func TestLookupCostsTwoRequests(t *testing.T) {
 // and the listing is called off.
 func TestLookupDoesNotWaitForItsListing(t *testing.T) {
 	store := bigDir(10)
-	store.probeDelay = time.Hour
-	store.headDelay = 10 * listDelay
+	store.ProbeDelay = time.Hour
+	store.HeadDelay = 10 * listDelay
 	f, _ := newTree(t, store, time.Minute)
 	done := make(chan error, 1)
 	go func() {
@@ -109,11 +109,11 @@ func TestLookupDoesNotWaitForItsListing(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the lookup waited for its listing")
 	}
-	if n := store.probes.Load(); n != 1 {
+	if n := store.Probes.Load(); n != 1 {
 		t.Fatalf("%d listings, want the one the lookup started", n)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for store.inFlight.Load() != 0 {
+	for store.InFlight.Load() != 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the lookup's listing was not called off")
 		}
@@ -128,9 +128,9 @@ func TestFileAndPrefixAgreeInLookupsAndListings(t *testing.T) {
 	keys := []string{"report", "report!", "report-1", "report.pdf", "report/inner.pdf", "report/z/deep.pdf", "zz"}
 	for _, lookupFirst := range []bool{true, false} {
 		t.Run(fmt.Sprintf("lookupFirst=%v", lookupFirst), func(t *testing.T) {
-			store := &fakeStore{objs: map[string]object.Version{}, pageSize: 1}
+			store := &fakeStore{Objs: map[string]object.Version{}, PageSize: 1}
 			for _, k := range keys {
-				store.objs[k] = version(k, `"`+k+`"`, len(k))
+				store.Objs[k] = version(k, `"`+k+`"`, len(k))
 			}
 			content := newContents(map[string][]byte{`etag:"report"`: []byte("report")})
 			mp, logs := mountFake(t, store, content, time.Minute)
@@ -161,11 +161,11 @@ func TestFileAndPrefixAgreeInLookupsAndListings(t *testing.T) {
 // Names with odd bytes are looked up under their own bytes.
 func TestOddNamesLookUp(t *testing.T) {
 	odd := []string{"sp ace.pdf", "per%25cent+plus.pdf", "ctl\n.pdf", "bad\xff.pdf", "文書.pdf", "q?#&=.pdf", strings.Repeat("L", 255)}
-	store := &fakeStore{objs: map[string]object.Version{}}
+	store := &fakeStore{Objs: map[string]object.Version{}}
 	content := newContents(map[string][]byte{})
 	for i, name := range odd {
 		etag := fmt.Sprintf(`"%d"`, i)
-		store.objs["d/"+name] = version("d/"+name, etag, len(name))
+		store.Objs["d/"+name] = version("d/"+name, etag, len(name))
 		content.set("etag:"+etag, []byte(name))
 	}
 	mp, _ := mountFake(t, store, content, time.Minute)
@@ -183,19 +183,19 @@ func TestOddNamesLookUp(t *testing.T) {
 // A name found missing stays missing for the TTL, even if a prefix of that
 // name appears meanwhile; then it is a directory.
 func TestPrefixAppearsAfterNegativeLookup(t *testing.T) {
-	store := &fakeStore{objs: map[string]object.Version{"a.pdf": version("a.pdf", `"a"`, 1)}}
+	store := &fakeStore{Objs: map[string]object.Version{"a.pdf": version("a.pdf", `"a"`, 1)}}
 	ttl := 400 * time.Millisecond
 	mp, _ := mountFake(t, store, newContents(map[string][]byte{}), ttl)
 	path := filepath.Join(mp, "new")
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
 	}
-	store.put(version("new/x.pdf", `"x"`, 1))
-	before := store.counts()
+	store.Put(version("new/x.pdf", `"x"`, 1))
+	before := storeCounts(store)
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("within the TTL: %v", err)
 	}
-	if c := store.counts().minus(before); c != (counts{}) {
+	if c := storeCounts(store).minus(before); c != (counts{}) {
 		t.Fatalf("a cached negative lookup cost %+v", c)
 	}
 	time.Sleep(2 * ttl)
@@ -213,21 +213,21 @@ func TestPrefixAppearsAfterNegativeLookup(t *testing.T) {
 // gone, and reading fails; after the TTL it is gone.
 func TestObjectDeletedBetweenListingAndLookup(t *testing.T) {
 	v := version("d/doc.pdf", `"v"`, 3)
-	store := &fakeStore{objs: map[string]object.Version{"d/doc.pdf": v, "d/other.pdf": version("d/other.pdf", `"o"`, 1)}}
+	store := &fakeStore{Objs: map[string]object.Version{"d/doc.pdf": v, "d/other.pdf": version("d/other.pdf", `"o"`, 1)}}
 	content := newContents(map[string][]byte{`etag:"v"`: []byte("doc")})
 	ttl := 500 * time.Millisecond
 	mp, _ := mountFake(t, store, content, ttl)
 	if got := names(t, filepath.Join(mp, "d")); len(got) != 2 {
 		t.Fatalf("d/ lists %v", got)
 	}
-	store.remove("d/doc.pdf")
+	store.Remove("d/doc.pdf")
 	content.set(`etag:"v"`, nil)
-	before := store.counts()
+	before := storeCounts(store)
 	path := filepath.Join(mp, "d/doc.pdf")
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("within the TTL: %v", err)
 	}
-	if c := store.counts().minus(before); c != (counts{}) {
+	if c := storeCounts(store).minus(before); c != (counts{}) {
 		t.Fatalf("a lookup answered by the listing cost %+v", c)
 	}
 	if _, err := os.ReadFile(path); !errors.Is(err, syscall.EIO) {
@@ -244,7 +244,7 @@ func TestObjectDeletedBetweenListingAndLookup(t *testing.T) {
 func TestNegativeSizeIsSkipped(t *testing.T) {
 	bad := version("d/bad.pdf", `"b"`, 1)
 	bad.Size = -5
-	store := &fakeStore{objs: map[string]object.Version{"d/bad.pdf": bad, "d/ok.pdf": version("d/ok.pdf", `"o"`, 1)}}
+	store := &fakeStore{Objs: map[string]object.Version{"d/bad.pdf": bad, "d/ok.pdf": version("d/ok.pdf", `"o"`, 1)}}
 	mp, logs := mountFake(t, store, newContents(map[string][]byte{}), time.Minute)
 	if _, err := os.Stat(filepath.Join(mp, "d/bad.pdf")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("lookup: %v", err)

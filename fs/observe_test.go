@@ -43,7 +43,7 @@ func (r *recordingObserver) get(op string, errno syscall.Errno) int {
 // reader gets it, and its duration from the daemon's side; OpenFiles counts
 // open files, not directories, and goes back down on close.
 func TestObserverSeesRequestsAndOpenFiles(t *testing.T) {
-	store := &fakeStore{objs: map[string]object.Version{
+	store := &fakeStore{Objs: map[string]object.Version{
 		"doc.pdf":   version("doc.pdf", `"v1"`, 2),
 		"slow.pdf":  version("slow.pdf", `"s1"`, 4),
 		"dir/a.pdf": version("dir/a.pdf", `"a1"`, 1),

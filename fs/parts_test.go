@@ -58,7 +58,7 @@ func mountWithParts(t *testing.T, store *fakeStore, parts *fakeParts) string {
 }
 
 func TestPartsListingMakesNoPart(t *testing.T) {
-	store := &fakeStore{objs: map[string]object.Version{
+	store := &fakeStore{Objs: map[string]object.Version{
 		"c/brief.pdf": version("c/brief.pdf", `"b"`, 10),
 		"c/notes.txt": version("c/notes.txt", `"n"`, 10),
 		"c/sub/x.PDF": version("c/sub/x.PDF", `"x"`, 10),

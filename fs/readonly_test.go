@@ -20,7 +20,7 @@ import (
 
 // readOnlyTree is a small tree with a PDF, its .parts directory and a part.
 func readOnlyTree(t *testing.T) (*fakeStore, *contents, *fakeParts) {
-	store := &fakeStore{objs: map[string]object.Version{
+	store := &fakeStore{Objs: map[string]object.Version{
 		"top.pdf":         version("top.pdf", `"t"`, 3),
 		"c/brief.pdf":     version("c/brief.pdf", `"b"`, 5),
 		"c/sub/inner.pdf": version("c/sub/inner.pdf", `"i"`, 5),

@@ -1,45 +1,52 @@
-package fs
+package listing
 
 import (
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"s3docs/internal/object"
 	"s3docs/internal/testenv"
 )
 
-// newTree is a tree that is not mounted, for listings and lookups alone.
-func newTree(t *testing.T, store Store, ttl time.Duration) (*FS, *testenv.LockedBuffer) {
-	t.Helper()
-	logs := &testenv.LockedBuffer{}
-	f := mustNew(t, Options{Store: store, MetadataTTL: ttl, Logger: slog.New(slog.NewTextHandler(logs, nil))})
-	t.Cleanup(f.stop)
-	return f, logs
+// tree is a Lister with a context as a file system gives it: stop ends
+// every listing.
+type tree struct {
+	*Lister
+	ctx  context.Context
+	stop context.CancelFunc
 }
 
+func newTree(t *testing.T, store Store, pageTimeout time.Duration) *tree {
+	ctx, stop := context.WithCancel(context.Background())
+	t.Cleanup(stop)
+	return &tree{Lister: New(store, pageTimeout), ctx: ctx, stop: stop}
+}
+
+func (f *tree) listDir(dir string) *Stream { return f.List(f.ctx, dir) }
+
 // listPositions reads a whole listing of dir.
-func listPositions(t *testing.T, f *FS, dir string) ([]string, error) {
+func listPositions(t *testing.T, f *tree, dir string) ([]string, error) {
 	t.Helper()
 	l := f.listDir(dir)
-	defer l.close()
+	defer l.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var out []string
 	for {
-		e, ok, err := l.next(ctx)
+		e, ok, err := l.Next(ctx)
 		if err != nil || !ok {
 			return out, err
 		}
-		out = append(out, e.pos())
+		out = append(out, e.Pos())
 	}
 }
 
@@ -64,25 +71,29 @@ func nameFamilies(n int) map[string][]string {
 // TestListingCutsAndKeepsOrder lists directories of 10,000 names in pages
 // of 100: every entry comes once and in order, parts are listed at once
 // until the end, and probing costs few requests beyond the pages themselves.
+// The store's delay runs on the bubble's fake clock (synctest): how
+// requests overlap does not depend on the machine's load.
 func TestListingCutsAndKeepsOrder(t *testing.T) {
 	for family, names := range nameFamilies(10000) {
 		t.Run(family, func(t *testing.T) {
-			store, got := listInPages(t, names)
-			pages := (len(got) + 99) / 100
-			lists := int(store.lists.Load())
-			alone := int(store.alone.Load())
-			t.Logf("%s: %d entries, %d pages: %d requests, %d at once at most, %d alone", family, len(got), pages, lists, store.maxInFlight.Load(), alone)
-			if lists > pages+pages/5+10 {
-				t.Errorf("%d requests for %d pages", lists, pages)
-			}
-			if store.maxInFlight.Load() < 2 {
-				t.Errorf("parts were not listed at once")
-			}
-			// A part that ended on a page boundary once stopped all finer
-			// cuts: the rest of the directory went one page at a time.
-			if alone > pages/4 {
-				t.Errorf("%d of %d requests ran with no other in flight", alone, lists)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				store, got := listInPages(t, names)
+				pages := (len(got) + 99) / 100
+				lists := int(store.Lists.Load())
+				alone := int(store.Alone.Load())
+				t.Logf("%s: %d entries, %d pages: %d requests, %d at once at most, %d alone", family, len(got), pages, lists, store.MaxInFlight.Load(), alone)
+				if lists > pages+pages/5+10 {
+					t.Errorf("%d requests for %d pages", lists, pages)
+				}
+				if store.MaxInFlight.Load() < 2 {
+					t.Errorf("parts were not listed at once")
+				}
+				// A part that ended on a page boundary once stopped all finer
+				// cuts: the rest of the directory went one page at a time.
+				if alone > pages/4 {
+					t.Errorf("%d of %d requests ran with no other in flight", alone, lists)
+				}
+			})
 		})
 	}
 }
@@ -91,12 +102,12 @@ func TestListingCutsAndKeepsOrder(t *testing.T) {
 // answers in pages of 100, slowly enough for parts to overlap, checks that
 // every entry comes once and in order, and returns the store (for its
 // counters) and the entries.
-func listInPages(t *testing.T, names []string) (*fakeStore, []string) {
+func listInPages(t *testing.T, names []string) (*testenv.MemStore, []string) {
 	t.Helper()
-	store := &fakeStore{objs: map[string]object.Version{}, pageSize: 100, listDelay: 2 * time.Millisecond}
+	store := &testenv.MemStore{Objs: map[string]object.Version{}, PageSize: 100, ListDelay: 2 * time.Millisecond}
 	want := map[string]bool{}
 	for _, name := range names {
-		store.objs["dir/"+name] = version("dir/"+name, `"e"`, 1)
+		store.Objs["dir/"+name] = testenv.Version("dir/"+name, `"e"`, 1)
 		if i := strings.IndexByte(name, '/'); i >= 0 {
 			want[name[:i+1]] = true
 		} else {
@@ -108,7 +119,7 @@ func listInPages(t *testing.T, names []string) (*fakeStore, []string) {
 		wantSorted = append(wantSorted, p)
 	}
 	sort.Strings(wantSorted)
-	f, _ := newTree(t, store, time.Minute)
+	f := newTree(t, store, 0)
 	got, err := listPositions(t, f, "dir/")
 	if err != nil {
 		t.Fatal(err)
@@ -130,12 +141,14 @@ func TestListingCutsInsideCharacters(t *testing.T) {
 	for i := 0; i < 10000; i++ {
 		names = append(names, string(rune(0x4E00+i))+".pdf")
 	}
-	store, _ := listInPages(t, names)
-	lists, alone := int(store.lists.Load()), int(store.alone.Load())
-	t.Logf("%d requests for 100 pages, %d at once at most, %d alone", lists, store.maxInFlight.Load(), alone)
-	if store.maxInFlight.Load() < 2 || alone > 2*lists/3 {
-		t.Errorf("%d of %d requests ran with no other in flight", alone, lists)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		store, _ := listInPages(t, names)
+		lists, alone := int(store.Lists.Load()), int(store.Alone.Load())
+		t.Logf("%d requests for 100 pages, %d at once at most, %d alone", lists, store.MaxInFlight.Load(), alone)
+		if store.MaxInFlight.Load() < 2 || alone > 2*lists/3 {
+			t.Errorf("%d of %d requests ran with no other in flight", alone, lists)
+		}
+	})
 }
 
 func firstDiff(a, b []string) int {
@@ -149,17 +162,17 @@ func firstDiff(a, b []string) int {
 
 // A directory of one page costs one request.
 func TestSmallListingIsOneRequest(t *testing.T) {
-	store := &fakeStore{objs: map[string]object.Version{}}
+	store := &testenv.MemStore{Objs: map[string]object.Version{}}
 	for i := 0; i < 999; i++ {
 		key := fmt.Sprintf("small/f%03d.pdf", i)
-		store.objs[key] = version(key, `"e"`, 1)
+		store.Objs[key] = testenv.Version(key, `"e"`, 1)
 	}
-	f, _ := newTree(t, store, time.Minute)
+	f := newTree(t, store, 0)
 	got, err := listPositions(t, f, "small/")
 	if err != nil || len(got) != 999 {
 		t.Fatalf("%d entries, %v", len(got), err)
 	}
-	if n := store.lists.Load(); n != 1 {
+	if n := store.Lists.Load(); n != 1 {
 		t.Fatalf("%d requests", n)
 	}
 }
@@ -167,40 +180,48 @@ func TestSmallListingIsOneRequest(t *testing.T) {
 // A listing nobody reads stops fetching, within a bounded window, and
 // close ends what is in flight.
 func TestListingStopsWhenNobodyReads(t *testing.T) {
-	store := &fakeStore{objs: map[string]object.Version{}, pageSize: 100, listDelay: time.Millisecond}
-	for i := 0; i < 50000; i++ {
-		key := fmt.Sprintf("big/k%06d", i)
-		store.objs[key] = version(key, `"e"`, 1)
-	}
-	f, _ := newTree(t, store, time.Minute)
-	l := f.listDir("big/")
-	for i := 0; i < 10; i++ {
-		if _, ok, err := l.next(context.Background()); !ok || err != nil {
-			t.Fatal(ok, err)
+	synctest.Test(t, func(t *testing.T) {
+		store := &testenv.MemStore{Objs: map[string]object.Version{}, PageSize: 100, ListDelay: time.Millisecond}
+		for i := 0; i < 50000; i++ {
+			key := fmt.Sprintf("big/k%06d", i)
+			store.Objs[key] = testenv.Version(key, `"e"`, 1)
 		}
-	}
-	settled := func() int64 {
-		for {
-			n := store.lists.Load()
-			time.Sleep(200 * time.Millisecond)
-			if store.lists.Load() == n {
-				return n
+		f := newTree(t, store, 0)
+		l := f.listDir("big/")
+		for i := 0; i < 10; i++ {
+			if _, ok, err := l.Next(context.Background()); !ok || err != nil {
+				t.Fatal(ok, err)
 			}
 		}
-	}
-	n := settled()
-	// The window, the page of the part being read, and the probes that
-	// found nothing or what a part had (their pages are not kept).
-	if limit := int64(windowPages + 1 + 2*maxListParts); n > limit {
-		t.Fatalf("%d pages fetched for a reader of 10 entries, want at most %d", n, limit)
-	}
-	l.close()
-	if m := store.inFlight.Load(); m != 0 {
-		t.Fatalf("%d requests in flight after close", m)
-	}
-	time.Sleep(100 * time.Millisecond)
-	if store.lists.Load() != n {
-		t.Fatal("requests after close")
+		n := settledLists(store)
+		// The window, the page of the part being read, and the probes that
+		// found nothing or what a part had (their pages are not kept).
+		if limit := int64(windowPages + 1 + 2*maxListParts); n > limit {
+			t.Fatalf("%d pages fetched for a reader of 10 entries, want at most %d", n, limit)
+		}
+		l.Close()
+		if m := store.InFlight.Load(); m != 0 {
+			t.Fatalf("%d requests in flight after close", m)
+		}
+		synctest.Wait()
+		if store.Lists.Load() != n {
+			t.Fatal("requests after close")
+		}
+	})
+}
+
+// settledLists waits, in a bubble, until a listing is at rest: no request
+// in flight and every goroutine blocked, so that nothing more happens
+// unless the test acts. It returns the count of directory pages.
+func settledLists(store *testenv.MemStore) int64 {
+	for {
+		synctest.Wait()
+		if store.InFlight.Load() == 0 {
+			return store.Lists.Load()
+		}
+		// Not waiting for an event: this moves the bubble's fake clock on,
+		// so that the requests in flight get past the store's delay.
+		time.Sleep(store.ListDelay)
 	}
 }
 
@@ -223,7 +244,7 @@ func TestBrokenListingsEnd(t *testing.T) {
 	cases := map[string]func(req object.ListRequest, n int64) object.Page{
 		// The same entry again and again, under new tokens.
 		"no progress": func(req object.ListRequest, n int64) object.Page {
-			return object.Page{Files: []object.Version{version("d/a", `"e"`, 1)}, Truncated: true, NextToken: fmt.Sprint(n)}
+			return object.Page{Files: []object.Version{testenv.Version("d/a", `"e"`, 1)}, Truncated: true, NextToken: fmt.Sprint(n)}
 		},
 		// Empty pages, under new tokens.
 		"empty pages": func(req object.ListRequest, n int64) object.Page {
@@ -236,13 +257,13 @@ func TestBrokenListingsEnd(t *testing.T) {
 			if !strings.HasPrefix(key, "d/") {
 				key = "d/x"
 			}
-			return object.Page{Files: []object.Version{version(key, `"e"`, 1)}, Truncated: true, NextToken: key}
+			return object.Page{Files: []object.Version{testenv.Version(key, `"e"`, 1)}, Truncated: true, NextToken: key}
 		},
 	}
 	for name, page := range cases {
 		t.Run(name, func(t *testing.T) {
 			store := &brokenStore{page: page}
-			f, _ := newTree(t, store, time.Minute)
+			f := newTree(t, store, 0)
 			_, err := listPositions(t, f, "d/")
 			if !errors.Is(err, object.ErrBadListing) {
 				t.Fatalf("got %v, want ErrBadListing", err)
@@ -258,22 +279,22 @@ func TestBrokenListingsEnd(t *testing.T) {
 // One wasted probe at a depth (a page that ended near its group's end)
 // does not stop cuts that fine; more waste than pay does, and finer ones.
 func TestProbeDepthJudgement(t *testing.T) {
-	l := &lister{maxDepth: 1 << 30, paid: map[int]int{}, wasted: map[int]int{}}
-	l.judgeLocked(3, false)
+	l := newCuts()
+	l.judge(3, false)
 	if l.maxDepth != 1<<30 {
 		t.Fatalf("one wasted probe at depth 3 lowered maxDepth to %d", l.maxDepth)
 	}
-	l.judgeLocked(3, true)
-	l.judgeLocked(3, false)
+	l.judge(3, true)
+	l.judge(3, false)
 	if l.maxDepth != 1<<30 {
 		t.Fatalf("2 wasted and 1 paid at depth 3 lowered maxDepth to %d", l.maxDepth)
 	}
-	l.judgeLocked(3, false)
+	l.judge(3, false)
 	if l.maxDepth != 2 {
 		t.Fatalf("3 wasted and 1 paid at depth 3: maxDepth %d, want 2", l.maxDepth)
 	}
-	l.judgeLocked(5, false)
-	l.judgeLocked(5, false)
+	l.judge(5, false)
+	l.judge(5, false)
 	if l.maxDepth != 2 {
 		t.Fatalf("waste at depth 5 raised maxDepth to %d", l.maxDepth)
 	}

@@ -1,4 +1,4 @@
-package fs
+package listing
 
 import (
 	"context"
@@ -12,22 +12,12 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"s3docs/internal/object"
+	"s3docs/internal/testenv"
 )
-
-// settledLists waits until the store's count of directory pages stops
-// moving, and returns it.
-func settledLists(store *fakeStore) int64 {
-	for {
-		n := store.lists.Load()
-		time.Sleep(200 * time.Millisecond)
-		if store.lists.Load() == n {
-			return n
-		}
-	}
-}
 
 // A directory whose pages cannot be cut (names that share no whole
 // character from one end of a page to the other: one CJK character each,
@@ -40,23 +30,25 @@ func TestUncuttableListingStopsWhenNobodyReads(t *testing.T) {
 	}
 	for family, name := range families {
 		t.Run(family, func(t *testing.T) {
-			store := &fakeStore{objs: map[string]object.Version{}, pageSize: 100, listDelay: time.Millisecond}
-			for i := 0; i < 20000; i++ {
-				key := "big/" + name(i)
-				store.objs[key] = version(key, `"e"`, 1)
-			}
-			f, _ := newTree(t, store, time.Minute)
-			l := f.listDir("big/")
-			defer l.close()
-			for i := 0; i < 10; i++ {
-				if _, ok, err := l.next(context.Background()); !ok || err != nil {
-					t.Fatal(ok, err)
+			synctest.Test(t, func(t *testing.T) {
+				store := &testenv.MemStore{Objs: map[string]object.Version{}, PageSize: 100, ListDelay: time.Millisecond}
+				for i := 0; i < 20000; i++ {
+					key := "big/" + name(i)
+					store.Objs[key] = testenv.Version(key, `"e"`, 1)
 				}
-			}
-			n := settledLists(store)
-			if limit := int64(windowPages + 1 + 2*maxListParts); n > limit {
-				t.Fatalf("%d pages fetched for a reader of 10 entries, want at most %d", n, limit)
-			}
+				f := newTree(t, store, 0)
+				l := f.listDir("big/")
+				defer l.Close()
+				for i := 0; i < 10; i++ {
+					if _, ok, err := l.Next(context.Background()); !ok || err != nil {
+						t.Fatal(ok, err)
+					}
+				}
+				n := settledLists(store)
+				if limit := int64(windowPages + 1 + 2*maxListParts); n > limit {
+					t.Fatalf("%d pages fetched for a reader of 10 entries, want at most %d", n, limit)
+				}
+			})
 		})
 	}
 }
@@ -66,18 +58,18 @@ func TestUncuttableListingStopsWhenNobodyReads(t *testing.T) {
 // It counts the probes (requests that start after a key) and the probes
 // whose page was truncated (that may have cut a part).
 type jitterStore struct {
-	*fakeStore
+	*testenv.MemStore
 	max           time.Duration
 	probes, found *atomic.Int64
 }
 
-func newJitterStore(s *fakeStore, max time.Duration) jitterStore {
+func newJitterStore(s *testenv.MemStore, max time.Duration) jitterStore {
 	return jitterStore{s, max, &atomic.Int64{}, &atomic.Int64{}}
 }
 
 func (s jitterStore) ListPage(ctx context.Context, req object.ListRequest) (object.Page, error) {
 	time.Sleep(time.Duration(rand.Int64N(int64(s.max) + 1)))
-	page, err := s.fakeStore.ListPage(ctx, req)
+	page, err := s.MemStore.ListPage(ctx, req)
 	if req.StartAfter != "" && req.Token == "" {
 		s.probes.Add(1)
 		if page.Truncated {
@@ -134,7 +126,7 @@ func TestListingRandomNames(t *testing.T) {
 	defer func() { t.Logf("%d probes, %d truncated", probes, found) }()
 	for seed := range seeds {
 		r := rand.New(rand.NewPCG(uint64(seed), 1))
-		store := &fakeStore{objs: map[string]object.Version{}, pageSize: 1 + r.IntN(5)}
+		store := &testenv.MemStore{Objs: map[string]object.Version{}, PageSize: 1 + r.IntN(5)}
 		var keys []string
 		for n := 1 + r.IntN(300); n > 0; n-- {
 			name := randomName(r)
@@ -153,10 +145,10 @@ func TestListingRandomNames(t *testing.T) {
 			keys = append(keys, "d/"+name)
 		}
 		for _, k := range keys {
-			store.objs[k] = version(k, `"e"`, 1)
+			store.Objs[k] = testenv.Version(k, `"e"`, 1)
 		}
 		js := newJitterStore(store, 200*time.Microsecond)
-		f, _ := newTree(t, js, time.Minute)
+		f := newTree(t, js, 0)
 		got, err := listChecked(t, f, "d/")
 		if err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
@@ -166,7 +158,7 @@ func TestListingRandomNames(t *testing.T) {
 		want := wantPositions("d/", keys)
 		if !slices.Equal(got, want) {
 			i := firstDiff(got, want)
-			t.Fatalf("seed %d (page %d): %d entries, want %d; first difference at %d: got %q, want %q", seed, store.pageSize, len(got), len(want), i, at(got, i), at(want, i))
+			t.Fatalf("seed %d (page %d): %d entries, want %d; first difference at %d: got %q, want %q", seed, store.PageSize, len(got), len(want), i, at(got, i), at(want, i))
 		}
 	}
 }
@@ -180,7 +172,7 @@ func at(s []string, i int) string {
 
 // listChecked is listPositions that also checks, once the listing is
 // closed, that every slot of its window was given back.
-func listChecked(t *testing.T, f *FS, dir string) ([]string, error) {
+func listChecked(t *testing.T, f *tree, dir string) ([]string, error) {
 	t.Helper()
 	l := f.listDir(dir)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -188,18 +180,18 @@ func listChecked(t *testing.T, f *FS, dir string) ([]string, error) {
 	var out []string
 	var err error
 	for {
-		var e entry
+		var e Entry
 		var ok bool
-		e, ok, err = l.next(ctx)
+		e, ok, err = l.Next(ctx)
 		if err != nil || !ok {
 			break
 		}
-		out = append(out, e.pos())
+		out = append(out, e.Pos())
 	}
-	l.close()
+	l.Close()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	held := l.window
+	held := l.window.held
 	for _, p := range l.parts {
 		held -= len(p.batches)
 	}
@@ -212,18 +204,18 @@ func listChecked(t *testing.T, f *FS, dir string) ([]string, error) {
 // hostileStore answers listings through answer, which may ask the fake
 // store (inner) and change what it says.
 type hostileStore struct {
-	*fakeStore
+	*testenv.MemStore
 	answer func(ctx context.Context, req object.ListRequest, inner func(object.ListRequest) (object.Page, error)) (object.Page, error)
 }
 
 func (s hostileStore) ListPage(ctx context.Context, req object.ListRequest) (object.Page, error) {
-	return s.answer(ctx, req, func(r object.ListRequest) (object.Page, error) { return s.fakeStore.ListPage(ctx, r) })
+	return s.answer(ctx, req, func(r object.ListRequest) (object.Page, error) { return s.MemStore.ListPage(ctx, r) })
 }
 
 func isProbe(req object.ListRequest) bool { return req.StartAfter != "" && req.Token == "" }
 
 // hostileNames is a directory that the lister cuts into many parts.
-func hostileNames(store *fakeStore, n int) []string {
+func hostileNames(store *testenv.MemStore, n int) []string {
 	var keys []string
 	for i := range n {
 		k := fmt.Sprintf("d/k%05d", i)
@@ -231,7 +223,7 @@ func hostileNames(store *fakeStore, n int) []string {
 			k += "/x"
 		}
 		keys = append(keys, k)
-		store.objs[k] = version(k, `"e"`, 1)
+		store.Objs[k] = testenv.Version(k, `"e"`, 1)
 	}
 	return keys
 }
@@ -282,19 +274,22 @@ func TestListingSurvivesHostileProbes(t *testing.T) {
 		},
 	}
 	for name, answer := range cases {
+		// On the bubble's fake clock (synctest), the page deadline ends
+		// the hung probes, never a request that a loaded machine slowed.
 		t.Run(name, func(t *testing.T) {
-			store := &fakeStore{objs: map[string]object.Version{}, pageSize: 20, listDelay: time.Millisecond}
-			keys := hostileNames(store, 3000)
-			f := mustNew(t, Options{Store: hostileStore{store, answer}, MetadataTTL: time.Minute, PageTimeout: 50 * time.Millisecond})
-			t.Cleanup(f.stop)
-			got, err := listChecked(t, f, "d/")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := wantPositions("d/", keys); !slices.Equal(got, want) {
-				i := firstDiff(got, want)
-				t.Fatalf("%d entries, want %d; first difference at %d: got %q, want %q", len(got), len(want), i, at(got, i), at(want, i))
-			}
+			synctest.Test(t, func(t *testing.T) {
+				store := &testenv.MemStore{Objs: map[string]object.Version{}, PageSize: 20, ListDelay: time.Millisecond}
+				keys := hostileNames(store, 3000)
+				f := newTree(t, hostileStore{store, answer}, 50*time.Millisecond)
+				got, err := listChecked(t, f, "d/")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := wantPositions("d/", keys); !slices.Equal(got, want) {
+					i := firstDiff(got, want)
+					t.Fatalf("%d entries, want %d; first difference at %d: got %q, want %q", len(got), len(want), i, at(got, i), at(want, i))
+				}
+			})
 		})
 	}
 }
@@ -306,7 +301,7 @@ func TestListingSurvivesHostileProbes(t *testing.T) {
 func TestListingOfAChangingDirectory(t *testing.T) {
 	for seed := range 12 {
 		r := rand.New(rand.NewPCG(uint64(seed), 2))
-		store := &fakeStore{objs: map[string]object.Version{}, pageSize: 1 + r.IntN(8)}
+		store := &testenv.MemStore{Objs: map[string]object.Version{}, PageSize: 1 + r.IntN(8)}
 		var stable []string
 		for i := range 400 {
 			k := fmt.Sprintf("d/s%04d", i*10)
@@ -314,7 +309,7 @@ func TestListingOfAChangingDirectory(t *testing.T) {
 				k += "/x"
 			}
 			stable = append(stable, k)
-			store.objs[k] = version(k, `"e"`, 1)
+			store.Objs[k] = testenv.Version(k, `"e"`, 1)
 		}
 		ever := map[string]bool{}
 		for _, k := range stable {
@@ -345,16 +340,16 @@ func TestListingOfAChangingDirectory(t *testing.T) {
 				}
 				k := churn[r.IntN(len(churn))]
 				if r.IntN(2) == 0 {
-					store.put(version(k, `"e"`, 1))
+					store.Put(testenv.Version(k, `"e"`, 1))
 				} else {
-					store.remove(k)
+					store.Remove(k)
 				}
 				if r.IntN(50) == 0 {
 					time.Sleep(10 * time.Microsecond)
 				}
 			}
 		}()
-		f, _ := newTree(t, newJitterStore(store, 100*time.Microsecond), time.Minute)
+		f := newTree(t, newJitterStore(store, 100*time.Microsecond), 0)
 		got, err := listChecked(t, f, "d/")
 		close(stop)
 		<-done
@@ -379,51 +374,53 @@ func TestListingOfAChangingDirectory(t *testing.T) {
 		}
 		for _, p := range wantPositions("d/", stable) {
 			if !gotPos[p] {
-				t.Fatalf("seed %d (page %d): %q, there all along, was not listed (%d listed)", seed, store.pageSize, p, len(got))
+				t.Fatalf("seed %d (page %d): %q, there all along, was not listed (%d listed)", seed, store.PageSize, p, len(got))
 			}
 		}
 	}
 }
 
 // A reader that stops and closes while parts wait for the window and
-// probes hang: close returns at once, and no goroutine is left.
+// probes hang: close returns at once, and no goroutine is left. In the
+// bubble (synctest), "at once" is exact: close waits for no timer.
 func TestListingCloseWithProbesInFlight(t *testing.T) {
-	store := &fakeStore{objs: map[string]object.Version{}, pageSize: 10, listDelay: 200 * time.Microsecond}
-	hostileNames(store, 5000)
-	var hung atomic.Int64
-	hs := hostileStore{store, func(ctx context.Context, req object.ListRequest, inner func(object.ListRequest) (object.Page, error)) (object.Page, error) {
-		if isProbe(req) && hung.Add(1)%3 == 0 {
-			<-ctx.Done()
-			return object.Page{}, ctx.Err()
-		}
-		return inner(req)
-	}}
-	f, _ := newTree(t, hs, time.Minute)
-	before := runtime.NumGoroutine()
-	for i := range 50 {
-		l := f.listDir("d/")
-		for range i * 7 {
-			if _, ok, err := l.next(context.Background()); !ok || err != nil {
-				t.Fatal(ok, err)
+	synctest.Test(t, func(t *testing.T) {
+		store := &testenv.MemStore{Objs: map[string]object.Version{}, PageSize: 10, ListDelay: 200 * time.Microsecond}
+		hostileNames(store, 5000)
+		var hung atomic.Int64
+		hs := hostileStore{store, func(ctx context.Context, req object.ListRequest, inner func(object.ListRequest) (object.Page, error)) (object.Page, error) {
+			if isProbe(req) && hung.Add(1)%3 == 0 {
+				<-ctx.Done()
+				return object.Page{}, ctx.Err()
+			}
+			return inner(req)
+		}}
+		f := newTree(t, hs, 0)
+		before := runtime.NumGoroutine()
+		for i := range 50 {
+			l := f.listDir("d/")
+			for range i * 7 {
+				if _, ok, err := l.Next(context.Background()); !ok || err != nil {
+					t.Fatal(ok, err)
+				}
+			}
+			// Not waiting for an event: the listing goes on for 0 to 4 ms
+			// of fake time, so that close meets it at different stages.
+			time.Sleep(time.Duration(i%5) * time.Millisecond)
+			start := time.Now()
+			l.Close()
+			if d := time.Since(start); d != 0 {
+				t.Fatalf("close waited %v", d)
 			}
 		}
-		time.Sleep(time.Duration(i%5) * time.Millisecond)
-		start := time.Now()
-		l.close()
-		if d := time.Since(start); d > time.Second {
-			t.Fatalf("close took %v", d)
+		synctest.Wait()
+		if n := runtime.NumGoroutine(); n > before {
+			t.Fatalf("%d goroutines after 50 closed listings, %d before", n, before)
 		}
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		t.Fatalf("%d goroutines after 50 closed listings, %d before", n, before)
-	}
-	if hung.Load() == 0 {
-		t.Fatal("no probe was made")
-	}
+		if hung.Load() == 0 {
+			t.Fatal("no probe was made")
+		}
+	})
 }
 
 // A listing cut short by the tree's end (or by close) is an error, not
@@ -432,29 +429,29 @@ func TestListingCloseWithProbesInFlight(t *testing.T) {
 func TestListingCutShortIsNotAnEnd(t *testing.T) {
 	for _, how := range []string{"stop", "close"} {
 		t.Run(how, func(t *testing.T) {
-			store := &fakeStore{objs: map[string]object.Version{}, pageSize: 10, listDelay: 200 * time.Microsecond}
+			store := &testenv.MemStore{Objs: map[string]object.Version{}, PageSize: 10, ListDelay: 200 * time.Microsecond}
 			hostileNames(store, 2000)
-			f, _ := newTree(t, store, time.Minute)
+			f := newTree(t, store, 0)
 			l := f.listDir("d/")
-			defer l.close()
+			defer l.Close()
 			for range 20 {
-				if _, ok, err := l.next(context.Background()); !ok || err != nil {
+				if _, ok, err := l.Next(context.Background()); !ok || err != nil {
 					t.Fatal(ok, err)
 				}
 			}
 			if how == "stop" {
 				f.stop()
 			} else {
-				l.close()
+				l.Close()
 			}
 			n := 20
 			for {
-				_, ok, err := l.next(context.Background())
+				_, ok, err := l.Next(context.Background())
 				if err != nil {
 					break
 				}
 				if !ok {
-					t.Fatalf("the listing ended without error after %d of %d entries", n, len(wantPositions("d/", slices.Collect(maps.Keys(store.objs)))))
+					t.Fatalf("the listing ended without error after %d of %d entries", n, len(wantPositions("d/", slices.Collect(maps.Keys(store.Objs)))))
 				}
 				n++
 			}
@@ -470,7 +467,15 @@ func TestListingCutShortIsNotAnEnd(t *testing.T) {
 // prefix.)
 func TestListingLongCommonPrefix(t *testing.T) {
 	for _, pageSize := range []int{1, 10, 100} {
-		store := &fakeStore{objs: map[string]object.Version{}, pageSize: pageSize, listDelay: 100 * time.Microsecond}
+		synctest.Test(t, func(t *testing.T) { listLongCommonPrefix(t, pageSize) })
+	}
+}
+
+// listLongCommonPrefix is TestListingLongCommonPrefix for one page size,
+// in a bubble: how probes and pages overlap does not depend on the load.
+func listLongCommonPrefix(t *testing.T, pageSize int) {
+	{
+		store := &testenv.MemStore{Objs: map[string]object.Version{}, PageSize: pageSize, ListDelay: 100 * time.Microsecond}
 		common := strings.Repeat("é", 495)
 		var keys []string
 		for i := range 3000 {
@@ -479,9 +484,9 @@ func TestListingLongCommonPrefix(t *testing.T) {
 				k += "/x"
 			}
 			keys = append(keys, k)
-			store.objs[k] = version(k, `"e"`, 1)
+			store.Objs[k] = testenv.Version(k, `"e"`, 1)
 		}
-		f, _ := newTree(t, store, time.Minute)
+		f := newTree(t, store, 0)
 		got, err := listChecked(t, f, "d/")
 		if err != nil {
 			t.Fatal(err)
@@ -490,8 +495,8 @@ func TestListingLongCommonPrefix(t *testing.T) {
 			t.Fatalf("page %d: %d entries, want %d, first difference at %d", pageSize, len(got), len(want), firstDiff(got, want))
 		}
 		pages := (len(got) + pageSize - 1) / pageSize
-		lists := int(store.lists.Load())
-		t.Logf("page %d: %d pages, %d requests, %d at once", pageSize, pages, lists, store.maxInFlight.Load())
+		lists := int(store.Lists.Load())
+		t.Logf("page %d: %d pages, %d requests, %d at once", pageSize, pages, lists, store.MaxInFlight.Load())
 		if lists > 2*pages+20 {
 			t.Errorf("page %d: %d requests for %d pages", pageSize, lists, pages)
 		}
@@ -501,7 +506,7 @@ func TestListingLongCommonPrefix(t *testing.T) {
 // A server that ignores the continuation token (the same page under a
 // new token every time) ends the listing with ErrBadListing, not a hang.
 func TestListingTokenIgnored(t *testing.T) {
-	store := &fakeStore{objs: map[string]object.Version{}, pageSize: 10}
+	store := &testenv.MemStore{Objs: map[string]object.Version{}, PageSize: 10}
 	hostileNames(store, 3000)
 	var n atomic.Int64
 	hs := hostileStore{store, func(ctx context.Context, req object.ListRequest, inner func(object.ListRequest) (object.Page, error)) (object.Page, error) {
@@ -512,7 +517,7 @@ func TestListingTokenIgnored(t *testing.T) {
 		}
 		return page, err
 	}}
-	f, _ := newTree(t, hs, time.Minute)
+	f := newTree(t, hs, 0)
 	if _, err := listChecked(t, f, "d/"); !errors.Is(err, object.ErrBadListing) {
 		t.Fatalf("got %v, want ErrBadListing", err)
 	}
