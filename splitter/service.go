@@ -2,7 +2,6 @@ package splitter
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -169,11 +168,14 @@ func (s *Service) shared(ctx context.Context, id string, fn func(context.Context
 		// The pool enforces the split timeout; this context only has to
 		// outlive the callers.
 		res, err := fn(context.Background())
-		if err != nil && crashedUnexplained(err) {
+		if outcome, _ := worker.OutcomeOf(err); outcome == worker.Crashed {
+			// Died of something other than a reported panic, its memory
+			// limit or its timeout: a signal from outside (the kernel's
+			// OOM killer, an operator), a runtime crash.
 			s.log.Warn("split worker crashed; trying once more", "key", v.Key, "err", err)
 			res, err = fn(context.Background())
 		}
-		if err != nil && isDocumentFailure(err) {
+		if isDocumentFailure(err) {
 			err = s.remember(v, err)
 		}
 		return res, err
@@ -186,30 +188,19 @@ func (s *Service) shared(ctx context.Context, id string, fn func(context.Context
 	}
 }
 
-// crashedUnexplained is a worker that died of something other than a
-// reported panic, its memory limit or its timeout: a signal from outside
-// (the kernel's OOM killer, an operator), a runtime crash.
-func crashedUnexplained(err error) bool {
-	var de *worker.DocError
-	return errors.Is(err, worker.ErrCrashed) && !errors.As(err, &de) && isDocumentFailure(err)
-}
-
 // isDocumentFailure tells a broken or hostile PDF (remember it) from a
 // failure that is not its fault: reading its bytes, starting a worker, a
 // full disk, a range the caller got wrong, shutting down (try again next
 // time).
 func isDocumentFailure(err error) bool {
-	var se *worker.SourceError
-	var st *worker.StartError
-	if errors.As(err, &se) || errors.As(err, &st) {
-		return false
+	outcome, kind := worker.OutcomeOf(err)
+	switch outcome {
+	case worker.Refused:
+		return kind != KindPageRange
+	case worker.Panicked, worker.OutOfMemory, worker.TimedOut, worker.BrokeProtocol, worker.Crashed:
+		return true
 	}
-	var de *worker.DocError
-	if errors.As(err, &de) {
-		return de.Kind != KindPageRange
-	}
-	return errors.Is(err, worker.ErrMemoryLimit) || errors.Is(err, worker.ErrTimeout) ||
-		errors.Is(err, worker.ErrCrashed) || errors.Is(err, worker.ErrProtocol)
+	return false
 }
 
 func (s *Service) source(v object.Version) worker.Source {
@@ -307,8 +298,7 @@ func (s *Service) remember(v object.Version, err error) error {
 	s.log.Error("cannot split PDF; not trying this version again", "key", v.Key, "err", err)
 	// Not a PDF is "no such directory" to the file system; everything else
 	// is an I/O error.
-	var de *worker.DocError
-	if errors.As(err, &de) && de.Kind == KindNotPDF {
+	if _, kind := worker.OutcomeOf(err); kind == KindNotPDF {
 		err = fmt.Errorf("%w: %w", object.ErrNotFound, err)
 	}
 	err = &object.LoggedError{Err: err}

@@ -144,8 +144,18 @@ func (f *fakeWorkers) Extract(ctx context.Context, src worker.Source, from, thru
 
 var testVersion = object.Version{Key: "a/b.pdf", ETag: `"e1"`, Size: 8}
 
+// failed is an error of the pool with outcome o.
+func failed(o worker.Outcome, err error) error {
+	var de *worker.DocError
+	kind := ""
+	if errors.As(err, &de) {
+		kind = de.Kind
+	}
+	return &worker.Error{Outcome: o, Kind: kind, Err: err}
+}
+
 func crash(what string) error {
-	return fmt.Errorf("a/b.pdf@x: %w: %s (signal: killed)", worker.ErrCrashed, what)
+	return failed(worker.Crashed, fmt.Errorf("a/b.pdf@x: %w: %s (signal: killed)", worker.ErrCrashed, what))
 }
 
 func TestServiceRetriesAWorkerCrashOnce(t *testing.T) {
@@ -159,17 +169,17 @@ func TestServiceRetriesAWorkerCrashOnce(t *testing.T) {
 	}{
 		{"one crash", []error{crash("killed")}, 2, true, nil, false},
 		{"two crashes", []error{crash("killed"), crash("killed again")}, 2, false, worker.ErrCrashed, true},
-		{"crash then memory", []error{crash("killed"), worker.ErrMemoryLimit}, 2, false, worker.ErrMemoryLimit, true},
-		{"crash then timeout", []error{crash("killed"), worker.ErrTimeout}, 2, false, worker.ErrTimeout, true},
-		{"memory limit", []error{worker.ErrMemoryLimit}, 1, false, worker.ErrMemoryLimit, true},
-		{"timeout", []error{worker.ErrTimeout}, 1, false, worker.ErrTimeout, true},
-		{"reported panic", []error{fmt.Errorf("%w: %w", worker.ErrCrashed, &worker.DocError{Kind: worker.KindPanic, Msg: "panic: x"})}, 1, false, worker.ErrCrashed, true},
-		{"protocol", []error{worker.ErrProtocol}, 1, false, worker.ErrProtocol, true},
-		{"parse error", []error{&worker.DocError{Msg: "bad xref"}}, 1, false, nil, true},
-		{"source", []error{&worker.SourceError{Err: errors.New("503")}}, 1, false, nil, false},
-		{"source timeout", []error{&worker.SourceError{Err: worker.ErrTimeout}}, 1, false, worker.ErrTimeout, false},
-		{"start", []error{&worker.StartError{Err: errors.New("exec: permission denied")}}, 1, false, nil, false},
-		{"page range", []error{&worker.DocError{Kind: KindPageRange, Msg: "pages 9-9 of 7"}}, 1, false, nil, false},
+		{"crash then memory", []error{crash("killed"), failed(worker.OutOfMemory, worker.ErrMemoryLimit)}, 2, false, worker.ErrMemoryLimit, true},
+		{"crash then timeout", []error{crash("killed"), failed(worker.TimedOut, worker.ErrTimeout)}, 2, false, worker.ErrTimeout, true},
+		{"memory limit", []error{failed(worker.OutOfMemory, worker.ErrMemoryLimit)}, 1, false, worker.ErrMemoryLimit, true},
+		{"timeout", []error{failed(worker.TimedOut, worker.ErrTimeout)}, 1, false, worker.ErrTimeout, true},
+		{"reported panic", []error{failed(worker.Panicked, fmt.Errorf("%w: %w", worker.ErrCrashed, &worker.DocError{Kind: worker.KindPanic, Msg: "panic: x"}))}, 1, false, worker.ErrCrashed, true},
+		{"protocol", []error{failed(worker.BrokeProtocol, worker.ErrProtocol)}, 1, false, worker.ErrProtocol, true},
+		{"parse error", []error{failed(worker.Refused, &worker.DocError{Msg: "bad xref"})}, 1, false, nil, true},
+		{"source", []error{failed(worker.SourceFailed, errors.New("503"))}, 1, false, nil, false},
+		{"source timeout", []error{failed(worker.SourceFailed, worker.ErrTimeout)}, 1, false, worker.ErrTimeout, false},
+		{"start", []error{failed(worker.NotStarted, errors.New("exec: permission denied"))}, 1, false, nil, false},
+		{"page range", []error{failed(worker.Refused, &worker.DocError{Kind: KindPageRange, Msg: "pages 9-9 of 7"})}, 1, false, nil, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cache := newFakeCache(t, []byte("%PDF-1.7"))
@@ -203,7 +213,7 @@ func TestServiceRetriesAWorkerCrashOnce(t *testing.T) {
 }
 
 func TestServiceNotPDFIsNotFound(t *testing.T) {
-	fw := &fakeWorkers{errs: []error{&worker.DocError{Kind: KindNotPDF, Msg: "no %PDF- header"}}}
+	fw := &fakeWorkers{errs: []error{failed(worker.Refused, &worker.DocError{Kind: KindNotPDF, Msg: "no %PDF- header"})}}
 	s := NewService(fw, newFakeCache(t, []byte("<html>")), nil, nil)
 	if _, err := s.PageCount(context.Background(), testVersion); !errors.Is(err, object.ErrNotFound) {
 		t.Errorf("not a PDF: %v, want object.ErrNotFound", err)
@@ -215,7 +225,7 @@ func TestServiceNotPDFIsNotFound(t *testing.T) {
 func TestServicePartStreamsIntoTheCache(t *testing.T) {
 	cache := newFakeCache(t, []byte("%PDF-1.7"))
 	part := bytes.Repeat([]byte("part bytes "), 100_000)
-	fw := &fakeWorkers{part: part, errs: []error{&worker.SourceError{Err: errors.New("503")}}}
+	fw := &fakeWorkers{part: part, errs: []error{failed(worker.SourceFailed, errors.New("503"))}}
 	s := NewService(fw, cache, nil, nil)
 	if _, err := s.Part(context.Background(), testVersion, 1, 2); err == nil {
 		t.Fatal("Part with a failing source succeeded")

@@ -12,9 +12,8 @@ import (
 	"time"
 )
 
-// Errors of the pool. How a worker died is the document's fault as far as
-// the pool can tell (it was the document being parsed), except for a
-// StartError or a SourceError.
+// Errors of the pool, wrapped in an *Error whose Outcome says whose fault
+// they are.
 var (
 	ErrMemoryLimit = errors.New("split worker killed: memory limit exceeded")
 	ErrTimeout     = errors.New("split worker timed out")
@@ -30,20 +29,6 @@ type DocError struct {
 }
 
 func (e *DocError) Error() string { return e.Msg }
-
-// SourceError is a failure to read the document's bytes for the worker (or
-// to read them within the split timeout): not a fault of the document.
-type SourceError struct{ Err error }
-
-func (e *SourceError) Error() string { return "reading the source: " + e.Err.Error() }
-func (e *SourceError) Unwrap() error { return e.Err }
-
-// StartError is a worker that did not start, or died before it was ready
-// for its document: not a fault of the document.
-type StartError struct{ Err error }
-
-func (e *StartError) Error() string { return "starting split worker: " + e.Err.Error() }
-func (e *StartError) Unwrap() error { return e.Err }
 
 // Options configure a Pool. The caller supplies every limit (mountopts
 // holds the defaults); NewPool refuses zero values.
@@ -231,7 +216,7 @@ func (p *Pool) acquire(ctx context.Context, src Source) (*poolWorker, error) {
 	}()
 	for {
 		if p.closed {
-			return nil, ErrPoolClosed
+			return nil, errClosed()
 		}
 		if w := p.workers[src.ID]; w != nil {
 			return w, nil
@@ -410,35 +395,19 @@ func (w *poolWorker) run() {
 	defer p.wg.Done()
 	defer p.remove(w)
 	if p.ctx.Err() != nil {
-		w.err = ErrPoolClosed
+		w.err = errClosed()
 		return
 	}
 	pr, err := p.spawn(w.src)
 	if err != nil {
-		w.err = w.wrap(&StartError{Err: err})
+		w.err = w.fail(NotStarted, fmt.Errorf("starting split worker: %w", err))
 		return
 	}
 	end := w.session(pr)
 	e := pr.stop(end.graceful)
-	err = e.err(end.note, end.said)
-	pr.logEnd(e, end.note, err)
-	switch {
-	case errors.Is(err, ErrPoolClosed):
-	case end.starting:
-		err = w.wrap(&StartError{Err: firstErr(err, end.said)})
-	case e.killed == killedSourceTimeout:
-		err = w.wrap(&SourceError{Err: err})
-	case end.source != nil:
-		err = w.wrap(&SourceError{Err: end.source})
-	case err == nil && end.said != nil:
-		err = w.wrap(end.said)
-	case err != nil:
-		err = w.wrap(err)
-	}
-	if err == nil && (end.opening || end.call != nil) {
-		// It went when asked, yet someone still waited for an answer.
-		err = w.wrap(fmt.Errorf("%w: exited without an answer", ErrCrashed))
-	}
+	story := e.story(end.note, end.said)
+	pr.logEnd(e, end.note, story)
+	err = w.endError(classify(end, e), end, e, story)
 	if end.opening {
 		w.err = err
 	}
@@ -447,7 +416,40 @@ func (w *poolWorker) run() {
 	}
 }
 
-func (w *poolWorker) wrap(err error) error { return fmt.Errorf("%s: %w", w.src.ID, err) }
+// endError is the error of a worker's end, with its outcome, for whoever
+// waits on it; story is what the process's end says.
+func (w *poolWorker) endError(o Outcome, end ending, e exit, story error) error {
+	switch o {
+	case None:
+		return nil
+	case Closed:
+		return errClosed()
+	case NotStarted:
+		return w.fail(o, fmt.Errorf("starting split worker: %w", firstErr(story, end.said)))
+	case SourceFailed:
+		cause := end.source
+		if e.killed == killedSourceTimeout {
+			cause = story
+		}
+		return w.fail(o, fmt.Errorf("reading the source: %w", cause))
+	}
+	switch {
+	case story != nil:
+		return w.fail(o, story)
+	case end.said != nil:
+		return w.fail(o, end.said)
+	}
+	// It went when asked, yet someone still waited for an answer.
+	return w.fail(o, fmt.Errorf("%w: exited without an answer", ErrCrashed))
+}
+
+// fail is the error of an outcome for w's source; what the worker said,
+// if err holds it, gives its kind.
+func (w *poolWorker) fail(o Outcome, err error) error {
+	return &Error{Outcome: o, Kind: saidKind(err), Err: fmt.Errorf("%s: %w", w.src.ID, err)}
+}
+
+func errClosed() error { return &Error{Outcome: Closed, Err: ErrPoolClosed} }
 
 func firstErr(errs ...error) error {
 	for _, err := range errs {
@@ -568,14 +570,14 @@ func (w *poolWorker) serve(pr *proc, c *call) (ending, bool) {
 		if pr.sourceErr != nil {
 			// Whatever the worker made of a failed read, it is not to be
 			// trusted: start afresh next time.
-			c.answer(result{err: w.wrap(&SourceError{Err: pr.sourceErr})})
+			c.answer(result{err: w.fail(SourceFailed, fmt.Errorf("reading the source: %w", pr.sourceErr))})
 			return ending{graceful: true, note: "a read of the source failed"}, false
 		}
 		c.mu.Lock()
 		werr := c.writeErr
 		c.mu.Unlock()
 		if werr != nil {
-			c.answer(result{err: w.wrap(fmt.Errorf("writing the part: %w", werr))})
+			c.answer(result{err: w.fail(WriteFailed, fmt.Errorf("writing the part: %w", werr))})
 			return ending{}, true
 		}
 		c.answer(result{size: m.Size})
@@ -592,10 +594,10 @@ func (w *poolWorker) serve(pr *proc, c *call) (ending, bool) {
 			return ending{graceful: true, note: said.Error(), said: said, call: c, source: pr.sourceErr}, false
 		}
 		if pr.sourceErr != nil {
-			c.answer(result{err: w.wrap(&SourceError{Err: pr.sourceErr})})
+			c.answer(result{err: w.fail(SourceFailed, fmt.Errorf("reading the source: %w", pr.sourceErr))})
 			return ending{graceful: true, note: "a read of the source failed"}, false
 		}
-		c.answer(result{err: w.wrap(said)})
+		c.answer(result{err: w.fail(Refused, said)})
 		return ending{}, true
 	}
 	pr.kill(killedProtocol, fmt.Sprintf("frame %q in answer to an extract", typ))

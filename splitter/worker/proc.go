@@ -479,10 +479,11 @@ func (pr *proc) stop(graceful bool) exit {
 	return exit{killed: why, detail: detail, asked: asked, waitErr: waitErr, tail: pr.tail.String(), limit: pr.p.o.MemoryLimit}
 }
 
-// err is what an exit means for whoever waits on the worker: nil for a
-// worker that was asked to go and went. note is what the pool knows of the
-// end ("idle"), said what the worker reported before it ended.
-func (e exit) err(note string, said error) error {
+// story is what an exit says, for the log and the error of whoever waits
+// on the worker (classify says whose fault it is): nil for a worker that
+// was asked to go and went. note is what the pool knows of the end
+// ("idle"), said what the worker reported before it ended.
+func (e exit) story(note string, said error) error {
 	switch e.killed {
 	case killedMemory:
 		return fmt.Errorf("%w (%s)", ErrMemoryLimit, e.detail)
