@@ -1,6 +1,10 @@
-// Package fs is the only importer of go-fuse. It presents a bucket prefix as
-// a read-only tree: directories from listings, files read through the chunk
-// cache at the version fixed when they were opened.
+// Package fs serves a bucket prefix as a read-only FUSE file tree. It
+// answers lookups (a HEAD and a one-key listing at once, or a fresh cached
+// answer), lists directories (fs/listing), reads each file through the
+// chunk cache at the version fixed when it was opened, and presents the
+// .parts/ tree of page ranges of each PDF (through Parts). What it learns
+// is kept for the metadata TTL within a byte budget; every write answers
+// EROFS. It is the only package that imports go-fuse.
 package fs
 
 import (

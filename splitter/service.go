@@ -1,3 +1,9 @@
+// Package splitter answers the page count of a PDF and the parts of its
+// pages (small PDFs of a page range) for the .parts/ tree. It keeps them in
+// the chunk cache as blobs, makes them in worker processes (splitter/worker,
+// which parse with splitter/pdfdoc) that read the PDF through the cache at
+// the grain their reads show, and remembers a version whose parse failed
+// for its own fault so that a broken PDF is parsed once.
 package splitter
 
 import (
@@ -139,14 +145,24 @@ func (s *Service) Part(ctx context.Context, v object.Version, from, thru int) (*
 	return nil, fmt.Errorf("part %d-%d of %s evicted as soon as it was made; is the cache too small?", from, thru, v.Key)
 }
 
-// makePart has a worker stream the part into a temporary file of the cache,
-// then admits it as blob id.
+// makePart has a worker stream the part into a temporary file of the
+// cache, then admits it as blob id.
 func (s *Service) makePart(ctx context.Context, v object.Version, from, thru int, id string) error {
+	return s.admit(id, func(w io.Writer) error {
+		_, err := s.workers.Extract(ctx, s.source(v), from, thru, w)
+		return err
+	})
+}
+
+// admit has write fill a temporary file of the cache, then admits it as
+// blob id. A file that write or its close failed is removed here; one that
+// the cache does not admit, by the cache.
+func (s *Service) admit(id string, write func(io.Writer) error) error {
 	tmp, err := s.cache.TempFile()
 	if err != nil {
 		return err
 	}
-	_, err = s.workers.Extract(ctx, s.source(v), from, thru, tmp)
+	err = write(tmp)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
@@ -322,19 +338,11 @@ func (s *Service) cachedCount(id string) (int, error) {
 // storeCount keeps the page count on disk so that listing a PDF's parts
 // after a restart needs no parse. Failing to store it only costs a parse.
 func (s *Service) storeCount(id string, n int) {
-	tmp, err := s.cache.TempFile()
+	err := s.admit(id, func(w io.Writer) error {
+		_, err := fmt.Fprintf(w, "%d\n", n)
+		return err
+	})
 	if err != nil {
-		return
-	}
-	_, err = fmt.Fprintf(tmp, "%d\n", n)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		_, err = s.cache.AdmitBlob(id, tmp.Name())
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
 		s.log.Warn("could not cache a page count", "err", err)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -102,8 +101,7 @@ func daemonDefaultCacheDir() (string, error) {
 func cacheStatus(dir string, stdout, stderr io.Writer) int {
 	st, err := chunkcache.ReadStatus(dir)
 	if err != nil {
-		fmt.Fprintf(stderr, "s3docs: cache status: %v\n", err)
-		return cacheErrCode(err)
+		return exitWith(stderr, fmt.Errorf("cache status: %w", cacheDirError(err)))
 	}
 	fmt.Fprintf(stdout, "cache dir: %s\n", dir)
 	fmt.Fprintf(stdout, "entries:   %d (chunks and blobs; their names do not tell them apart)\n", st.Entries)
@@ -141,22 +139,22 @@ func cacheClear(dir string, stdout, stderr io.Writer) int {
 			}
 			hint += "; unmount it first"
 		}
-		fmt.Fprintf(stderr, "s3docs: cache clear: %v%s\n", err, hint)
-		return cacheErrCode(err)
+		return exitWith(stderr, fmt.Errorf("cache clear: %w%s", cacheDirError(err), hint))
 	}
 	fmt.Fprintf(stdout, "cache clear: removed %d entries (%s), %d temporary and %d invalid files from %s\n",
 		removed.Entries, iecBytes(removed.Bytes), removed.TempFiles, removed.Invalid, dir)
 	return exitOK
 }
 
-// cacheErrCode: a wrong, busy or shared directory is the operator's to fix (2); an
-// I/O or permission failure on a right one is a failure (1).
-func cacheErrCode(err error) int {
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, chunkcache.ErrNotCacheDir) ||
+// cacheDirError makes a wrong, busy or shared directory a setup error, the
+// operator's to fix; an I/O or permission failure on a right one stays a
+// failure.
+func cacheDirError(err error) error {
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, chunkcache.ErrNotCacheDir) ||
 		errors.Is(err, chunkcache.ErrInUse) || errors.Is(err, chunkcache.ErrForeignFiles) || errors.Is(err, syscall.ENOTDIR) {
-		return exitUsage
+		return badSetup(err)
 	}
-	return exitFailure
+	return err
 }
 
 // lockHolder finds the process holding an flock on path in /proc/locks,

@@ -53,8 +53,7 @@ const (
 func runDetached(cfg mountopts.Config, stderr io.Writer) int {
 	exe, err := os.Executable()
 	if err != nil {
-		fmt.Fprintf(stderr, "s3docs: cannot find own executable to detach: %v\n", err)
-		return exitFailure
+		return exitWith(stderr, fmt.Errorf("cannot find own executable to detach: %w", err))
 	}
 	child := cfg
 	child.Detach = false
@@ -70,8 +69,7 @@ func runDetached(cfg mountopts.Config, stderr io.Writer) int {
 func startDetached(cmd *exec.Cmd, stderr io.Writer, timeout time.Duration) int {
 	r, w, err := os.Pipe()
 	if err != nil {
-		fmt.Fprintf(stderr, "s3docs: detach: %v\n", err)
-		return exitFailure
+		return exitWith(stderr, fmt.Errorf("detach: %w", err))
 	}
 	defer r.Close()
 	cmd.ExtraFiles = append(cmd.ExtraFiles, w)
@@ -94,8 +92,7 @@ func startDetached(cmd *exec.Cmd, stderr io.Writer, timeout time.Duration) int {
 
 	if err := cmd.Start(); err != nil {
 		w.Close()
-		fmt.Fprintf(stderr, "s3docs: detach: %v\n", err)
-		return exitFailure
+		return exitWith(stderr, fmt.Errorf("detach: %w", err))
 	}
 	w.Close() // only the child may hold the write end, or EOF never comes
 
@@ -130,36 +127,31 @@ func startDetached(cmd *exec.Cmd, stderr io.Writer, timeout time.Duration) int {
 				case <-time.After(100 * time.Millisecond):
 				}
 			}
-			return childFailed(err, stderr)
+			return exitWith(stderr, childFailed(err))
 		case <-timer.C:
 			stopChild(cmd, exited)
-			fmt.Fprintf(stderr, "s3docs: the mount did not answer within %v; stopped the daemon\n", timeout)
-			return exitFailure
+			return exitWith(stderr, fmt.Errorf("the mount did not answer within %v; stopped the daemon", timeout))
 		case sig := <-sigs:
 			stopChild(cmd, exited)
-			fmt.Fprintf(stderr, "s3docs: %v before the mount answered; stopped the daemon\n", sig)
-			return exitFailure
+			return exitWith(stderr, fmt.Errorf("%v before the mount answered; stopped the daemon", sig))
 		}
 	}
 }
 
-// childFailed turns the exit of a child that never reported ready into this
-// process's exit code.
-func childFailed(err error, stderr io.Writer) int {
+// childFailed is the error of a child that exited before it reported
+// ready.
+func childFailed(err error) error {
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
-		fmt.Fprintln(stderr, "s3docs: the daemon exited before the mount answered")
-		return exitFailure
+		return errors.New("the daemon exited before the mount answered")
 	case errors.As(err, &ee) && ee.ExitCode() > 0:
 		// The child said why on the stderr it shares with us.
-		return ee.ExitCode()
+		return childExit{ee.ExitCode()}
 	case errors.As(err, &ee):
-		fmt.Fprintf(stderr, "s3docs: the daemon died before the mount answered: %v\n", ee.ProcessState)
-		return exitFailure
+		return fmt.Errorf("the daemon died before the mount answered: %v", ee.ProcessState)
 	}
-	fmt.Fprintf(stderr, "s3docs: the daemon failed before the mount answered: %v\n", err)
-	return exitFailure
+	return fmt.Errorf("the daemon failed before the mount answered: %w", err)
 }
 
 // stopChild asks the child to unmount and exit, as any stop would, and kills

@@ -28,14 +28,6 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
 }
 
-// Exit codes: 0 done, 1 failure while running, 2 bad input or setup that
-// cannot work (flags, mount point, bucket, credentials, endpoint).
-const (
-	exitOK      = 0
-	exitFailure = 1
-	exitUsage   = 2
-)
-
 func run(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	if len(args) == 0 {
 		usage(stderr)
@@ -125,52 +117,14 @@ func runMount(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	return exitWith(stderr, serveMount(cfg, args, detached, stderr, getenv))
 }
 
-// setupError is bad input, or a setup that cannot work (mount point, cache
-// directory, bucket, credentials, endpoint): the operator's to fix.
-type setupError struct{ err error }
-
-func (e setupError) Error() string { return e.err.Error() }
-func (e setupError) Unwrap() error { return e.err }
-
-func badSetup(err error) error {
-	if err == nil {
-		return nil
-	}
-	return setupError{err}
-}
-
-// exitWith is the one place where the mount command's errors become exit
-// codes: nil 0, a setup error (or a cache directory refused for what it
-// is) 2, anything else 1, each reported in one line.
-func exitWith(stderr io.Writer, err error) int {
-	if err == nil {
-		return exitOK
-	}
-	fmt.Fprintf(stderr, "s3docs: %v\n", err)
-	var se setupError
-	if errors.As(err, &se) || errors.Is(err, chunkcache.ErrRefused) {
-		return exitUsage
-	}
-	return exitFailure
-}
-
 // serveMount wires store → cache → splitter → tree, mounts, and serves
 // until unmounted or signalled. Its errors are reported by exitWith.
 func serveMount(cfg mountopts.Config, args []string, detached *readyNotifier, stderr io.Writer, getenv func(string) string) error {
-	if cfg.LogFile != "" {
-		if err := checkLogPlacement(cfg.LogFile, cfg.MountPoint); err != nil {
-			return badSetup(err)
-		}
-	}
-	logOut, closeLog, err := logOutput(cfg, stderr)
+	log, closeLog, err := startLogging(cfg, stderr)
 	if err != nil {
-		return badSetup(err)
+		return err
 	}
 	defer closeLog()
-	log := newLogger(cfg, logOut)
-	if lf, ok := logOut.(*logFile); ok {
-		lf.announceReopens(log)
-	}
 	tuneGC(getenv)
 	if err := checkMountPoint(cfg.MountPoint); err != nil {
 		return badSetup(err)
@@ -182,15 +136,117 @@ func serveMount(cfg mountopts.Config, args []string, detached *readyNotifier, st
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-
 	m := newMetrics()
-	store, empty, err := openStore(ctx, cfg, log, m)
+	d, err := openStack(ctx, cfg, log, m)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	m.watchStore(store)
-	cache, err := chunkcache.Open(chunkcache.Options{
+	defer d.close()
+	mnt, err := d.tree.Mount(cfg.MountPoint, fs.MountOptions{
+		AllowOther: cfg.AllowOther,
+		FsName:     cfg.Source,
+		Debug:      getenv("S3DOCS_FUSE_DEBUG") != "",
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("mounted", "source", cfg.Source, "mountpoint", cfg.MountPoint, "endpoint", d.store.Endpoint(),
+		"cache_dir", cfg.CacheDir, "cache_size", cfg.CacheSize)
+	if d.empty {
+		log.Warn("nothing under the mounted prefix yet: the mount is empty until objects are put there",
+			"source", cfg.Source)
+	}
+	detached.ready(log)
+	// systemd (Type=notify) learns that the mount answers.
+	systemd := sdnotify.New(getenv("NOTIFY_SOCKET"))
+	if err := systemd.Notify("READY=1", "STATUS=serving "+cfg.Source+" at "+cfg.MountPoint); err != nil {
+		log.Warn("could not notify systemd", "err", err)
+	}
+
+	serveUntilStopped(ctx, stop, mnt, systemd, cfg.MountPoint, log)
+	st := d.cache.Stats()
+	log.Info("stopped", "gets", st.Gets, "get_bytes", st.GetBytes, "hits", st.Hits, "misses", st.Misses,
+		"joins", st.Joins, "evictions", st.Evictions, "cache_bytes", d.cache.Bytes())
+	return nil
+}
+
+// startLogging opens the log (stderr or --log-file) and returns its logger.
+func startLogging(cfg mountopts.Config, stderr io.Writer) (*slog.Logger, func(), error) {
+	if cfg.LogFile != "" {
+		if err := checkLogPlacement(cfg.LogFile, cfg.MountPoint); err != nil {
+			return nil, nil, badSetup(err)
+		}
+	}
+	logOut, closeLog, err := logOutput(cfg, stderr)
+	if err != nil {
+		return nil, nil, badSetup(err)
+	}
+	log := newLogger(cfg, logOut)
+	if lf, ok := logOut.(*logFile); ok {
+		lf.announceReopens(log)
+	}
+	return log, closeLog, nil
+}
+
+// stack is what a mount serves: the store, the chunk cache, the metrics
+// server, the split workers and the tree, built in that order and closed
+// in the reverse one.
+type stack struct {
+	store   *s3store.Store
+	empty   bool // nothing under the prefix yet
+	cache   *chunkcache.Cache
+	tree    *fs.FS
+	closers []func()
+}
+
+func (d *stack) close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+}
+
+// openStack builds what a mount serves; on error, what was built is
+// closed.
+func openStack(ctx context.Context, cfg mountopts.Config, log *slog.Logger, m *metrics) (_ *stack, err error) {
+	d := &stack{}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
+	if d.store, d.empty, err = openStore(ctx, cfg, log, m); err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, func() { d.store.Close() })
+	m.watchStore(d.store)
+	if d.cache, err = openCache(cfg, d.store, log, m); err != nil {
+		return nil, err // exitWith tells a refused directory from an I/O failure
+	}
+	d.closers = append(d.closers, func() { d.cache.Close() })
+	m.watchCache(d.cache, cfg.CacheSize)
+	if cfg.MetricsAddr != "" {
+		mctx, stopMetrics := context.WithCancel(ctx)
+		d.closers = append(d.closers, stopMetrics)
+		if _, err := m.serve(mctx, cfg.MetricsAddr, cfg.Pprof, log); err != nil {
+			return nil, badSetup(err)
+		}
+	}
+	pool, err := newSplitPool(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, func() { pool.Close() })
+	parts := splitter.NewService(pool, d.cache, log, m.observeSplit)
+	if d.tree, err = newTree(cfg, d.store, d.cache, parts, log, m); err != nil {
+		return nil, err
+	}
+	m.watchTree(d.tree)
+	return d, nil
+}
+
+// openCache opens the chunk cache in front of store.
+func openCache(cfg mountopts.Config, store *s3store.Store, log *slog.Logger, m *metrics) (*chunkcache.Cache, error) {
+	return chunkcache.Open(chunkcache.Options{
 		Dir:               cfg.CacheDir,
 		MaxBytes:          cfg.CacheSize,
 		ChunkSize:         cfg.ChunkSize,
@@ -201,26 +257,12 @@ func serveMount(cfg mountopts.Config, args []string, detached *readyNotifier, st
 		Logger:            log,
 		OnFetch:           m.observeFetch,
 	}, store)
-	if err != nil {
-		return err // exitWith tells a refused directory from an I/O failure
-	}
-	defer cache.Close()
-	m.watchCache(cache, cfg.CacheSize)
-	if cfg.MetricsAddr != "" {
-		mctx, stopMetrics := context.WithCancel(ctx)
-		defer stopMetrics()
-		if _, err := m.serve(mctx, cfg.MetricsAddr, cfg.Pprof, log); err != nil {
-			return badSetup(err)
-		}
-	}
-	pool, err := newSplitPool(cfg, log)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	parts := splitter.NewService(pool, cache, log, m.observeSplit)
+}
 
-	tree, err := fs.New(fs.Options{
+// newTree is the file tree: listings and lookups from store, reads through
+// cache, parts from parts.
+func newTree(cfg mountopts.Config, store *s3store.Store, cache *chunkcache.Cache, parts fs.Parts, log *slog.Logger, m *metrics) (*fs.FS, error) {
+	return fs.New(fs.Options{
 		Store:                store,
 		OpenReader:           func(v object.Version) fs.Reader { return cache.NewReader(v) },
 		OpenBackgroundReader: func(v object.Version) fs.Reader { return cache.NewBackgroundReader(v) },
@@ -242,36 +284,6 @@ func serveMount(cfg mountopts.Config, args []string, detached *readyNotifier, st
 		PartPages: cfg.PartPages,
 		Observer:  m,
 	})
-	if err != nil {
-		return err
-	}
-	m.watchTree(tree)
-	mnt, err := tree.Mount(cfg.MountPoint, fs.MountOptions{
-		AllowOther: cfg.AllowOther,
-		FsName:     cfg.Source,
-		Debug:      getenv("S3DOCS_FUSE_DEBUG") != "",
-	})
-	if err != nil {
-		return err
-	}
-	log.Info("mounted", "source", cfg.Source, "mountpoint", cfg.MountPoint, "endpoint", store.Endpoint(),
-		"cache_dir", cfg.CacheDir, "cache_size", cfg.CacheSize)
-	if empty {
-		log.Warn("nothing under the mounted prefix yet: the mount is empty until objects are put there",
-			"source", cfg.Source)
-	}
-	detached.ready(log)
-	// systemd (Type=notify) learns that the mount answers.
-	systemd := sdnotify.New(getenv("NOTIFY_SOCKET"))
-	if err := systemd.Notify("READY=1", "STATUS=serving "+cfg.Source+" at "+cfg.MountPoint); err != nil {
-		log.Warn("could not notify systemd", "err", err)
-	}
-
-	serveUntilStopped(ctx, stop, mnt, systemd, cfg.MountPoint, log)
-	st := cache.Stats()
-	log.Info("stopped", "gets", st.Gets, "get_bytes", st.GetBytes, "hits", st.Hits, "misses", st.Misses,
-		"joins", st.Joins, "evictions", st.Evictions, "cache_bytes", cache.Bytes())
-	return nil
 }
 
 // openStore builds the S3 client and checks, with one cheap request, that

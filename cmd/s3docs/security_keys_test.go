@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path"
@@ -102,7 +101,7 @@ func TestHostileKeysThroughTheServer(t *testing.T) {
 	var shown []string
 	for round := 0; round < 3; round++ {
 		shown = shown[:0]
-		err := filepath.WalkDir(d.mountpoint, func(path string, de fs.DirEntry, err error) error {
+		err := filepath.WalkDir(d.mountpoint, func(path string, de os.DirEntry, err error) error {
 			if err != nil {
 				t.Errorf("walk %q: %v", path, err)
 				return nil
@@ -117,7 +116,7 @@ func TestHostileKeysThroughTheServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		// .parts: a directory per PDF, whose listing asks for a page count.
-		filepath.WalkDir(d.path(".parts"), func(path string, de fs.DirEntry, err error) error {
+		filepath.WalkDir(d.path(".parts"), func(path string, de os.DirEntry, err error) error {
 			if err != nil && !strings.ContainsRune(path, utf8.RuneError) {
 				t.Errorf("walk %q: %v", path, err)
 			}
@@ -193,7 +192,7 @@ func TestHostileKeysThroughTheServer(t *testing.T) {
 
 	// The cache holds chunks and blobs by hash only; nothing beside it.
 	var stray []string
-	filepath.WalkDir(cacheDir, func(path string, de fs.DirEntry, err error) error {
+	filepath.WalkDir(cacheDir, func(path string, de os.DirEntry, err error) error {
 		if err == nil && de.Type().IsRegular() && !chunkFileName.MatchString(de.Name()) {
 			stray = append(stray, strings.TrimPrefix(path, cacheDir))
 		}

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -276,7 +275,7 @@ func resolveInMount(mounts []mountEntry, p string) (real, mountPoint string, err
 		if m, ok := mountOf(mounts, abs); !ok || m.fsType != s3docsFSType {
 			return "", "", notInMountError(abs, m)
 		}
-		var pe *fs.PathError
+		var pe *os.PathError
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
@@ -305,7 +304,7 @@ func listWarmFiles(root, mountPoint string, report func(error)) []warmFile {
 	// a walk must not depend on that.
 	parts := filepath.Join(mountPoint, ".parts")
 	var files []warmFile
-	filepath.WalkDir(root, func(path string, de fs.DirEntry, err error) error {
+	filepath.WalkDir(root, func(path string, de os.DirEntry, err error) error {
 		if err != nil {
 			report(err)
 			return nil

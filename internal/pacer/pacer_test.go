@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -146,76 +147,81 @@ func TestThrottledAtOnce(t *testing.T) {
 	}
 }
 
+// Runs in a bubble (synctest): the pacing's timers run on a fake clock,
+// so the spacing asserted is the pacer's, not the machine's load.
 func TestPriorityAndPacing(t *testing.T) {
-	var logs bytes.Buffer
-	p := New(Config{Calm: time.Second, MinRate: 10},
-		slog.New(slog.NewTextHandler(&logs, nil)))
-	defer p.Close()
-	ctx := context.Background()
-	// Throttled at once: 10 requests a second (the floor) from now on.
-	tk, err := p.Wait(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Done(tk, Throttled)
-	if r := p.Rate(); math.Abs(r-10) > 0.01 {
-		t.Fatalf("allowed rate %v", r)
-	}
-	// Background requests queue first, foreground ones after: the
-	// foreground ones go first, then the background ones, 100 ms apart.
-	var mu sync.Mutex
-	var order []string
-	var wg sync.WaitGroup
-	start := time.Now()
-	var times []time.Duration
-	for i, name := range []string{"bg1", "bg2", "fg1", "fg2"} {
-		wctx := ctx
-		if strings.HasPrefix(name, "bg") {
-			wctx = WithPriority(ctx, Background)
+	synctest.Test(t, func(t *testing.T) {
+		var logs bytes.Buffer
+		p := New(Config{Calm: time.Second, MinRate: 10},
+			slog.New(slog.NewTextHandler(&logs, nil)))
+		defer p.Close()
+		ctx := context.Background()
+		// Throttled at once: 10 requests a second (the floor) from now on.
+		tk, err := p.Wait(ctx)
+		if err != nil {
+			t.Fatal(err)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tk, err := p.Wait(wctx)
-			if err != nil {
-				t.Error(err)
-				return
+		p.Done(tk, Throttled)
+		if r := p.Rate(); math.Abs(r-10) > 0.01 {
+			t.Fatalf("allowed rate %v", r)
+		}
+		// Background requests queue first, foreground ones after: the
+		// foreground ones go first, then the background ones, 100 ms apart.
+		var mu sync.Mutex
+		var order []string
+		var wg sync.WaitGroup
+		start := time.Now()
+		var times []time.Duration
+		for _, name := range []string{"bg1", "bg2", "fg1", "fg2"} {
+			wctx := ctx
+			if strings.HasPrefix(name, "bg") {
+				wctx = WithPriority(ctx, Background)
 			}
-			mu.Lock()
-			order = append(order, name)
-			times = append(times, time.Since(start))
-			mu.Unlock()
-			p.Done(tk, Answered)
-		}()
-		// Queued in this order (the first request waits for the slot
-		// after the throttled one).
-		time.Sleep(time.Duration(10*(i+1)) * time.Millisecond)
-	}
-	wg.Wait()
-	if got := strings.Join(order, " "); got != "fg1 fg2 bg1 bg2" {
-		t.Fatalf("order %s, want the foreground requests first", got)
-	}
-	for i := 1; i < len(times); i++ {
-		if gap := times[i] - times[i-1]; gap < 80*time.Millisecond {
-			t.Errorf("requests %d and %d %v apart at 10/s", i, i+1, gap)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tk, err := p.Wait(wctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				order = append(order, name)
+				times = append(times, time.Since(start))
+				mu.Unlock()
+				p.Done(tk, Answered)
+			}()
+			// Queued in this order (the first request waits for the slot
+			// after the throttled one): each waits before the next starts.
+			synctest.Wait()
 		}
-	}
-	// A waiter whose context ends leaves the queue with its error.
-	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-	defer cancel()
-	tk, _ = p.Wait(ctx)
-	p.Done(tk, Answered)
-	if _, err := p.Wait(short); err == nil {
-		t.Fatal("a wait past its context succeeded")
-	}
-	// Calm: the episode ends, with one line, and nothing is paced.
-	time.Sleep(time.Until(start.Add(1200 * time.Millisecond)))
-	if r := p.Rate(); !math.IsInf(r, 1) {
-		t.Fatalf("allowed rate %v after the episode", r)
-	}
-	text := logs.String()
-	if strings.Count(text, "S3 is throttling") != 1 || strings.Count(text, "throttling is over") != 1 ||
-		strings.Count(text, "\n") != 2 || !strings.Contains(text, "throttled=1") || !strings.Contains(text, "sent=") {
-		t.Fatalf("log:\n%s", text)
-	}
+		wg.Wait()
+		if got := strings.Join(order, " "); got != "fg1 fg2 bg1 bg2" {
+			t.Fatalf("order %s, want the foreground requests first", got)
+		}
+		for i := 1; i < len(times); i++ {
+			if gap := times[i] - times[i-1]; gap < 80*time.Millisecond {
+				t.Errorf("requests %d and %d %v apart at 10/s", i, i+1, gap)
+			}
+		}
+		// A waiter whose context ends leaves the queue with its error.
+		short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		defer cancel()
+		tk, _ = p.Wait(ctx)
+		p.Done(tk, Answered)
+		if _, err := p.Wait(short); err == nil {
+			t.Fatal("a wait past its context succeeded")
+		}
+		// Calm: the episode ends, with one line, and nothing is paced. Not
+		// waiting for an event: the calm second passes on the fake clock.
+		time.Sleep(time.Until(start.Add(1200 * time.Millisecond)))
+		if r := p.Rate(); !math.IsInf(r, 1) {
+			t.Fatalf("allowed rate %v after the episode", r)
+		}
+		text := logs.String()
+		if strings.Count(text, "S3 is throttling") != 1 || strings.Count(text, "throttling is over") != 1 ||
+			strings.Count(text, "\n") != 2 || !strings.Contains(text, "throttled=1") || !strings.Contains(text, "sent=") {
+			t.Fatalf("log:\n%s", text)
+		}
+	})
 }
