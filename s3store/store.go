@@ -135,6 +135,32 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	cfg, err := loadConfig(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	client := newClient(cfg, o)
+	endpoint := displayEndpoint(cfg, o)
+	return &Store{
+		client:       client,
+		bucket:       o.Bucket,
+		prefix:       o.Prefix,
+		endpoint:     endpoint,
+		maxAttempts:  o.MaxAttempts,
+		stall:        o.StallTimeout,
+		log:          o.Logger,
+		pace:         pacer.New(o.Pacing, o.Logger),
+		failBase:     o.FailureBackoff,
+		throttleBase: o.ThrottleBackoff,
+		throttleMax:  throttleMax,
+		onRequest:    o.OnRequest,
+		onRetry:      o.OnRetry,
+	}, nil
+}
+
+// loadConfig is the SDK's configuration: the default credential chain and
+// region, our HTTP transport, our log, and no retries of its own.
+func loadConfig(ctx context.Context, o Options) (aws.Config, error) {
 	// The SDK only accepts its own BuildableClient when AWS_CA_BUNDLE is set,
 	// so the transport is tuned through it rather than replaced.
 	httpClient := awshttp.NewBuildableClient().
@@ -168,12 +194,18 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
 	if err != nil {
-		return nil, fmt.Errorf("load AWS configuration: %w", err)
+		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
 	}
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1"
 	}
-	client := s3.NewFromConfig(cfg, func(so *s3.Options) {
+	return cfg, nil
+}
+
+// newClient is the S3 client of cfg, at the endpoint and addressing style
+// o asks for.
+func newClient(cfg aws.Config, o Options) *s3.Client {
+	return s3.NewFromConfig(cfg, func(so *s3.Options) {
 		if o.EndpointURL != "" {
 			so.BaseEndpoint = aws.String(o.EndpointURL)
 		}
@@ -186,32 +218,22 @@ func New(ctx context.Context, o Options) (*Store, error) {
 			return st.Deserialize.Add(limitErrorBody{}, middleware.After)
 		})
 	})
+}
+
+// displayEndpoint names the endpoint in messages and logs: never with a
+// password in it.
+func displayEndpoint(cfg aws.Config, o Options) string {
 	endpoint := o.EndpointURL
 	if endpoint == "" && cfg.BaseEndpoint != nil {
 		endpoint = *cfg.BaseEndpoint
 	}
-	// The endpoint goes into messages and logs: never a password in it.
 	if u, err := url.Parse(endpoint); err == nil && u.User != nil {
 		endpoint = u.Redacted()
 	}
 	if endpoint == "" {
 		endpoint = "AWS S3 (" + cfg.Region + ")"
 	}
-	return &Store{
-		client:       client,
-		bucket:       o.Bucket,
-		prefix:       o.Prefix,
-		endpoint:     endpoint,
-		maxAttempts:  o.MaxAttempts,
-		stall:        o.StallTimeout,
-		log:          o.Logger,
-		pace:         pacer.New(o.Pacing, o.Logger),
-		failBase:     o.FailureBackoff,
-		throttleBase: o.ThrottleBackoff,
-		throttleMax:  throttleMax,
-		onRequest:    o.OnRequest,
-		onRetry:      o.OnRetry,
-	}, nil
+	return endpoint
 }
 
 // Close stops the pacer's timer.

@@ -25,24 +25,52 @@ func (r *reader) rebuild(ctx context.Context) error {
 	r.loadingXref = true
 	defer func() { r.loadingXref = false }()
 
-	const piece = 1 << 20
-	const overlap = 64 // longest header or keyword looked back over
-	var (
-		trailers  []int64 // offsets of "trailer" keywords, newest last
-		xrefStms  []int   // objects that look like cross-reference streams
-		catalogs  []int   // objects that look like catalogs
-		objStmNum []int   // objects that look like object streams
-	)
-	const maxCandidates = 4096
-	note := func(list *[]int, n int) {
-		if len(*list) < maxCandidates {
-			*list = append(*list, n)
-		} else {
-			(*list)[len(*list)-1] = n
-		}
+	var c candidates
+	if err := r.scanObjects(ctx, &c); err != nil {
+		return err
 	}
-	buf := make([]byte, piece+overlap)
-	for pos := int64(0); pos < r.src.size; pos += piece {
+	if err := r.indexObjStms(ctx, c.objStms); err != nil {
+		return err
+	}
+	if err := r.rebuildTrailer(ctx, c); err != nil {
+		return err
+	}
+	r.checkRebuilt(old, read)
+	return nil
+}
+
+// candidates are what a rebuild's scan notes besides the objects'
+// offsets, newest last, at most maxCandidates of each.
+type candidates struct {
+	trailers []int64 // offsets of "trailer" keywords
+	xrefStms []int   // objects that look like cross-reference streams
+	catalogs []int   // objects that look like catalogs
+	objStms  []int   // objects that look like object streams
+}
+
+const maxCandidates = 4096
+
+// note adds object n to list, replacing its newest once list is full.
+func note(list *[]int, n int) {
+	if len(*list) < maxCandidates {
+		*list = append(*list, n)
+	} else {
+		(*list)[len(*list)-1] = n
+	}
+}
+
+// Rebuild scans the file in pieces that overlap by the longest header or
+// keyword looked back over.
+const (
+	rebuildPiece   = 1 << 20
+	rebuildOverlap = 64
+)
+
+// scanObjects reads the whole file once, indexing every object header and
+// noting the candidates in c.
+func (r *reader) scanObjects(ctx context.Context, c *candidates) error {
+	buf := make([]byte, rebuildPiece+rebuildOverlap)
+	for pos := int64(0); pos < r.src.size; pos += rebuildPiece {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -50,60 +78,72 @@ func (r *reader) rebuild(ctx context.Context) error {
 		if err != nil && !errors.Is(err, io.EOF) {
 			return err
 		}
-		b := buf[:n]
-		for i := 0; i < len(b) && i < piece; {
-			k := bytes.Index(b[i:], []byte("obj"))
-			t := bytes.Index(b[i:], []byte("trailer"))
-			if k < 0 && t < 0 {
-				break
-			}
-			if t >= 0 && (k < 0 || t < k) {
-				at := i + t
-				if at < piece && (at == 0 || isSpace(b[at-1]) || isDelim(b[at-1])) {
-					trailers = append(trailers, pos+int64(at))
-					if len(trailers) > maxCandidates {
-						trailers = trailers[1:]
-					}
-				}
-				i = at + len("trailer")
-				continue
-			}
-			at := i + k
-			i = at + 3
-			if at >= piece || (at+3 < len(b) && !isSpace(b[at+3]) && !isDelim(b[at+3])) {
-				continue
-			}
-			start, num, ok := headerBefore(b, at)
-			if !ok || pos+int64(start) < 0 {
-				continue
-			}
-			if num <= 0 || num >= int64(r.opts.MaxObjects) {
-				continue
-			}
-			// A later definition of a number replaces an earlier one, as
-			// an incremental update would.
-			if err := r.x.put(int(num), pos+int64(start)); err != nil {
-				return err
-			}
-			// Peek at the dictionary for the kinds of object a rebuilt
-			// table needs to find.
-			peek := b[at+3 : min(len(b), at+3+512)]
-			if end := bytes.Index(peek, []byte("stream")); end >= 0 {
-				peek = peek[:end]
-			}
-			switch {
-			case typeIs(peek, "XRef"):
-				note(&xrefStms, int(num))
-			case typeIs(peek, "Catalog"):
-				note(&catalogs, int(num))
-			case typeIs(peek, "ObjStm"):
-				note(&objStmNum, int(num))
-			}
+		if err := r.scanPiece(buf[:n], pos, c); err != nil {
+			return err
 		}
 	}
-	// The objects inside object streams, where no object of the same
-	// number stands in the file itself.
-	for _, stm := range objStmNum {
+	return nil
+}
+
+// scanPiece indexes the object headers that start in the first rebuildPiece
+// bytes of b, the file's bytes from pos on, and notes the candidates.
+func (r *reader) scanPiece(b []byte, pos int64, c *candidates) error {
+	for i := 0; i < len(b) && i < rebuildPiece; {
+		k := bytes.Index(b[i:], []byte("obj"))
+		t := bytes.Index(b[i:], []byte("trailer"))
+		if k < 0 && t < 0 {
+			break
+		}
+		if t >= 0 && (k < 0 || t < k) {
+			at := i + t
+			if at < rebuildPiece && (at == 0 || isSpace(b[at-1]) || isDelim(b[at-1])) {
+				c.trailers = append(c.trailers, pos+int64(at))
+				if len(c.trailers) > maxCandidates {
+					c.trailers = c.trailers[1:]
+				}
+			}
+			i = at + len("trailer")
+			continue
+		}
+		at := i + k
+		i = at + 3
+		if at >= rebuildPiece || (at+3 < len(b) && !isSpace(b[at+3]) && !isDelim(b[at+3])) {
+			continue
+		}
+		start, num, ok := headerBefore(b, at)
+		if !ok || pos+int64(start) < 0 {
+			continue
+		}
+		if num <= 0 || num >= int64(r.opts.MaxObjects) {
+			continue
+		}
+		// A later definition of a number replaces an earlier one, as an
+		// incremental update would.
+		if err := r.x.put(int(num), pos+int64(start)); err != nil {
+			return err
+		}
+		// Peek at the dictionary for the kinds of object a rebuilt table
+		// needs to find.
+		peek := b[at+3 : min(len(b), at+3+512)]
+		if end := bytes.Index(peek, []byte("stream")); end >= 0 {
+			peek = peek[:end]
+		}
+		switch {
+		case typeIs(peek, "XRef"):
+			note(&c.xrefStms, int(num))
+		case typeIs(peek, "Catalog"):
+			note(&c.catalogs, int(num))
+		case typeIs(peek, "ObjStm"):
+			note(&c.objStms, int(num))
+		}
+	}
+	return nil
+}
+
+// indexObjStms indexes the objects inside the object streams stms, where
+// no object of the same number stands in the file itself.
+func (r *reader) indexObjStms(ctx context.Context, stms []int) error {
+	for _, stm := range stms {
 		os, err := r.objStm(ctx, stm)
 		if err != nil {
 			if fatal(ctx, err) {
@@ -119,10 +159,15 @@ func (r *reader) rebuild(ctx context.Context) error {
 			}
 		}
 	}
-	// Trailers, newest first; then the dictionaries of cross-reference
-	// streams; then any catalog.
-	for i := len(trailers) - 1; i >= 0; i-- {
-		o, err := r.valueAt(ctx, trailers[i]+int64(len("trailer")))
+	return nil
+}
+
+// rebuildTrailer merges the trailers, newest first, then the dictionaries
+// of cross-reference streams; then, if that gives no catalog with pages,
+// takes any catalog found.
+func (r *reader) rebuildTrailer(ctx context.Context, c candidates) error {
+	for i := len(c.trailers) - 1; i >= 0; i-- {
+		o, err := r.valueAt(ctx, c.trailers[i]+int64(len("trailer")))
 		if err != nil {
 			if fatal(ctx, err) {
 				return err
@@ -133,8 +178,8 @@ func (r *reader) rebuild(ctx context.Context) error {
 			r.mergeTrailer(d)
 		}
 	}
-	for i := len(xrefStms) - 1; i >= 0; i-- {
-		o, err := r.object(ctx, xrefStms[i])
+	for i := len(c.xrefStms) - 1; i >= 0; i-- {
+		o, err := r.object(ctx, c.xrefStms[i])
 		if err != nil {
 			if fatal(ctx, err) {
 				return err
@@ -147,11 +192,11 @@ func (r *reader) rebuild(ctx context.Context) error {
 	}
 	if !r.validRoot(ctx) {
 		delete(r.trailer, "Root")
-		for i := len(catalogs) - 1; i >= 0; i-- {
+		for i := len(c.catalogs) - 1; i >= 0; i-- {
 			if r.trailer == nil {
 				r.trailer = types.Dict{}
 			}
-			r.trailer["Root"] = *types.NewIndirectRef(catalogs[i], 0)
+			r.trailer["Root"] = *types.NewIndirectRef(c.catalogs[i], 0)
 			if r.validRoot(ctx) {
 				break
 			}
@@ -161,7 +206,6 @@ func (r *reader) rebuild(ctx context.Context) error {
 	if _, ok := r.trailer["Root"]; !ok {
 		return errors.New("no catalog found")
 	}
-	r.checkRebuilt(old, read)
 	return nil
 }
 
