@@ -1,11 +1,13 @@
 package fs
 
 import (
-	"container/list"
+	"math"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 
 	"s3docs/internal/object"
 )
@@ -85,17 +87,17 @@ func entrySize(e entry) int64 {
 const DefaultMetadataCacheBytes = 4 << 20
 
 // metaCache remembers lookup answers and whole directory listings for the
-// metadata TTL, within a byte budget: the least recently used go first. A
-// listing may take at most a quarter of the budget; a bigger directory is
-// listed again each time (streamed, see dirStream).
+// metadata TTL, within a byte budget: the least recently used go first
+// (hashicorp's simplelru keeps the order; the budget is in bytes, which it
+// does not bound). A listing may take at most a quarter of the budget; a
+// bigger directory is listed again each time (streamed, see dirStream).
 type metaCache struct {
 	ttl    time.Duration
 	budget int64
 
 	mu    sync.Mutex
 	bytes int64
-	items map[metaKey]*list.Element
-	lru   list.List // of *metaItem, most recently used at the front
+	items *simplelru.LRU[metaKey, *metaItem]
 	// gen counts invalidations: what was fetched across one may be older
 	// than what invalidated it, and is not cached.
 	gen uint64
@@ -107,7 +109,6 @@ type metaKey struct {
 }
 
 type metaItem struct {
-	key     metaKey
 	val     any // answer or *dirListing
 	size    int64
 	expires time.Time
@@ -117,7 +118,11 @@ func newMetaCache(ttl time.Duration, budget int64) *metaCache {
 	if budget <= 0 {
 		budget = DefaultMetadataCacheBytes
 	}
-	return &metaCache{ttl: ttl, budget: budget, items: map[metaKey]*list.Element{}}
+	c := &metaCache{ttl: ttl, budget: budget}
+	// Every item that leaves, evicted, expired, replaced or invalidated,
+	// takes its bytes along.
+	c.items, _ = simplelru.NewLRU(math.MaxInt, func(_ metaKey, it *metaItem) { c.bytes -= it.size })
+	return c
 }
 
 // maxListingBytes is the largest listing kept whole.
@@ -129,16 +134,14 @@ func (c *metaCache) get(k metaKey) (any, bool) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.items[k]
+	it, ok := c.items.Get(k)
 	if !ok {
 		return nil, false
 	}
-	it := e.Value.(*metaItem)
 	if time.Now().After(it.expires) {
-		c.removeLocked(e)
+		c.items.Remove(k)
 		return nil, false
 	}
-	c.lru.MoveToFront(e)
 	return it.val, true
 }
 
@@ -159,21 +162,12 @@ func (c *metaCache) put(k metaKey, val any, size int64, gen uint64) {
 	if gen != c.gen {
 		return
 	}
-	if e, ok := c.items[k]; ok {
-		c.removeLocked(e)
-	}
-	it := &metaItem{key: k, val: val, size: size, expires: time.Now().Add(c.ttl)}
-	c.items[k] = c.lru.PushFront(it)
+	c.items.Remove(k)
+	c.items.Add(k, &metaItem{val: val, size: size, expires: time.Now().Add(c.ttl)})
 	c.bytes += size
 	for c.bytes > c.budget {
-		c.removeLocked(c.lru.Back())
+		c.items.RemoveOldest()
 	}
-}
-
-func (c *metaCache) removeLocked(e *list.Element) {
-	it := c.lru.Remove(e).(*metaItem)
-	delete(c.items, it.key)
-	c.bytes -= it.size
 }
 
 func (c *metaCache) answer(key string) (answer, bool) {
@@ -211,9 +205,7 @@ func (c *metaCache) invalidate(key string) {
 	c.gen++
 	dir := key[:strings.LastIndexByte(key, '/')+1]
 	for _, k := range []metaKey{{s: key}, {listing: true, s: dir}} {
-		if e, ok := c.items[k]; ok {
-			c.removeLocked(e)
-		}
+		c.items.Remove(k)
 	}
 }
 

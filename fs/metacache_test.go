@@ -3,6 +3,7 @@ package fs
 import (
 	"fmt"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -56,15 +57,22 @@ func TestMetaCacheBounds(t *testing.T) {
 		t.Fatal("a listing fetched across an invalidation was kept")
 	}
 
-	short := newMetaCache(50*time.Millisecond, budget)
-	short.putAnswer("a", answer{kind: isDir}, short.generation())
-	if _, ok := short.answer("a"); !ok {
-		t.Fatal("fresh answer missing")
-	}
-	time.Sleep(100 * time.Millisecond)
-	if _, ok := short.answer("a"); ok {
-		t.Fatal("an answer outlived the TTL")
-	}
+	// On the fake clock of a bubble (synctest).
+	synctest.Test(t, func(t *testing.T) {
+		short := newMetaCache(50*time.Millisecond, budget)
+		short.putAnswer("a", answer{kind: isDir}, short.generation())
+		if _, ok := short.answer("a"); !ok {
+			t.Fatal("fresh answer missing")
+		}
+		// Not waiting for an event: the TTL passes.
+		time.Sleep(100 * time.Millisecond)
+		if _, ok := short.answer("a"); ok {
+			t.Fatal("an answer outlived the TTL")
+		}
+		if used := short.usedBytes(); used != 0 {
+			t.Fatalf("%d bytes held by an expired answer", used)
+		}
+	})
 	none := newMetaCache(0, budget)
 	none.putAnswer("a", answer{kind: isDir}, none.generation())
 	if _, ok := none.answer("a"); ok {

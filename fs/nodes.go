@@ -1,14 +1,15 @@
 package fs
 
 import (
-	"container/list"
 	"context"
+	"math"
 	"runtime"
 	"sync"
 	"syscall"
 	"weak"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
 // maxKernelNodes bounds the nodes the daemon keeps for the kernel. The
@@ -38,19 +39,20 @@ const pruneBatch = 1024
 type nodeTable struct {
 	mu    sync.Mutex
 	nodes map[uint64]weak.Pointer[gofs.Inode]
-	// lru holds the nodes returned to the kernel and not forgotten since,
-	// most recently looked up at the front; inLRU finds their elements.
-	lru   list.List
-	inLRU map[*gofs.Inode]*list.Element
+	// kernel holds the nodes returned to the kernel and not forgotten
+	// since, in order of last lookup (hashicorp's simplelru, unbounded:
+	// the pruner, not an insertion, hands the oldest back).
+	kernel *simplelru.LRU[*gofs.Inode, struct{}]
 	// prune wakes the pruner; it holds at most one wake-up.
 	prune chan struct{}
 }
 
 func newNodeTable() *nodeTable {
+	kernel, _ := simplelru.NewLRU[*gofs.Inode, struct{}](math.MaxInt, nil) // fails only for a size below 1
 	return &nodeTable{
-		nodes: map[uint64]weak.Pointer[gofs.Inode]{},
-		inLRU: map[*gofs.Inode]*list.Element{},
-		prune: make(chan struct{}, 1),
+		nodes:  map[uint64]weak.Pointer[gofs.Inode]{},
+		kernel: kernel,
+		prune:  make(chan struct{}, 1),
 	}
 }
 
@@ -89,12 +91,12 @@ func (t *nodeTable) collected(c collectedNode) {
 
 // touchLocked records that n is being returned to the kernel.
 func (t *nodeTable) touchLocked(n *gofs.Inode) {
-	if e, ok := t.inLRU[n]; ok {
-		t.lru.MoveToFront(e)
+	if t.kernel.Contains(n) {
+		t.kernel.Get(n) // most recent now
 		return
 	}
-	t.inLRU[n] = t.lru.PushFront(n)
-	if t.lru.Len() > maxKernelNodes {
+	t.kernel.Add(n, struct{}{})
+	if t.kernel.Len() > maxKernelNodes {
 		select {
 		case t.prune <- struct{}{}:
 		default:
@@ -107,17 +109,14 @@ func (t *nodeTable) touchLocked(n *gofs.Inode) {
 func (t *nodeTable) forgotten(n *gofs.Inode) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if e, ok := t.inLRU[n]; ok {
-		t.lru.Remove(e)
-		delete(t.inLRU, n)
-	}
+	t.kernel.Remove(n)
 }
 
 // known is the number of nodes the kernel may hold, for tests.
 func (t *nodeTable) known() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.lru.Len()
+	return t.kernel.Len()
 }
 
 // oldest takes the nodes to hand back off the list: the least recently
@@ -127,16 +126,14 @@ func (t *nodeTable) oldest() []*gofs.Inode {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []*gofs.Inode
-	for skipped := 0; t.lru.Len() > maxKernelNodes-pruneBatch && skipped < t.lru.Len(); {
-		e := t.lru.Back()
-		n := e.Value.(*gofs.Inode)
+	for skipped := 0; t.kernel.Len() > maxKernelNodes-pruneBatch && skipped < t.kernel.Len(); {
+		n, _, _ := t.kernel.GetOldest()
 		if b, ok := n.Operations().(interface{ busy() bool }); ok && b.busy() {
-			t.lru.MoveToFront(e)
+			t.kernel.Get(n) // to the front
 			skipped++
 			continue
 		}
-		t.lru.Remove(e)
-		delete(t.inLRU, n)
+		t.kernel.Remove(n)
 		out = append(out, n)
 	}
 	return out

@@ -1,71 +1,44 @@
 package pdfdoc
 
+import "github.com/hashicorp/golang-lru/v2/simplelru"
+
 // lru is a small cache bounded both by entry count and by the sum of the
 // entries' costs (their size in the file, a proxy for their size in
-// memory). One entry is always kept, whatever its cost, so that the object
-// being worked on is never evicted by its own insertion.
+// memory). hashicorp's simplelru keeps the order and the count; this adds
+// the cost, which it does not bound. One entry is always kept, whatever
+// its cost, so that the object being worked on is never evicted by its own
+// insertion.
 type lru[K comparable, V any] struct {
-	maxN    int
 	maxCost int64
 	cost    int64
-	items   map[K]*lruItem[K, V]
-	head    lruItem[K, V] // sentinel: head.next is the most recent
+	items   *simplelru.LRU[K, costed[V]]
 }
 
-type lruItem[K comparable, V any] struct {
-	key        K
-	val        V
-	cost       int64
-	prev, next *lruItem[K, V]
+type costed[V any] struct {
+	val  V
+	cost int64
 }
 
 func newLRU[K comparable, V any](maxN int, maxCost int64) *lru[K, V] {
-	c := &lru[K, V]{maxN: max(1, maxN), maxCost: maxCost, items: map[K]*lruItem[K, V]{}}
-	c.head.prev, c.head.next = &c.head, &c.head
+	c := &lru[K, V]{maxCost: maxCost}
+	// Every entry that leaves, evicted or replaced, takes its cost along.
+	c.items, _ = simplelru.NewLRU(max(1, maxN), func(_ K, v costed[V]) { c.cost -= v.cost })
 	return c
 }
 
-func (c *lru[K, V]) unlink(it *lruItem[K, V]) {
-	it.prev.next, it.next.prev = it.next, it.prev
-}
-
-func (c *lru[K, V]) pushFront(it *lruItem[K, V]) {
-	it.prev, it.next = &c.head, c.head.next
-	c.head.next.prev = it
-	c.head.next = it
-}
-
 func (c *lru[K, V]) get(k K) (V, bool) {
-	it, ok := c.items[k]
-	if !ok {
-		var zero V
-		return zero, false
-	}
-	c.unlink(it)
-	c.pushFront(it)
-	return it.val, true
+	v, ok := c.items.Get(k)
+	return v.val, ok
 }
 
 func (c *lru[K, V]) add(k K, v V, cost int64) {
-	if it, ok := c.items[k]; ok {
-		c.cost -= it.cost
-		c.unlink(it)
-		delete(c.items, k)
-	}
-	it := &lruItem[K, V]{key: k, val: v, cost: cost}
-	c.items[k] = it
-	c.pushFront(it)
+	c.items.Remove(k)
+	c.items.Add(k, costed[V]{val: v, cost: cost}) // evicts the oldest past the count
 	c.cost += cost
-	for len(c.items) > 1 && (len(c.items) > c.maxN || c.cost > c.maxCost) {
-		old := c.head.prev
-		c.unlink(old)
-		delete(c.items, old.key)
-		c.cost -= old.cost
+	for c.items.Len() > 1 && c.cost > c.maxCost {
+		c.items.RemoveOldest()
 	}
 }
 
 // has tells whether k is cached, without making it recent.
-func (c *lru[K, V]) has(k K) bool {
-	_, ok := c.items[k]
-	return ok
-}
+func (c *lru[K, V]) has(k K) bool { return c.items.Contains(k) }
