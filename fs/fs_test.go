@@ -247,7 +247,9 @@ func TestNewVersionAfterTTLAndNoMixedPageCache(t *testing.T) {
 		t.Fatalf("v1 read %q", got)
 	}
 	store.Put(version("doc.pdf", `"B"`, 7))
-	time.Sleep(400 * time.Millisecond) // past the TTL
+	// Not waiting for an event: past the TTL, in the kernel's caches (on
+	// the wall clock) as in the daemon's.
+	time.Sleep(400 * time.Millisecond)
 
 	newer, err := os.Open(path)
 	if err != nil {
@@ -297,6 +299,8 @@ func TestListingNeverGoesBackInTime(t *testing.T) {
 		t.Fatalf("read %q, %v", b, err)
 	}
 	store.Put(v1) // a stale listing
+	// Not waiting for an event: past the TTL, in the kernel's caches (on
+	// the wall clock) as in the daemon's.
 	time.Sleep(250 * time.Millisecond)
 	if b, err := os.ReadFile(path); err != nil || string(b) != "BBBBBBB" {
 		t.Fatalf("after an older listing: %q, %v", b, err)

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"s3docs/internal/object"
@@ -72,6 +73,8 @@ func TestLookupCostsTwoRequests(t *testing.T) {
 	if c := storeCounts(store).minus(before); c != (counts{}) {
 		t.Fatalf("repeated lookups within the TTL cost %+v", c)
 	}
+	// Not waiting for an event: the TTL passes, in the kernel's entry
+	// cache (on the wall clock) as in the daemon's.
 	time.Sleep(2 * ttl)
 	// The directory's own entry has expired too: it is looked up again
 	// (and costs what a directory costs).
@@ -89,36 +92,32 @@ func TestLookupCostsTwoRequests(t *testing.T) {
 // for its listing (started here, as the HEAD is slower than listDelay),
 // and the listing is called off.
 func TestLookupDoesNotWaitForItsListing(t *testing.T) {
-	store := bigDir(10)
-	store.ProbeDelay = time.Hour
-	store.HeadDelay = 10 * listDelay
-	f, _ := newTree(t, store, time.Minute)
-	done := make(chan error, 1)
-	go func() {
+	// In a bubble (synctest): the delays are on its fake clock, and
+	// "called off" is exact.
+	synctest.Test(t, func(t *testing.T) {
+		store := bigDir(10)
+		store.ProbeDelay = time.Hour
+		store.HeadDelay = 10 * listDelay
+		f, _ := newTree(t, store, time.Minute)
+		start := time.Now()
 		a, err := f.resolve(t.Context(), "flat/", "k000003.txt")
 		if err == nil && (a.kind != isFile || a.v.ETag != `"3"`) {
 			err = fmt.Errorf("answer %+v", a)
 		}
-		done <- err
-	}()
-	select {
-	case err := <-done:
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the lookup waited for its listing")
-	}
-	if n := store.Probes.Load(); n != 1 {
-		t.Fatalf("%d listings, want the one the lookup started", n)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for store.InFlight.Load() != 0 {
-		if time.Now().After(deadline) {
+		if d := time.Since(start); d >= store.ProbeDelay {
+			t.Fatalf("the lookup waited for its listing (%v)", d)
+		}
+		if n := store.Probes.Load(); n != 1 {
+			t.Fatalf("%d listings, want the one the lookup started", n)
+		}
+		synctest.Wait()
+		if n := store.InFlight.Load(); n != 0 {
 			t.Fatal("the lookup's listing was not called off")
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	})
 }
 
 // A name that is a file and a prefix is the file, whether a lookup or a
@@ -198,6 +197,8 @@ func TestPrefixAppearsAfterNegativeLookup(t *testing.T) {
 	if c := storeCounts(store).minus(before); c != (counts{}) {
 		t.Fatalf("a cached negative lookup cost %+v", c)
 	}
+	// Not waiting for an event: the TTL passes, in the kernel's entry
+	// cache (on the wall clock) as in the daemon's.
 	time.Sleep(2 * ttl)
 	st, err := os.Stat(path)
 	if err != nil || !st.IsDir() {
@@ -233,6 +234,8 @@ func TestObjectDeletedBetweenListingAndLookup(t *testing.T) {
 	if _, err := os.ReadFile(path); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("reading a deleted object: %v, want EIO", err)
 	}
+	// Not waiting for an event: the TTL passes, in the kernel's entry
+	// cache (on the wall clock) as in the daemon's.
 	time.Sleep(2 * ttl)
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("after the TTL: %v", err)
@@ -299,20 +302,17 @@ func TestNodesAreBounded(t *testing.T) {
 	if k := tree.nodes.known(); k > maxKernelNodes {
 		t.Fatalf("%d nodes known to the kernel, want at most %d", k, maxKernelNodes)
 	}
-	// The nodes handed back are forgotten, and their entries go.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	// The nodes handed back are forgotten (the kernel's FORGETs come when
+	// they come), and their entries go as the collector finds them.
+	held := 0
+	if !testenv.Eventually(30*time.Second, func() bool {
 		runtime.GC()
 		tree.nodes.mu.Lock()
-		held := len(tree.nodes.nodes)
+		held = len(tree.nodes.nodes)
 		tree.nodes.mu.Unlock()
-		if held <= maxKernelNodes+pruneBatch {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d nodes still held", held)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return held <= maxKernelNodes+pruneBatch
+	}) {
+		t.Fatalf("%d nodes still held", held)
 	}
 }
 

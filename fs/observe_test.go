@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"s3docs/internal/object"
+	"s3docs/internal/testenv"
 )
 
 // recordingObserver keeps what it is told, by (op, errno).
@@ -92,13 +93,7 @@ func TestObserverSeesRequestsAndOpenFiles(t *testing.T) {
 	f.Close()
 
 	// Release reaches the daemon after close(2) returns.
-	deadline := time.Now().Add(10 * time.Second)
-	for tree.OpenFiles() != 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := tree.OpenFiles(); n != 0 {
-		t.Fatalf("OpenFiles = %d after every file was closed, want 0", n)
-	}
+	testenv.WaitFor(t, 10*time.Second, "OpenFiles to come back to 0 once every file was closed", func() bool { return tree.OpenFiles() == 0 })
 	for _, want := range []struct {
 		op    string
 		errno syscall.Errno
@@ -130,6 +125,7 @@ type slowReader struct {
 }
 
 func (s slowReader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	time.Sleep(s.delay)
+	time.Sleep(s.delay) // not waiting for an event: a read that takes this long
+
 	return s.Reader.ReadAt(ctx, p, off)
 }

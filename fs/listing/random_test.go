@@ -68,6 +68,7 @@ func newJitterStore(s *testenv.MemStore, max time.Duration) jitterStore {
 }
 
 func (s jitterStore) ListPage(ctx context.Context, req object.ListRequest) (object.Page, error) {
+	// Not waiting for an event: a request that takes a random time.
 	time.Sleep(time.Duration(rand.Int64N(int64(s.max) + 1)))
 	page, err := s.MemStore.ListPage(ctx, req)
 	if req.StartAfter != "" && req.Token == "" {
@@ -345,6 +346,7 @@ func TestListingOfAChangingDirectory(t *testing.T) {
 					store.Remove(k)
 				}
 				if r.IntN(50) == 0 {
+					// Not waiting for an event: the churn's pace.
 					time.Sleep(10 * time.Microsecond)
 				}
 			}

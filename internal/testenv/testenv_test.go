@@ -664,6 +664,7 @@ func testProxy(t *testing.T, s *S3, bucket, etag string) {
 			if n, all := p.Throttled(status); n != throttled || all != 30 {
 				t.Errorf("%d: recorded %d throttled of %d", status, n, all)
 			}
+			// Not waiting for an event: the throttle's second passes.
 			time.Sleep(time.Second)
 			_, err := c.HeadObject(ctxT(t), &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String("dir/a.txt")})
 			if err != nil {
