@@ -173,14 +173,13 @@ func TestDetachChildSetup(t *testing.T) {
 	// look until the variable shows or the deadline passes.
 	const want = "\x00S3DOCS_EXTRA=kept\x00"
 	var env []byte
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		var err error
-		if env, err = os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err != nil {
-			t.Fatal(err)
-		}
-		if strings.Contains("\x00"+string(env), want) || time.Now().After(deadline) {
-			break
-		}
+	var readErr error
+	testenv.Eventually(5*time.Second, func() bool {
+		env, readErr = os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		return readErr != nil || strings.Contains("\x00"+string(env), want)
+	})
+	if readErr != nil {
+		t.Fatal(readErr)
 	}
 	if !strings.Contains("\x00"+string(env), want) {
 		t.Errorf("the given environment was not passed on (%d bytes of environment)", len(env))
@@ -322,16 +321,7 @@ func isZombie(pid int) bool {
 // processGone waits until pid has exited (a zombie counts: reaping it is up
 // to whoever adopted it).
 func processGone(pid int, within time.Duration) bool {
-	deadline := time.Now().Add(within)
-	for {
-		if syscall.Kill(pid, 0) != nil || isZombie(pid) {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return testenv.Eventually(within, func() bool { return syscall.Kill(pid, 0) != nil || isZombie(pid) })
 }
 
 // daemonsOf lists the processes of `s3docs mount ... MOUNTPOINT` for mp.

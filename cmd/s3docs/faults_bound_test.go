@@ -69,7 +69,9 @@ func TestCacheBoundComesBackAfterDiskFull(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(noSpaceInterval + time.Second) // the uncached spell ends
+	// Not waiting for an event: the uncached spell (noSpaceInterval) passes
+	// in the daemon, on the wall clock.
+	time.Sleep(noSpaceInterval + time.Second)
 	for _, key := range keys {
 		read(key)
 	}

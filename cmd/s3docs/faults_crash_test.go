@@ -42,16 +42,12 @@ func TestKill9DuringReadsThenRestart(t *testing.T) {
 			mu.Unlock()
 		}()
 	}
-	deadline := time.Now().Add(time.Minute)
 	chunkFiles := func() int {
 		des, _ := os.ReadDir(cacheDir + "/chunks")
 		return len(des)
 	}
-	for chunkFiles() < 6 || w.proxy.InFlight() < 4 {
-		if time.Now().After(deadline) {
-			t.Fatalf("after a minute: %d chunks on disk, %d GETs in flight", chunkFiles(), w.proxy.InFlight())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testenv.Eventually(time.Minute, func() bool { return chunkFiles() >= 6 && w.proxy.InFlight() >= 4 }) {
+		t.Fatalf("after a minute: %d chunks on disk, %d GETs in flight", chunkFiles(), w.proxy.InFlight())
 	}
 	inFlight := w.proxy.InFlight()
 	if err := d.cmd.Process.Kill(); err != nil {

@@ -70,7 +70,8 @@ func TestReadDeadlineAgainstSilentServer(t *testing.T) {
 	}
 
 	// The server answers again: after the failed range's memory (1 s),
-	// the file reads exactly.
+	// the file reads exactly. Not waiting for an event: the daemon's
+	// memory of the failure lapses.
 	w.proxy.SetFault(nil)
 	time.Sleep(2 * time.Second)
 	if r := timedSum(d.path(key), time.Minute); r.err != nil || r.sum != sum {

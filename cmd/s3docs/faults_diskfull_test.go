@@ -100,6 +100,8 @@ func TestCacheDiskFull(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
+	// Not waiting for an event: the uncached spell (noSpaceInterval) passes
+	// in the daemon, on the wall clock.
 	time.Sleep(noSpaceInterval + time.Second)
 	dropPageCache(t)
 	if got := sha256Of(t, d.path("small.pdf")); got != sums["small.pdf"] {

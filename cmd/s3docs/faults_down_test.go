@@ -51,13 +51,7 @@ func TestServerDownMidRead(t *testing.T) {
 	stream := make(chan readResult, 1)
 	streamStart := time.Now()
 	go func() { stream <- timedSum(d.path("stream.pdf"), downReadBound) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for len(completedGETs(w.proxy)) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no chunk of stream.pdf arrived within 30s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 30*time.Second, "a chunk of stream.pdf", func() bool { return len(completedGETs(w.proxy)) > 0 })
 	w.proxy.SetDown(true)
 	downAt := time.Now()
 	t.Logf("server down after %d complete GETs", len(completedGETs(w.proxy)))
@@ -73,6 +67,7 @@ func TestServerDownMidRead(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range others {
 		key := fmt.Sprintf("other-%d.pdf", i)
+		// Not waiting for an event: reads that start through the outage.
 		time.Sleep(time.Duration(i) * time.Second / 2)
 		at := time.Since(downAt)
 		wg.Add(1)
@@ -84,6 +79,7 @@ func TestServerDownMidRead(t *testing.T) {
 			mu.Unlock()
 		}()
 	}
+	// Not waiting for an event: the outage lasts this long.
 	time.Sleep(outage - time.Since(downAt))
 	w.proxy.SetDown(false)
 	upAt := time.Since(downAt)

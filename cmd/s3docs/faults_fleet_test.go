@@ -113,7 +113,7 @@ func TestFleetUnderThrottling(t *testing.T) {
 	sum := putRandom(t, w, "case.pdf", 19, size)
 	w.proxy.SetFault(testenv.Throttle(rate, testenv.Fault{Status: http.StatusServiceUnavailable}))
 	ds := mountFleet(t, w, daemons)
-	time.Sleep(time.Second) // the mounts' checks are not the figure
+	w.proxy.WaitIdle(30 * time.Second) // the mounts' checks are not the figure
 	w.proxy.Reset()
 
 	results := make([]readResult, daemons)
@@ -169,7 +169,7 @@ func TestFleetLookupsUnderThrottling(t *testing.T) {
 	}
 	w.proxy.SetFault(testenv.Throttle(rate, testenv.Fault{Status: http.StatusTooManyRequests}))
 	ds := mountFleet(t, w, daemons)
-	time.Sleep(time.Second)
+	w.proxy.WaitIdle(30 * time.Second) // the mounts' checks are not the figure
 	w.proxy.Reset()
 
 	type outcome struct {
@@ -185,7 +185,9 @@ func TestFleetLookupsUnderThrottling(t *testing.T) {
 	for i, d := range ds {
 		wg.Go(func() { results[i].read = timedSum(d.path("hot/big.pdf"), 10*time.Minute) })
 		wg.Go(func() {
-			time.Sleep(time.Second) // during the reads
+			// Not waiting for an event: a second into the reads, so that
+			// the lookups meet them.
+			time.Sleep(time.Second)
 			t0 := time.Now()
 			_, results[i].statErr = os.Stat(d.path(fmt.Sprintf("cases/f%04d.pdf", 500+i)))
 			results[i].statT = time.Since(t0)

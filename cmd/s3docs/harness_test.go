@@ -199,18 +199,26 @@ func exitCodeOf(err error) int {
 
 func (d *daemon) waitMounted() {
 	d.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if ok, _ := isMountPoint(d.mountpoint); ok {
-			return
+	exited := false
+	mounted := false
+	testenv.Eventually(15*time.Second, func() bool {
+		if mounted, _ = isMountPoint(d.mountpoint); mounted {
+			return true
 		}
 		select {
 		case <-d.exited:
-			d.t.Fatalf("daemon exited with %d before mounting:\n%s", d.exitCode, d.stderr.String())
-		case <-time.After(20 * time.Millisecond):
+			exited = true
+		default:
 		}
+		return exited
+	})
+	switch {
+	case mounted:
+	case exited:
+		d.t.Fatalf("daemon exited with %d before mounting:\n%s", d.exitCode, d.stderr.String())
+	case !mounted:
+		d.t.Fatalf("not mounted after 15s:\n%s", d.stderr.String())
 	}
-	d.t.Fatalf("not mounted after 15s:\n%s", d.stderr.String())
 }
 
 // stop sends SIGTERM and returns the exit code; the mount must be gone.
@@ -241,14 +249,12 @@ func (d *daemon) stop() int {
 // occurrences of s, and returns how many it holds: its output reaches the
 // test through a pipe, a little after the daemon wrote it.
 func (d *daemon) logCount(s string, want int) int {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		n := strings.Count(d.stderr.String(), s)
-		if n >= want || time.Now().After(deadline) {
-			return n
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	n := 0
+	testenv.Eventually(5*time.Second, func() bool {
+		n = strings.Count(d.stderr.String(), s)
+		return n >= want
+	})
+	return n
 }
 
 func (d *daemon) path(key string) string { return filepath.Join(d.mountpoint, key) }

@@ -273,16 +273,19 @@ func TestHostilePDFs(t *testing.T) {
 // progress means the daemon stopped serving (or the reader failed).
 func waitReads(t *testing.T, reads *atomic.Int64, readerErr chan error, n int64) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for reads.Load() < n {
+	var err error
+	if !testenv.Eventually(30*time.Second, func() bool {
 		select {
-		case err := <-readerErr:
-			t.Fatalf("reader beside the hostile PDFs: %v", err)
-		case <-time.After(10 * time.Millisecond):
+		case err = <-readerErr:
+			return true
+		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the reader made no progress in 30s (%d reads)", reads.Load())
-		}
+		return reads.Load() >= n
+	}) {
+		t.Fatalf("the reader made no progress in 30s (%d reads)", reads.Load())
+	}
+	if err != nil {
+		t.Fatalf("reader beside the hostile PDFs: %v", err)
 	}
 }
 
@@ -420,10 +423,10 @@ func TestSplitWorkerStallsAndCrashes(t *testing.T) {
 		// after the lookup's answer.
 		end := `msg="split worker (killed|failed)" id="?` + regexp.QuoteMeta(tc.key) + `@`
 		var lines []string
-		for deadline := time.Now().Add(5 * time.Second); len(lines) == 0 && time.Now().Before(deadline); {
-			time.Sleep(10 * time.Millisecond)
+		testenv.Eventually(5*time.Second, func() bool {
 			lines = matchLines(d.stderr.String(), end)
-		}
+			return len(lines) > 0
+		})
 		if len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
 			t.Fatalf("%s: worker end logged as %q, want one line with %s", tc.key, lines, tc.want)
 		}
@@ -500,13 +503,15 @@ func workerPID(t *testing.T, d *daemon, key string) int {
 // by the signal takes waiting data before it stops).
 func waitStopped(t *testing.T, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	var tasks []string
+	var err error
+	stopped := 0
+	if !testenv.Eventually(30*time.Second, func() bool {
+		tasks, err = filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
 		if err != nil || len(tasks) == 0 {
-			t.Fatalf("threads of %d: %v", pid, err)
+			return true
 		}
-		stopped := 0
+		stopped = 0
 		for _, task := range tasks {
 			b, err := os.ReadFile(task)
 			// The state follows the parenthesized command name.
@@ -514,13 +519,12 @@ func waitStopped(t *testing.T, pid int) {
 				stopped++
 			}
 		}
-		if stopped == len(tasks) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("process %d: %d of %d threads stopped after 30s", pid, stopped, len(tasks))
-		}
-		time.Sleep(5 * time.Millisecond)
+		return stopped == len(tasks)
+	}) {
+		t.Fatalf("process %d: %d of %d threads stopped after 30s", pid, stopped, len(tasks))
+	}
+	if err != nil || len(tasks) == 0 {
+		t.Fatalf("threads of %d: %v", pid, err)
 	}
 }
 
@@ -533,19 +537,15 @@ func waitPipeBytes(t *testing.T, pid int) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var ioctlErr error
+	if !testenv.Eventually(30*time.Second, func() bool {
 		n, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCINQ) // FIONREAD: bytes waiting in the pipe
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n > 0 {
-			return
-		}
-
-		if time.Now().After(deadline) {
-			t.Fatal("no request reached the worker in 30s")
-		}
-		time.Sleep(10 * time.Millisecond)
+		ioctlErr = err
+		return err != nil || n > 0
+	}) {
+		t.Fatal("no request reached the worker in 30s")
+	}
+	if ioctlErr != nil {
+		t.Fatal(ioctlErr)
 	}
 }

@@ -119,6 +119,8 @@ func TestMemoryAndLookupsOfABigPrefix(t *testing.T) {
 		}
 	}
 	lookup("a cold open", "flat/k050000.txt", []byte("k050000.txt\n"))
+	// Not waiting for an event: the TTL passes, in the daemon and in the
+	// kernel's entry cache (both on the wall clock).
 	time.Sleep(ttl + time.Second)
 	lookup("an open after the TTL", "flat/k050000.txt", []byte("k050000.txt\n"))
 	lookup("another name", "flat/k099999.txt", []byte("k099999.txt\n"))
@@ -196,7 +198,8 @@ func newBrokenLister(t *testing.T, target string) *brokenLister {
 			fmt.Fprint(w, listResult(prefix, []string{"a.pdf"}, "same-token"))
 			return
 		}
-		// A new name and a new token every time, slowly, for ever.
+		// A new name and a new token every time, slowly, for ever. Not
+		// waiting for an event: a server that takes this long.
 		time.Sleep(5 * time.Millisecond)
 		fmt.Fprint(w, listResult(prefix, []string{fmt.Sprintf("k%09d.pdf", n)}, fmt.Sprintf("token-%d", n)))
 	}))
@@ -266,17 +269,13 @@ func TestBrokenListingServer(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for broken.calls.Load() < 200 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if broken.calls.Load() < 200 {
-		t.Fatalf("only %d listings in a minute", broken.calls.Load())
-	}
+	testenv.WaitFor(t, time.Minute, "200 listings", func() bool { return broken.calls.Load() >= 200 })
 	cmd.Process.Kill()
 	cmd.Wait()
-	time.Sleep(time.Second)
-	stopped := broken.calls.Load()
+	// The reader's end reaches the daemon as a RELEASEDIR the test cannot
+	// see: the listings stop, and none comes after.
+	stopped := testenv.Settled(t, time.Minute, time.Second, "the listings to stop", broken.calls.Load)
+	// Not waiting for an event: a quiet period in which no listing may come.
 	time.Sleep(2 * time.Second)
 	if n := broken.calls.Load(); n != stopped {
 		t.Fatalf("%d listings after the reader was gone", n-stopped)

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"s3docs/internal/testenv"
 )
 
 // logrotate moves the log away and sends SIGHUP: the daemon writes on in a
@@ -18,15 +20,13 @@ func TestLogFileReopensOnSIGHUP(t *testing.T) {
 	d := w.mount(t, mountOpts{extra: []string{"--log-file", logPath}})
 	waitFor := func(path, s string) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for time.Now().Before(deadline) {
-			if b, _ := os.ReadFile(path); strings.Contains(string(b), s) {
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
+		if !testenv.Eventually(5*time.Second, func() bool {
+			b, _ := os.ReadFile(path)
+			return strings.Contains(string(b), s)
+		}) {
+			b, _ := os.ReadFile(path)
+			t.Fatalf("%s never got %q:\n%s", path, s, b)
 		}
-		b, _ := os.ReadFile(path)
-		t.Fatalf("%s never got %q:\n%s", path, s, b)
 	}
 	waitFor(logPath, "msg=mounted")
 	if strings.Contains(d.stderr.String(), "msg=mounted") {

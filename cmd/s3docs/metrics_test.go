@@ -139,13 +139,9 @@ func TestMetricsEndpoint(t *testing.T) {
 		}
 	}
 	f.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for metricValue(t, scrape(t, "http://"+addr+"/metrics"), "s3docs_open_files") != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("open files did not come back to 0 within 10s of the close")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, "open files to come back to 0 after the close", func() bool {
+		return metricValue(t, scrape(t, "http://"+addr+"/metrics"), "s3docs_open_files") == 0
+	})
 	// pprof only with --pprof.
 	resp, err := http.Get("http://" + addr + "/debug/pprof/")
 	if err != nil {

@@ -362,7 +362,7 @@ scrape_configs:
 		}
 	})
 	api := "http://" + promAddr
-	waitFor(t, 60*time.Second, "prometheus ready", func() bool {
+	testenv.WaitFor(t, 60*time.Second, "prometheus ready", func() bool {
 		resp, err := http.Get(api + "/-/ready")
 		if err != nil {
 			return false
@@ -404,7 +404,7 @@ scrape_configs:
 
 	// Enough samples for every rate (two in its window), and the rules
 	// evaluated at least once since.
-	waitFor(t, 60*time.Second, "10 scrapes of the daemon", func() bool {
+	testenv.WaitFor(t, 60*time.Second, "10 scrapes of the daemon", func() bool {
 		r := promQuery(t, api, `count_over_time(up{job="s3docs"}[1m]) >= 10`)
 		return len(r) == 1
 	})
@@ -454,7 +454,7 @@ scrape_configs:
 			} `json:"rules"`
 		} `json:"groups"`
 	}
-	waitFor(t, 30*time.Second, "every rule evaluated", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "every rule evaluated", func() bool {
 		promGet(t, api+"/api/v1/rules", &ruleState)
 		n := 0
 		for _, g := range ruleState.Groups {
@@ -540,16 +540,5 @@ func promGet(t *testing.T, u string, data any) {
 	}
 	if err := json.Unmarshal(body.Data, data); err != nil {
 		t.Fatalf("GET %s: %v", u, err)
-	}
-}
-
-func waitFor(t *testing.T, within time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %v", what, within)
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -614,13 +614,7 @@ func TestSIGTERMWithAReadInFlight(t *testing.T) {
 	readDone := make(chan error, 1)
 	go func() { readDone <- reader.Wait() }()
 	// The read is in flight once its GET reached the proxy.
-	deadline := time.Now().Add(10 * time.Second)
-	for w.proxy.InFlight() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the read never reached the server")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, "the read to reach the server", func() bool { return w.proxy.InFlight() > 0 })
 	start := time.Now()
 	if code := d.stop(); code != 0 {
 		t.Fatalf("exit code %d", code)

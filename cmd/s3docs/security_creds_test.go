@@ -146,6 +146,7 @@ func TestCredentialsNeverLogged(t *testing.T) {
 	w.proxy.SetDown(false)
 	// A range that just failed fails at once for a second (the kernel
 	// retries a failed read at once): try again after that.
+	// Not waiting for an event: the daemon's memory of the failure lapses.
 	time.Sleep(1500 * time.Millisecond)
 	if err := preadWithin(t, f, 17*mib, 4096); err != nil {
 		t.Errorf("read once the server is back: %v", err)

@@ -32,7 +32,8 @@ type Proxy struct {
 	mu      sync.Mutex
 	closed  bool
 	active  sync.WaitGroup // running handlers
-	running int            // running handlers, for WaitIdle
+	running int            // running handlers, for InFlight
+	idle    chan struct{}  // closed while no handler runs, for WaitIdle
 	reqs    []*Request     // written only under mu
 	fault   func(*http.Request) Fault
 	// down: every connection is reset (see SetDown); conns are the open
@@ -115,9 +116,12 @@ func NewProxy(t testing.TB, target string) *Proxy {
 	if err != nil {
 		t.Fatalf("testenv: NewProxy: %v", err)
 	}
+	idle := make(chan struct{})
+	close(idle)
 	p := &Proxy{
 		ln:    ln,
 		done:  make(chan struct{}),
+		idle:  idle,
 		conns: map[net.Conn]struct{}{},
 		tr: &http.Transport{
 			Proxy:               nil, // never an $HTTP_PROXY
@@ -406,6 +410,9 @@ func (p *Proxy) enter() (func(*http.Request) Fault, bool) {
 		return nil, false
 	}
 	p.active.Add(1)
+	if p.running == 0 {
+		p.idle = make(chan struct{})
+	}
 	p.running++
 	return p.fault, true
 }
@@ -413,6 +420,9 @@ func (p *Proxy) enter() (func(*http.Request) Fault, bool) {
 func (p *Proxy) leave() {
 	p.mu.Lock()
 	p.running--
+	if p.running == 0 {
+		close(p.idle)
+	}
 	p.mu.Unlock()
 	p.active.Done()
 }
@@ -429,18 +439,16 @@ func (p *Proxy) InFlight() int {
 // during a Delay or StallAfter) may still be running, and be recorded, a
 // little later: call WaitIdle before Reset to keep it out of the next count.
 func (p *Proxy) WaitIdle(timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		p.mu.Lock()
-		n := p.running
-		p.mu.Unlock()
-		if n == 0 {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(2 * time.Millisecond)
+	p.mu.Lock()
+	idle := p.idle
+	p.mu.Unlock()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-idle:
+		return true
+	case <-t.C:
+		return false
 	}
 }
 

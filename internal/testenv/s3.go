@@ -141,30 +141,32 @@ func serverEnv() []string {
 }
 
 // waitReady polls endpoint until versitygw answers any HTTP response
-// (an unsigned GET / answers 403 AccessDenied).
+// (an unsigned GET / answers 403 AccessDenied): another process, whose
+// readiness shows only from outside.
 func waitReady(endpoint string, exited <-chan struct{}, timeout time.Duration) error {
 	tr := &http.Transport{Proxy: nil, DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: time.Second}
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
+	var err, final error
+	if Eventually(timeout, func() bool {
 		select {
 		case <-exited:
-			return errors.New("versitygw exited before answering")
+			final = errors.New("versitygw exited before answering")
+			return true
 		default:
 		}
 		var resp *http.Response
-		resp, err = hc.Get(endpoint + "/")
-		if err == nil {
-			_ = resp.Body.Close()
-			if srv := resp.Header.Get("Server"); !strings.Contains(strings.ToUpper(srv), "VERSITY") {
-				// Somebody else took the port.
-				return fmt.Errorf("%s answered with Server %q, not versitygw", endpoint, srv)
-			}
-			return nil
+		if resp, err = hc.Get(endpoint + "/"); err != nil {
+			return false
 		}
-		time.Sleep(20 * time.Millisecond)
+		_ = resp.Body.Close()
+		if srv := resp.Header.Get("Server"); !strings.Contains(strings.ToUpper(srv), "VERSITY") {
+			// Somebody else took the port.
+			final = fmt.Errorf("%s answered with Server %q, not versitygw", endpoint, srv)
+		}
+		return true
+	}) {
+		return final
 	}
 	return fmt.Errorf("versitygw on %s did not answer within %v: %v", endpoint, timeout, err)
 }
