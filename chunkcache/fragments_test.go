@@ -141,7 +141,7 @@ func TestFragmentsAreBoundedInNumber(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDownloads(t, c)
-	if got := c.disk.idx.small.Len(); got != 10 {
+	if got := c.disk.idx.small.len; got != 10 {
 		t.Fatalf("%d small entries, want 10", got)
 	}
 	if got, want := c.Bytes(), int64(10*fragmentSize); got != want {

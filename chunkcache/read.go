@@ -65,7 +65,7 @@ func (c *Cache) read(ctx context.Context, v object.Version, p []byte, off int64,
 func (c *Cache) readSpan(ctx context.Context, v object.Version, s span, p []byte, within int64) (int, error) {
 	missed := false
 	for range reopenAttempts {
-		f, err := c.disk.open(s.id)
+		n, err := c.disk.readAt(s, p, within)
 		if errors.Is(err, ErrNotCached) {
 			if !missed {
 				c.stats.misses.Add(1)
@@ -102,16 +102,11 @@ func (c *Cache) readSpan(ctx context.Context, v object.Version, s span, p []byte
 		if err != nil {
 			return 0, err
 		}
-		// The file stays readable through f even if it is evicted now.
-		n, err := f.ReadAt(p, within)
-		f.Close()
-		if n == len(p) {
-			if !missed {
-				c.stats.hits.Add(1)
-			}
-			return n, nil
+		// No hole opens under a read: it held the object's lock.
+		if !missed {
+			c.stats.hits.Add(1)
 		}
-		c.disk.drop(s.id, fmt.Sprintf("short read at %d: %v", within, err))
+		return n, nil
 	}
 	return 0, fmt.Errorf("read %s at %d: cache entry evicted or invalid repeatedly", v.Key, s.off+within)
 }

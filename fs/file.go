@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"syscall"
 	"time"
 
@@ -106,19 +107,45 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if fresh.Key != "" {
 		e = n.state.headed(asked, fresh)
 	}
-	v, fuseFlags, err := n.state.opened()
+	v, mode, err := n.state.opening(n.fsys.passthrough.Load())
 	n.mu.Unlock()
 	n.apply(e)
 	if err != nil {
 		return nil, 0, n.fsys.errno(err, "open", asked.Key)
 	}
-	return &handle{node: n, v: v, r: n.fsys.opt.OpenReader(v)}, fuseFlags, 0
+	if mode == openConflict {
+		n.fsys.log.Warn("an older version of the file is open with passthrough; the new one opens once it is closed",
+			"key", v.Key, "version", v.Identity())
+		return nil, 0, syscall.EBUSY
+	}
+	r := n.fsys.opt.OpenReader(v)
+	h := handle{node: n, v: v, r: r}
+	if mode == openMayPass || mode == openMustPass {
+		var backing *os.File
+		if b, ok := r.(Backer); ok {
+			backing = b.Backing()
+		}
+		// A handle that must pass through gets the inode's backing file
+		// from go-fuse, which registered it for the first such handle,
+		// even if the cache could not pin the version again for this one.
+		if backing != nil || mode == openMustPass {
+			n.mu.Lock()
+			n.state.opened(v, true)
+			n.mu.Unlock()
+			n.fsys.passthroughOpens.Add(1)
+			return &passHandle{handle: h, backing: backing}, 0, 0
+		}
+	}
+	n.mu.Lock()
+	fuseFlags := n.state.opened(v, false)
+	n.mu.Unlock()
+	return &h, fuseFlags, 0
 }
 
-func (n *fileNode) closed(v object.Version) {
+func (n *fileNode) closed(v object.Version, pass bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.state.released(v)
+	n.state.released(v, pass)
 }
 
 // markStale records that the store answered "changed" or "not found" for
@@ -165,6 +192,35 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
 	h.r.Close()
-	h.node.closed(h.v)
+	h.node.closed(h.v, false)
+	return 0
+}
+
+// passHandle is an open file the kernel reads from the cache's file of its
+// version (FUSE passthrough). Its reads reach the daemon only if the
+// kernel did not take the backing file after all: then it reads as a
+// handle does.
+type passHandle struct {
+	handle
+	// backing is the cache's file of the version, pinned until Release;
+	// nil when the inode's backing file (of the same version) serves.
+	backing *os.File
+}
+
+var _ gofs.FilePassthroughFder = (*passHandle)(nil)
+
+// PassthroughFd is asked by go-fuse for the inode's first passthrough
+// handle; it registers the file with the kernel, which keeps its own
+// reference.
+func (h *passHandle) PassthroughFd() (int, bool) {
+	if h.backing == nil {
+		return 0, false
+	}
+	return int(h.backing.Fd()), true
+}
+
+func (h *passHandle) Release(ctx context.Context) syscall.Errno {
+	h.r.Close() // closes and unpins the backing file
+	h.node.closed(h.v, true)
 	return 0
 }

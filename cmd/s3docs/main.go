@@ -218,19 +218,24 @@ func serveMount(cfg mountopts.Config, args []string, detached *readyNotifier, st
 	defer pool.Close()
 	parts := splitter.NewService(pool, cache, log, m.observeSplit)
 
+	var probe func() (*os.File, error)
+	if cfg.Passthrough == mountopts.PassthroughAuto {
+		probe = cache.ProbeFile
+	}
 	tree, err := fs.New(fs.Options{
-		Store:       store,
-		OpenReader:  func(v object.Version) fs.Reader { return cache.NewReader(v) },
-		Discard:     cache.Discard,
-		MetadataTTL: cfg.MetadataTTL,
-		UID:         cfg.UID,
-		GID:         cfg.GID,
-		FileMode:    cfg.FileMode,
-		DirMode:     cfg.DirMode,
-		Logger:      log,
-		Parts:       parts,
-		PartPages:   cfg.PartPages,
-		Observer:    m,
+		Store:            store,
+		PassthroughProbe: probe,
+		OpenReader:       func(v object.Version) fs.Reader { return cache.NewReader(v) },
+		Discard:          cache.Discard,
+		MetadataTTL:      cfg.MetadataTTL,
+		UID:              cfg.UID,
+		GID:              cfg.GID,
+		FileMode:         cfg.FileMode,
+		DirMode:          cfg.DirMode,
+		Logger:           log,
+		Parts:            parts,
+		PartPages:        cfg.PartPages,
+		Observer:         m,
 	})
 	if err != nil {
 		return err
@@ -245,7 +250,7 @@ func serveMount(cfg mountopts.Config, args []string, detached *readyNotifier, st
 		return err
 	}
 	log.Info("mounted", "source", cfg.Source, "mountpoint", cfg.MountPoint, "endpoint", store.Endpoint(),
-		"cache_dir", cfg.CacheDir, "cache_size", cfg.CacheSize)
+		"cache_dir", cfg.CacheDir, "cache_size", cfg.CacheSize, "passthrough", tree.Passthrough())
 	if empty {
 		log.Warn("nothing under the mounted prefix yet: the mount is empty until objects are put there",
 			"source", cfg.Source)
