@@ -183,7 +183,8 @@ const compactSlack = 64
 // sweep punches the bytes of o's file that no entry holds: what downloads
 // cut short by a crash, or evictions between their map record and their
 // punch, left. They are not counted against the bound, so they must go.
-// It returns the bytes freed.
+// A file once handed to the kernel is never punched: if it holds such
+// bytes, it goes whole. It returns the bytes freed.
 func (dk *disk) sweep(d *cacheDir, o *objFile) int64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -204,6 +205,11 @@ func (dk *disk) sweep(d *cacheDir, o *objFile) int64 {
 			break
 		}
 		for _, h := range dk.idx.holes(o, start, min(end, o.size)-start) {
+			if dk.idx.exported(o) {
+				d.removeObject(o.id)
+				dk.idx.forget(o)
+				return o.size
+			}
 			if punch(f, h.off, h.n, o.size) == nil {
 				freed += h.n
 			}
@@ -346,17 +352,19 @@ func (w *objWriter) WriteAt(p []byte, off int64) (int, error) { return w.f.Write
 func (w *objWriter) commit(crc uint32) (*entry, error) {
 	d := w.dk.dir.Load()
 	o := w.o
+	// Recorded and indexed under the map's lock: a removal of an earlier
+	// entry of the same range (appendDels) is recorded before or after
+	// both, never between.
 	o.mapMu.Lock()
 	err := d.appendMap(o.id, mapRecord{op: opAdd, key: w.s.key, crc: crc}.encode())
-	if err == nil {
-		o.records++
-	}
-	o.mapMu.Unlock()
 	if err != nil {
+		o.mapMu.Unlock()
 		return nil, err
 	}
+	o.records++
 	e := &entry{id: w.s.id, obj: o, key: w.s.key, off: w.s.off, n: w.s.n, crc: crc, verified: true}
 	victims, ok := w.dk.idx.commit(o, e, w.r)
+	o.mapMu.Unlock()
 	if !ok {
 		return nil, fmt.Errorf("%w: its object's file was removed", errDirLost)
 	}
@@ -461,12 +469,18 @@ func (dk *disk) releaseLocked(o *objFile, gone []*entry, written []writeRange) {
 // appendDels records in o's map that entries went, and rewrites the map
 // when it has grown well past what it says.
 func (dk *disk) appendDels(d *cacheDir, o *objFile, gone []*entry) {
+	o.mapMu.Lock()
+	defer o.mapMu.Unlock()
+	// An entry of the same range admitted again since (a download that
+	// was already under way) stays recorded.
+	gone = dk.idx.notPresent(o, gone)
+	if len(gone) == 0 {
+		return
+	}
 	b := make([]byte, 0, len(gone)*mapRecordSize)
 	for _, e := range gone {
 		b = append(b, mapRecord{op: opDel, key: e.key}.encode()...)
 	}
-	o.mapMu.Lock()
-	defer o.mapMu.Unlock()
 	if d.appendMap(o.id, b) == nil {
 		o.records += len(gone)
 	}

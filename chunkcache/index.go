@@ -615,6 +615,13 @@ func (x *index) completeLocked(o *objFile) bool {
 	return true
 }
 
+// exported says whether o's file was handed to the kernel.
+func (x *index) exported(o *objFile) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return o.exported
+}
+
 // pinnedBytes is the size of the objects pinned now.
 func (x *index) pinnedBytes() int64 {
 	x.mu.Lock()
@@ -631,7 +638,7 @@ func (x *index) reset(objects []*objFile, entries []*entry) (victims []*entry, c
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for _, o := range x.objects {
-		o.dead = true
+		o.dead, o.pins = true, 0 // their unpins find nothing to undo
 	}
 	x.objects = map[string]*objFile{}
 	x.blobs = map[string]*entry{}
@@ -660,6 +667,19 @@ func (x *index) forget(o *objFile) {
 		e = next
 	}
 	x.removedLocked(o)
+}
+
+// notPresent is the entries of gone whose range o holds no entry for now.
+func (x *index) notPresent(o *objFile, gone []*entry) []*entry {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	out := gone[:0:0]
+	for _, e := range gone {
+		if o.present[e.key] == nil {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // entryCount is how many entries of o the index holds.
