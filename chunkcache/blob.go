@@ -68,7 +68,7 @@ func (b *Blobs) AdmitBlob(id, tmpPath string) (int64, error) {
 		return 0, errors.New("chunkcache: refusing an empty blob")
 	}
 	e := &entry{id: id, name: fileName(id, n, h.Sum32()), key: entryKey{kind: kindBlob}, n: n, crc: h.Sum32(),
-		verified: true, touched: time.Now()}
+		verified: true, touched: time.Now().UnixNano()}
 	if err := d.commitBlob(name, e.name); err != nil {
 		d.removeTemp(name)
 		return 0, err

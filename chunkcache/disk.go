@@ -120,7 +120,7 @@ func (dk *disk) rebuild(d *cacheDir, l layout) {
 	}
 	for _, fe := range l.blobs {
 		id, size, crc, _ := parseName(fe.name)
-		e := &entry{id: id, name: fe.name, key: entryKey{kind: kindBlob}, n: size, crc: crc, touched: fe.info.ModTime()}
+		e := &entry{id: id, name: fe.name, key: entryKey{kind: kindBlob}, n: size, crc: crc, touched: fe.info.ModTime().UnixNano()}
 		all = append(all, dated{fe.info.ModTime(), []*entry{e}})
 	}
 	slices.SortStableFunc(all, func(a, b dated) int { return a.t.Compare(b.t) })
@@ -167,11 +167,11 @@ func (dk *disk) loadObject(d *cacheDir, fo foundObject) (*objFile, []*entry, err
 		}
 	}
 	o := newObjFile(fo.id, m.header.size)
-	o.created, o.exported, o.records, o.touched = true, m.exported, m.records, fo.data.ModTime()
+	o.created, o.exported, o.records, o.touched = true, m.exported, m.records, fo.data.ModTime().UnixNano()
 	entries := make([]*entry, len(m.live))
 	for i, le := range m.live {
 		off, n := dk.geo.rangeOf(o.size, le.key)
-		entries[i] = &entry{id: spanID(o.id, le.key), obj: o, key: le.key, off: off, n: n, crc: le.crc}
+		entries[i] = &entry{obj: o, key: le.key, off: off, n: n, crc: le.crc}
 	}
 	return o, entries, nil
 }
@@ -362,7 +362,7 @@ func (w *objWriter) commit(crc uint32) (*entry, error) {
 		return nil, err
 	}
 	o.records++
-	e := &entry{id: w.s.id, obj: o, key: w.s.key, off: w.s.off, n: w.s.n, crc: crc, verified: true}
+	e := &entry{obj: o, key: w.s.key, off: w.s.off, n: w.s.n, crc: crc, verified: true}
 	victims, ok := w.dk.idx.commit(o, e, w.r)
 	o.mapMu.Unlock()
 	if !ok {

@@ -8,7 +8,7 @@ import (
 // entry is one cache entry: a range of an object's file (a chunk, a piece or
 // a fragment of the object), or a blob.
 type entry struct {
-	id   string   // the span's id; a blob's id
+	id   string   // a blob's id (an object's entry has its span's, see spanID)
 	obj  *objFile // nil for a blob
 	name string   // a blob's file name
 	key  entryKey
@@ -21,12 +21,21 @@ type entry struct {
 	// entry whose bytes never reached the disk, and a wrong byte is never
 	// acceptable.
 	verified bool
-	// touched is when a blob's mtime was last set (objects keep theirs in
-	// objFile).
-	touched time.Time
+	inSmall  bool
+	// touched is when a blob's mtime was last set, in Unix nanoseconds
+	// (objects keep theirs in objFile).
+	touched int64
 
 	lru, small, sib links // in the LRU, in the small entries, in its object
-	inSmall         bool
+}
+
+// spanID is the id of the span e holds (its blob id for a blob): made when
+// asked, which is rarely (readers waiting for it), rather than kept.
+func (e *entry) spanID() string {
+	if e.obj == nil {
+		return e.id
+	}
+	return spanID(e.obj.id, e.key)
 }
 
 const touchEvery = 10 * time.Minute
@@ -48,21 +57,40 @@ type objFile struct {
 	mapMu   sync.Mutex
 	records int
 
-	// The rest is guarded by index.mu.
+	// The rest is guarded by index.mu. present indexes entries by key once
+	// there are more than a few (see find); frags counts fragments by
+	// chunk index, once there are any: most objects have one or two
+	// entries, and a map costs a few hundred bytes.
 	present map[entryKey]*entry
-	frags   map[int64]int // present fragments, by chunk index
-	bytes   int64         // of its entries
-	entries entryList     // through entry.sib
+	frags   map[int64]int
+	bytes   int64     // of its entries
+	entries entryList // through entry.sib
 	writing []writeRange
 	pins    int
 	// exported: the file was handed to the kernel (passthrough). It is
 	// never punched from then on: the kernel may keep it mapped after the
 	// last handle is closed, out of the daemon's sight. It goes whole.
 	exported bool
-	created  bool // its files exist
-	dying    bool // being removed
-	dead     bool // removed; another objFile takes its id
-	touched  time.Time
+	created  bool  // its files exist
+	dying    bool  // being removed
+	dead     bool  // removed; another objFile takes its id
+	touched  int64 // when its mtime was last set, Unix nanoseconds
+}
+
+// presentMapAt is how many entries an object holds before find uses a map.
+const presentMapAt = 8
+
+// find returns o's entry key, or nil.
+func (o *objFile) find(k entryKey) *entry {
+	if o.present != nil {
+		return o.present[k]
+	}
+	for e := o.entries.front; e != nil; e = e.sib.next {
+		if e.key == k {
+			return e
+		}
+	}
+	return nil
 }
 
 // writeRange is a range of an object's file a download is writing.
@@ -116,8 +144,7 @@ func newIndex(maxBytes int64, geo geometry) *index {
 }
 
 func newObjFile(id string, size int64) *objFile {
-	return &objFile{id: id, size: size, present: map[entryKey]*entry{}, frags: map[int64]int{},
-		entries: entryList{at: sibLinks}}
+	return &objFile{id: id, size: size, entries: entryList{at: sibLinks}}
 }
 
 // object returns the objFile of id, making one (not created on disk yet)
@@ -171,7 +198,7 @@ func (x *index) created(o *objFile, ok bool) {
 	defer x.mu.Unlock()
 	if ok {
 		o.created = true
-		o.touched = time.Now()
+		o.touched = time.Now().UnixNano()
 		return
 	}
 	o.dead = true
@@ -206,7 +233,7 @@ func (x *index) commit(o *objFile, e *entry, r writeRange) (victims []*entry, ok
 	if o.dead || o.dying {
 		return nil, false
 	}
-	if old := o.present[e.key]; old != nil {
+	if old := o.find(e.key); old != nil {
 		x.removeLocked(old)
 	}
 	x.addLocked(e)
@@ -221,10 +248,20 @@ func (x *index) addLocked(e *entry) {
 		e.inSmall = true
 	}
 	if o := e.obj; o != nil {
-		o.present[e.key] = e
 		o.entries.pushFront(e)
+		if o.present == nil && o.entries.len > presentMapAt {
+			o.present = make(map[entryKey]*entry, o.entries.len)
+			for p := o.entries.front; p != nil; p = p.sib.next {
+				o.present[p.key] = p
+			}
+		} else if o.present != nil {
+			o.present[e.key] = e
+		}
 		o.bytes += e.n
 		if e.key.kind == kindFragment {
+			if o.frags == nil {
+				o.frags = map[int64]int{}
+			}
 			o.frags[e.key.idx]++
 		}
 	} else {
@@ -240,7 +277,7 @@ func (x *index) removeLocked(e *entry) {
 		e.inSmall = false
 	}
 	if o := e.obj; o != nil {
-		if o.present[e.key] == e {
+		if o.present != nil && o.present[e.key] == e {
 			delete(o.present, e.key)
 		}
 		o.entries.remove(e)
@@ -264,13 +301,13 @@ func (x *index) get(o *objFile, key entryKey, now time.Time) (e *entry, touch bo
 	if o.dead || o.dying {
 		return nil, false
 	}
-	e = o.present[key]
+	e = o.find(key)
 	if e == nil {
 		return nil, false
 	}
 	x.touchLocked(e)
-	if touch = now.Sub(o.touched) > touchEvery; touch {
-		o.touched = now
+	if touch = now.UnixNano()-o.touched > int64(touchEvery); touch {
+		o.touched = now.UnixNano()
 	}
 	return e, touch
 }
@@ -287,7 +324,7 @@ func (x *index) has(s span) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	o := x.objects[s.obj]
-	return o != nil && !o.dead && !o.dying && o.present[s.key] != nil
+	return o != nil && !o.dead && !o.dying && o.find(s.key) != nil
 }
 
 // getBlob returns blob id and marks it recently used; touch as for get.
@@ -299,8 +336,8 @@ func (x *index) getBlob(id string, now time.Time) (e *entry, touch bool) {
 		return nil, false
 	}
 	x.touchLocked(e)
-	if touch = now.Sub(e.touched) > touchEvery; touch {
-		e.touched = now
+	if touch = now.UnixNano()-e.touched > int64(touchEvery); touch {
+		e.touched = now.UnixNano()
 	}
 	return e, touch
 }
@@ -342,7 +379,7 @@ func (x *index) indexedLocked(e *entry) bool {
 	if e.obj == nil {
 		return x.blobs[e.id] == e
 	}
-	return !e.obj.dead && e.obj.present[e.key] == e
+	return !e.obj.dead && e.obj.find(e.key) == e
 }
 
 // discard takes the entries of o out of the index, except those held, and
@@ -353,7 +390,7 @@ func (x *index) discard(o *objFile) []*entry {
 	var gone []*entry
 	for e := o.entries.front; e != nil; {
 		next := e.sib.next
-		if x.held[e.id] == 0 {
+		if !x.heldLocked(e) {
 			x.removeLocked(e)
 			gone = append(gone, e)
 		}
@@ -373,9 +410,14 @@ func (x *index) hold(id string, delta int) {
 	}
 }
 
+// heldLocked says whether a reader waits for e.
+func (x *index) heldLocked(e *entry) bool {
+	return len(x.held) > 0 && x.held[e.spanID()] > 0
+}
+
 // spared: eviction must not take e now.
 func (x *index) sparedLocked(e *entry) bool {
-	return x.held[e.id] > 0 || e.obj != nil && e.obj.pins > 0
+	return x.heldLocked(e) || e.obj != nil && e.obj.pins > 0
 }
 
 // evictLocked evicts the least recently used entries until the index is
@@ -416,7 +458,7 @@ func (x *index) evictLocked() []*entry {
 func (x *index) takeAllLocked(o *objFile, victims []*entry) []*entry {
 	for e := o.entries.front; e != nil; {
 		next := e.sib.next
-		if x.held[e.id] == 0 {
+		if !x.heldLocked(e) {
 			x.removeLocked(e)
 			victims = append(victims, e)
 		} else {
@@ -486,7 +528,7 @@ func (x *index) holes(o *objFile, off, n int64) []writeRange {
 	for pos, end := off, off+n; pos < end; {
 		idx := pos / g.chunkSize
 		chunkEnd := min(end, (idx+1)*g.chunkSize, o.size)
-		if o.present[entryKey{kind: kindChunk, idx: idx}] != nil {
+		if o.find(entryKey{kind: kindChunk, idx: idx}) != nil {
 			pos = (idx + 1) * g.chunkSize
 			continue
 		}
@@ -497,7 +539,7 @@ func (x *index) holes(o *objFile, off, n int64) []writeRange {
 			if g.pieceSize > 0 {
 				k := within / g.pieceSize
 				unitEnd = min(chunkEnd, base+(k+1)*g.pieceSize)
-				if o.present[entryKey{kind: kindPiece, idx: idx, sub: k}] != nil {
+				if o.find(entryKey{kind: kindPiece, idx: idx, sub: k}) != nil {
 					pos = unitEnd
 					continue
 				}
@@ -510,7 +552,7 @@ func (x *index) holes(o *objFile, off, n int64) []writeRange {
 			for pos < unitEnd {
 				f := (pos - base) / fragmentSize
 				fragEnd := min(unitEnd, base+(f+1)*fragmentSize)
-				if o.present[entryKey{kind: kindFragment, idx: idx, sub: f}] == nil {
+				if o.find(entryKey{kind: kindFragment, idx: idx, sub: f}) == nil {
 					add(pos, fragEnd)
 				}
 				pos = fragEnd
@@ -599,7 +641,7 @@ func (x *index) completeLocked(o *objFile) bool {
 	}
 	g := x.geo
 	for idx := range chunksOf(o.size, g.chunkSize) {
-		if e := o.present[entryKey{kind: kindChunk, idx: idx}]; e != nil && e.verified {
+		if e := o.find(entryKey{kind: kindChunk, idx: idx}); e != nil && e.verified {
 			continue
 		}
 		if g.pieceSize == 0 {
@@ -607,7 +649,7 @@ func (x *index) completeLocked(o *objFile) bool {
 		}
 		chunkLen := min(g.chunkSize, o.size-idx*g.chunkSize)
 		for k := int64(0); k*g.pieceSize < chunkLen; k++ {
-			if e := o.present[entryKey{kind: kindPiece, idx: idx, sub: k}]; e == nil || !e.verified {
+			if e := o.find(entryKey{kind: kindPiece, idx: idx, sub: k}); e == nil || !e.verified {
 				return false
 			}
 		}
@@ -675,7 +717,7 @@ func (x *index) notPresent(o *objFile, gone []*entry) []*entry {
 	defer x.mu.Unlock()
 	out := gone[:0:0]
 	for _, e := range gone {
-		if o.present[e.key] == nil {
+		if o.find(e.key) == nil {
 			out = append(out, e)
 		}
 	}

@@ -77,7 +77,7 @@ func TestIndexTouchesAtMostOncePerPeriod(t *testing.T) {
 	start := time.Now()
 	o := x.object("obj", testChunk, true)
 	x.created(o, true)
-	o.touched = start
+	o.touched = start.UnixNano()
 	k := entryKey{kind: kindChunk}
 	x.commit(o, &entry{id: "c0", obj: o, key: k, n: testChunk}, writeRange{})
 	for _, tc := range []struct {
