@@ -17,8 +17,6 @@ import (
 	"os"
 	"time"
 
-	"golang.org/x/sync/semaphore"
-
 	"s3docs/internal/object"
 )
 
@@ -154,7 +152,7 @@ func Open(o Options, f Fetcher) (*Cache, error) {
 		log:     o.Logger,
 		timeout: o.ReadTimeout,
 		onFetch: o.OnFetch,
-		gets:    semaphore.NewWeighted(int64(o.MaxConcurrentGets)),
+		gets:    newSlots(o.MaxConcurrentGets),
 		flights: map[string]*flight{},
 		failed:  map[string]failure{},
 	}

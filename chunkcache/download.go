@@ -9,17 +9,16 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/semaphore"
-
 	"s3docs/internal/object"
+	"s3docs/internal/pacer"
 )
 
 // downloads are the fetches of entries running now: one per entry (a chunk
-// or a piece) however many readers want it, each one ranged GET with its
-// retries under one deadline (retry.go), within a limit of GETs in flight.
-// A download writes its range in place into its object's file, where
-// readers of the flight see it as it grows (flight.go), and commits it to
-// the disk. Which entries
+// or a piece) however many readers want it, each one ranged GET (the store
+// retries it) under one deadline (retry.go), within a limit of GETs in
+// flight. A download writes its range in place into its object's file,
+// where readers of the flight see it as it grows (flight.go), and commits
+// it to the disk. Which entries
 // to fetch, and when, is for the readers to say (read.go, pieces.go,
 // readahead.go).
 type downloads struct {
@@ -34,7 +33,7 @@ type downloads struct {
 	onFetch func(bytes int64, d time.Duration, err error)
 	// gets bounds GETs in flight: downloads, foreground and readahead,
 	// and uncached reads.
-	gets *semaphore.Weighted
+	gets *slots
 
 	mu      sync.Mutex
 	flights map[string]*flight // by entry id
@@ -50,8 +49,10 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b 
 // runs on the tasks' context: a caller that gives up (its FUSE request was
 // interrupted) stops waiting but does not cancel the download others wait
 // for. An entry of a chunk whose download failed moments ago is not tried
-// again: join returns that failure (see failedRangeMemory).
-func (d *downloads) join(v object.Version, s span) (f *flight, started bool, err error) {
+// again: join returns that failure (see failedRangeMemory). A download
+// started for background work (readahead, a background reader) becomes
+// foreground when a foreground caller joins it.
+func (d *downloads) join(v object.Version, s span, background bool) (f *flight, started bool, err error) {
 	chunk := d.geo.chunkID(v, s.off/d.geo.chunkSize)
 	d.mu.Lock()
 	if d.tasks.stopping() {
@@ -60,6 +61,9 @@ func (d *downloads) join(v object.Version, s span) (f *flight, started bool, err
 	}
 	if running, ok := d.flights[s.id]; ok {
 		d.mu.Unlock()
+		if !background {
+			running.background.Store(false)
+		}
 		return running, false, nil
 	}
 	if err := d.recentFailureLocked(chunk, time.Now()); err != nil {
@@ -76,6 +80,7 @@ func (d *downloads) join(v object.Version, s span) (f *flight, started bool, err
 	// Not the named result: the goroutine below would capture it by
 	// reference, which costs an allocation per download.
 	fl := newFlight()
+	fl.background.Store(background)
 	d.flights[s.id] = fl
 	if !d.tasks.add() {
 		delete(d.flights, s.id)
@@ -112,12 +117,13 @@ func (d *downloads) running() int {
 	return len(d.flights)
 }
 
-// download fetches s under one deadline, ReadTimeout, for all its attempts
-// (see retry.go); ctx ends when the cache closes. Attempts are logged at
-// debug level only: the read that fails says so, once, where errors become
-// errno values.
+// download fetches s under one deadline, ReadTimeout (see retry.go); ctx
+// ends when the cache closes. The fetcher retries within the deadline; a
+// download is tried again only when the cache directory was lost and made
+// again under it (recover.go). Failures are logged at debug level only:
+// the read that fails says so, once, where errors become errno values.
 func (d *downloads) download(ctx context.Context, f *flight, v object.Version, s span) error {
-	dl, cancel := context.WithTimeout(ctx, d.timeout)
+	dl, cancel := context.WithTimeout(pacer.WithPriority(ctx, f), d.timeout)
 	defer cancel()
 	for attempt := 1; ; attempt++ {
 		err := d.fetchOnce(dl, f, v, s)
@@ -129,40 +135,26 @@ func (d *downloads) download(ctx context.Context, f *flight, v object.Version, s
 			return fmt.Errorf("fetch %s at %d: %w: %w", v.Key, s.off, errNoSpace, err)
 		}
 		if lost, retry := d.disk.dirLost(ctx, err); lost {
-			if retry && attempt < fetchAttempts {
+			if retry && attempt < dirLostAttempts {
 				continue
 			}
 			return fmt.Errorf("fetch %s at %d: %w: %w", v.Key, s.off, errDirLost, err)
 		}
-		d.log.Debug("chunk fetch attempt failed", "key", v.Key, "offset", s.off, "length", s.n, "attempt", attempt, "err", err)
+		d.log.Debug("chunk fetch failed", "key", v.Key, "offset", s.off, "length", s.n, "err", err)
 		if dl.Err() != nil && ctx.Err() == nil {
-			return fmt.Errorf("fetch %s at %d: no complete answer within %v (%d attempts): %w",
-				v.Key, s.off, d.timeout, attempt, err)
+			return fmt.Errorf("fetch %s at %d: no complete answer within %v: %w", v.Key, s.off, d.timeout, err)
 		}
-		if attempt == fetchAttempts || !transient(err) || ctx.Err() != nil {
-			return fmt.Errorf("fetch %s at %d: %w", v.Key, s.off, err)
-		}
-		// The fetcher retried within the attempt already; this covers a
-		// burst of failures longer than its own retries. The GET slot is
-		// free meanwhile, for fetches that may succeed.
-		t := time.NewTimer(time.Duration(attempt) * fetchBackoff)
-		select {
-		case <-dl.Done():
-			t.Stop()
-			return fmt.Errorf("fetch %s at %d: no complete answer within %v (%d attempts): %w",
-				v.Key, s.off, d.timeout, attempt, err)
-		case <-t.C:
-		}
+		return fmt.Errorf("fetch %s at %d: %w", v.Key, s.off, err)
 	}
 }
 
 // fetchOnce is one attempt: a GET slot and one GET saved to the disk, within the
 // download's deadline.
 func (d *downloads) fetchOnce(ctx context.Context, f *flight, v object.Version, s span) error {
-	if err := d.gets.Acquire(ctx, 1); err != nil {
+	if err := d.gets.acquire(ctx, f); err != nil {
 		return err
 	}
-	defer d.gets.Release(1)
+	defer d.gets.release()
 	d.stats.gets.Add(1)
 	d.stats.inFlight.Add(1)
 	start := time.Now()

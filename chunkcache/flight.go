@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 )
 
 // flight is one download, shared by every caller that wants its entry
@@ -16,6 +17,10 @@ import (
 type flight struct {
 	done chan struct{} // closed when the download has ended
 	err  error         // its outcome, set before done is closed
+	// background: only readahead or background readers wait for it. A
+	// foreground reader that joins it makes it foreground, for the GET
+	// slots and the pacer that serve foreground requests first.
+	background atomic.Bool
 
 	mu       sync.Mutex
 	file     *os.File      // the current attempt's object file, nil when none
@@ -27,6 +32,10 @@ type flight struct {
 func newFlight() *flight {
 	return &flight{done: make(chan struct{}), advanced: make(chan struct{})}
 }
+
+// Background is the flight's priority (pacer.Priority): asked by the GET
+// slots and the pacer whenever its download waits for its turn.
+func (f *flight) Background() bool { return f.background.Load() }
 
 // end publishes the download's outcome.
 func (f *flight) end(err error) {

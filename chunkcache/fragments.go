@@ -39,7 +39,7 @@ const prefetchParallel = 64
 // whole chunks: for a parser's small scattered reads. A read of more than a
 // few fragments fetches its chunks.
 func (c *Cache) ReadFragments(ctx context.Context, v object.Version, p []byte, off int64) (int, error) {
-	return c.read(ctx, v, p, off, fetchFragments)
+	return c.read(ctx, v, p, off, fetchFragments, false)
 }
 
 // ReadPieces reads like ReadAt, but what the disk does not hold is fetched
@@ -47,7 +47,7 @@ func (c *Cache) ReadFragments(ctx context.Context, v object.Version, p []byte, o
 // whole chunks: for a parser's short scans (a cross-reference table, a
 // small stream).
 func (c *Cache) ReadPieces(ctx context.Context, v object.Version, p []byte, off int64) (int, error) {
-	return c.read(ctx, v, p, off, fetchPieces)
+	return c.read(ctx, v, p, off, fetchPieces, false)
 }
 
 // Prefetch fetches, all at once, what reads of n bytes at each of offs
@@ -68,7 +68,7 @@ func (c *Cache) Prefetch(ctx context.Context, v object.Version, offs []int64, n 
 			break
 		}
 		g.Go(func() error {
-			f, _, err := c.downloads.join(v, s)
+			f, _, err := c.downloads.join(v, s, false)
 			if err != nil || f == nil {
 				return nil // failed moments ago, or stored meanwhile
 			}

@@ -17,13 +17,13 @@ import (
 // ReadAt reads len(p) bytes of v at off, fetching missing chunks. Like
 // io.ReaderAt it returns io.EOF when it stops short at the end of the object.
 func (c *Cache) ReadAt(ctx context.Context, v object.Version, p []byte, off int64) (int, error) {
-	return c.read(ctx, v, p, off, fetchChunks)
+	return c.read(ctx, v, p, off, fetchChunks, false)
 }
 
 // read serves Cache.ReadAt and Reader.ReadAt alike, under the read's one
 // deadline (retry.go); miss, the reader's policy, says what its misses
-// fetch.
-func (c *Cache) read(ctx context.Context, v object.Version, p []byte, off int64, miss missPolicy) (int, error) {
+// fetch, and background whether they wait behind foreground reads.
+func (c *Cache) read(ctx context.Context, v object.Version, p []byte, off int64, miss missPolicy, background bool) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("read %s: negative offset", v.Key)
 	}
@@ -41,7 +41,7 @@ func (c *Cache) read(ctx context.Context, v object.Version, p []byte, off int64,
 		chunkEnd := min(end, (idx+1)*c.geo.chunkSize)
 		for _, s := range c.entriesFor(buf[:0], v, idx, off-idx*c.geo.chunkSize, chunkEnd-off, miss) {
 			to := min(chunkEnd, s.off+s.n)
-			m, err := c.readSpan(ctx, v, s, p[n:n+int(to-off)], off-s.off)
+			m, err := c.readSpan(ctx, v, s, p[n:n+int(to-off)], off-s.off, background)
 			n += m
 			off += int64(m)
 			if err != nil {
@@ -62,7 +62,7 @@ func (c *Cache) read(ctx context.Context, v object.Version, p []byte, off int64,
 // entry evicted between lookup and open is simply fetched again. A missing
 // entry is served from its download as soon as the bytes wanted have
 // arrived.
-func (c *Cache) readSpan(ctx context.Context, v object.Version, s span, p []byte, within int64) (int, error) {
+func (c *Cache) readSpan(ctx context.Context, v object.Version, s span, p []byte, within int64, background bool) (int, error) {
 	missed := false
 	for range reopenAttempts {
 		n, err := c.disk.readAt(s, p, within)
@@ -74,9 +74,9 @@ func (c *Cache) readSpan(ctx context.Context, v object.Version, s span, p []byte
 			}
 			missed = true
 			if c.bypassing() {
-				return c.downloads.readThrough(ctx, v, p, s.off+within)
+				return c.downloads.readThrough(ctx, v, p, s.off+within, background)
 			}
-			fl, err := c.join(v, s)
+			fl, err := c.join(v, s, background)
 			if err != nil {
 				return 0, err
 			}
@@ -92,7 +92,7 @@ func (c *Cache) readSpan(ctx context.Context, v object.Version, s span, p []byte
 			}
 			err = fl.wait(ctx)
 			if uncachedFailure(err) {
-				return c.downloads.readThrough(ctx, v, p, s.off+within)
+				return c.downloads.readThrough(ctx, v, p, s.off+within, background)
 			}
 			if err != nil {
 				return 0, err
@@ -113,8 +113,8 @@ func (c *Cache) readSpan(ctx context.Context, v object.Version, s span, p []byte
 
 // join is downloads.join for a caller that waits for s: one that found a
 // download running shared it (a join).
-func (c *Cache) join(v object.Version, s span) (*flight, error) {
-	f, started, err := c.downloads.join(v, s)
+func (c *Cache) join(v object.Version, s span, background bool) (*flight, error) {
+	f, started, err := c.downloads.join(v, s, background)
 	if f != nil && !started {
 		c.stats.joins.Add(1)
 	}

@@ -49,7 +49,7 @@ func (c *Cache) prefetch(v object.Version, idx int64) bool {
 		defer c.ahead.budget.Release(s.n)
 		// Errors are logged by the download; the reader retries in the
 		// foreground.
-		f, started, err := c.downloads.join(v, s)
+		f, started, err := c.downloads.join(v, s, true)
 		if err != nil || f == nil {
 			return
 		}

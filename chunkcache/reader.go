@@ -15,6 +15,9 @@ import (
 type Reader struct {
 	c *Cache
 	v object.Version
+	// background readers (warming) wait behind foreground ones for GET
+	// slots and for the store while it throttles.
+	background bool
 
 	mu sync.Mutex
 	// frontier is the end of the last read; a read starting near it
@@ -50,6 +53,12 @@ func (c *Cache) NewReader(v object.Version) *Reader {
 	return &Reader{c: c, v: v, ahead: -1}
 }
 
+// NewBackgroundReader starts reading v for background work (warming the
+// cache): its fetches wait behind those of other readers.
+func (c *Cache) NewBackgroundReader(v object.Version) *Reader {
+	return &Reader{c: c, v: v, ahead: -1, background: true}
+}
+
 // ReadAt reads like Cache.ReadAt and may schedule readahead; a random
 // reader's misses fetch pieces instead of chunks.
 func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
@@ -63,7 +72,7 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		r.ahead = max(r.ahead, scheduled)
 		r.mu.Unlock()
 	}
-	return r.c.read(ctx, r.v, p, off, miss)
+	return r.c.read(ctx, r.v, p, off, miss, r.background)
 }
 
 // observe updates the access pattern and returns the chunk indexes to fetch

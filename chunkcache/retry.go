@@ -4,50 +4,45 @@ import (
 	"context"
 	"errors"
 	"time"
-
-	"s3docs/internal/object"
 )
 
-// The retry policy of a read, layer by layer, and the one deadline above it.
+// The retry policy of a read, and the one deadline above it.
 //
 // A read(2) of an uncached range waits for the download of the chunk (or
-// piece) that holds it. Four layers can try again, each for its own reason:
+// piece) that holds it: one ranged GET, which the store (s3store/retry.go)
+// tries again for as long as the deadline allows when it is throttled,
+// and up to its budget of failures (5, shared by the GET and its resumes of
+// a body cut short) when it fails. That is the only layer of retries
+// against the store: a download that failed is not tried again here (it
+// was, three times, when each layer retried on its own: up to 75 requests
+// for one chunk). Two local causes remain: a reader that finds its cache
+// entry evicted or corrupt between the download and its open opens it
+// again (reopenAttempts, no request), and a download whose cache directory
+// was deleted and made again under it is fetched once more
+// (dirLostAttempts).
 //
-//  1. The S3 client (s3store: sdkMaxAttempts attempts per request, backoff
-//     up to sdkMaxBackoff; a request with no response headers after
-//     responseHeaderTimeout, or no connection after dialTimeout, is an
-//     attempt that failed) rides out a refused connection or a 5xx burst.
-//  2. A body cut short or silent for the stall timeout is resumed with a GET
-//     for the rest of the range (s3store: up to sdkMaxAttempts GETs per
-//     range that fail, a body that brought 1 MiB before it broke not
-//     counted), so that 7 MiB already received are not fetched again.
-//  3. The download of a chunk is tried fetchAttempts times (backoff
-//     fetchBackoff, 2·fetchBackoff), for failures longer than the client's
-//     own retries. Changed or deleted objects and refused credentials are
-//     never retried.
-//  4. A reader that finds its cache entry evicted or corrupt between the
-//     download and its open opens it again, reopenAttempts times.
+// So one chunk costs at most s3store's MaxRequestsPerRange(chunk size,
+// ReadTimeout) requests: with the defaults (8 MiB, 2 minutes) 45: 33
+// throttled answers (each request waits longer after each, up to 4 s), 5
+// failures, and 7 resumes of bodies that broke after bringing 1 MiB.
 //
-// None of these counts in time: what bounds them is Options.ReadTimeout, one
-// deadline for the whole download, every layer's retries included (the
-// client and the resumes run under its context). The reader itself gives up
-// readGrace after that, which only matters when one read waits for two
-// downloads in turn. A download that failed is remembered for
-// failedRangeMemory: the kernel asks again at once for a range whose
-// readahead failed (a 4 KiB read of the same page), and must get the error
-// at once rather than wait out another deadline. After that, a read tries
-// the object store again.
+// What bounds them in time is Options.ReadTimeout, one deadline for the
+// whole download (the store's requests, waits and resumes run under its
+// context). The reader itself gives up readGrace after that, which only
+// matters when one read waits for two downloads in turn. A download that
+// failed is remembered for failedRangeMemory: the kernel asks again at once
+// for a range whose readahead failed (a 4 KiB read of the same page), and
+// must get the error at once rather than wait out another deadline. After
+// that, a read tries the object store again.
 //
 // So a read(2) returns within ReadTimeout + readGrace whatever the server
-// does (accepting connections and never answering included), and a server
-// that refuses connections or answers errors fails it after the client's
-// and the download's backoffs, about 5 seconds.
+// does (throttling it all along, or accepting connections and never
+// answering), and a server that refuses connections or answers errors
+// fails it after the store's backoffs, about 4 seconds.
 const (
-	// fetchAttempts is how many times a chunk download is tried.
-	fetchAttempts = 3
-	// fetchBackoff is the wait before the second attempt; the third waits
-	// twice as long.
-	fetchBackoff = 250 * time.Millisecond
+	// dirLostAttempts is how many times a download is tried when the
+	// cache directory was lost under it and made again.
+	dirLostAttempts = 2
 	// reopenAttempts bounds how often a reader opens an entry again that
 	// was evicted or found corrupt under it.
 	reopenAttempts = 4
@@ -107,13 +102,6 @@ func (d *downloads) noteFailure(ctx context.Context, key string, err error) {
 		}
 	}
 	d.failed[key] = failure{err: err, until: now.Add(failedRangeMemory)}
-}
-
-// transient: worth another attempt. A changed or deleted object is not, nor
-// a refusal of our credentials.
-func transient(err error) bool {
-	return !errors.Is(err, object.ErrChanged) && !errors.Is(err, object.ErrNotFound) &&
-		!errors.Is(err, object.ErrDenied)
 }
 
 // readDeadline gives one read its deadline: ReadTimeout for the downloads

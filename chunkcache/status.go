@@ -58,7 +58,8 @@ func ReadStatus(dir string) (Status, error) {
 	return st, nil
 }
 
-// Clear removes every file of s3docs's in chunks/ and tmp/ of dir, keeping
+// Clear removes every file of s3docs's in objects/, blobs/, tmp/ (and the
+// chunks/ of earlier versions) of dir, keeping
 // the directories, and returns what was there. It refuses with ErrInUse
 // while a daemon holds the lock, and with ErrForeignFiles (removing
 // nothing) when the directory holds files that are not s3docs's; it holds

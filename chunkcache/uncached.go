@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"s3docs/internal/object"
+	"s3docs/internal/pacer"
 )
 
 // When the cache cannot store (its file system is full, or its directory
@@ -85,11 +86,16 @@ func (c *Cache) bypassing() bool {
 
 // readThrough reads p at off straight from the object store, without
 // caching, in a GET slot of its own.
-func (d *downloads) readThrough(ctx context.Context, v object.Version, p []byte, off int64) (int, error) {
-	if err := d.gets.Acquire(ctx, 1); err != nil {
+func (d *downloads) readThrough(ctx context.Context, v object.Version, p []byte, off int64, background bool) (int, error) {
+	var prio pacer.Priority
+	if background {
+		prio = pacer.Background
+		ctx = pacer.WithPriority(ctx, prio)
+	}
+	if err := d.gets.acquire(ctx, prio); err != nil {
 		return 0, err
 	}
-	defer d.gets.Release(1)
+	defer d.gets.release()
 	d.stats.uncached.Add(1)
 	d.stats.gets.Add(1)
 	start := time.Now()

@@ -118,7 +118,11 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 			"key", v.Key, "version", v.Identity())
 		return nil, 0, syscall.EBUSY
 	}
-	r := n.fsys.opt.OpenReader(v)
+	open := n.fsys.opt.OpenReader
+	if n.fsys.opt.OpenBackgroundReader != nil && backgroundCaller(ctx) {
+		open = n.fsys.opt.OpenBackgroundReader
+	}
+	r := open(v)
 	h := handle{node: n, v: v, r: r}
 	if mode == openMayPass || mode == openMustPass {
 		var backing *os.File

@@ -73,6 +73,9 @@ func (f *FS) resolveRemote(dir, name string) (answer, error) {
 	go func() {
 		hedge := time.NewTimer(listDelay)
 		defer hedge.Stop()
+		if f.opt.Throttled != nil && f.opt.Throttled() {
+			hedge.Stop() // one request at a time while the store throttles
+		}
 		select {
 		case <-headDone:
 		case <-hedge.C:

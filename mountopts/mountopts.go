@@ -38,8 +38,9 @@ type Config struct {
 	MetadataTTL       time.Duration // 0 disables metadata caching
 	MaxConcurrentGets int
 	ReadAhead         int64 // bytes; 0 disables read-ahead
-	// ReadTimeout bounds one read of an uncached range, every retry
-	// included (chunkcache.Options.ReadTimeout).
+	// ReadTimeout bounds one operation against the store, every retry
+	// and every wait of throttling included: a read of an uncached range
+	// (chunkcache.Options.ReadTimeout), a lookup, a listing page.
 	ReadTimeout time.Duration
 	// Passthrough lets the kernel read files the cache holds whole, and
 	// parts, without the daemon (FUSE passthrough), where the kernel and
@@ -246,7 +247,7 @@ func specs() []spec {
 		},
 		{
 			name: "read-timeout", fstab: "read_timeout", kind: kindDuration, def: "2m",
-			help: "time one read may wait for S3, every retry included, before it fails with EIO",
+			help: "time one read, lookup or listing page may wait for S3, retries and throttling included, before it fails with EIO",
 			set: func(c *Config, v string) error {
 				d, err := time.ParseDuration(v)
 				if err != nil || d < time.Second {

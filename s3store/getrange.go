@@ -25,8 +25,10 @@ var ErrStalled = errors.New("response body stalled")
 // GetRange returns bytes [off, off+n) of version v. Every request carries
 // If-Match (or, for objects without an ETag, If-Unmodified-Since), so bytes of
 // two versions never mix. A body that breaks or ends early is resumed with a
-// new ranged GET for the rest, up to the attempt limit; the reader yields
-// exactly n bytes or an error.
+// new ranged GET for the rest, within the range's one budget of failures
+// (retry.go); the reader yields exactly n bytes or an error. ctx bounds
+// every request and wait of the range, and its priority (pacer.WithPriority)
+// is theirs.
 func (s *Store) GetRange(ctx context.Context, v object.Version, off, n int64) (io.ReadCloser, error) {
 	if off < 0 || n <= 0 || off+n > v.Size {
 		return nil, fmt.Errorf("get %s: range [%d,+%d) outside object of %d bytes", v.Key, off, n, v.Size)
@@ -39,13 +41,15 @@ func (s *Store) GetRange(ctx context.Context, v object.Version, off, n int64) (i
 }
 
 type rangeReader struct {
-	ctx     context.Context
-	s       *Store
-	v       object.Version
-	next    int64 // next byte this reader will return
-	end     int64 // exclusive
-	body    io.ReadCloser
-	resumes int
+	ctx  context.Context
+	s    *Store
+	v    object.Version
+	next int64 // next byte this reader will return
+	end  int64 // exclusive
+	body io.ReadCloser
+	// spent is the range's one budget, for its first GET and its
+	// resumes alike.
+	spent budget
 	// openedAt is where the current body started: one that delivers
 	// progressCredit bytes before it breaks costs no attempt.
 	openedAt int64
@@ -71,7 +75,12 @@ func (r *rangeReader) open() error {
 		// checkAnswer then compares Last-Modified to the second.
 		in.IfUnmodifiedSince = aws.Time(r.v.ModTime.Truncate(time.Second).Add(time.Second))
 	}
-	out, err := r.s.client.GetObject(r.ctx, in)
+	var out *s3.GetObjectOutput
+	err := r.s.do(r.ctx, KindGet, &r.spent, r.s.maxAttempts, func(ctx context.Context) error {
+		var err error
+		out, err = r.s.client.GetObject(ctx, in)
+		return err
+	})
 	if err != nil {
 		return r.s.wrap(err, "get "+r.v.Key)
 	}
@@ -170,26 +179,24 @@ func (r *rangeReader) Read(p []byte) (int, error) {
 // cut after a few bytes each time gives up after the attempt limit.
 const progressCredit = 1 << 20
 
-// resume asks for the rest of the range after a broken body, with backoff.
+// resume asks for the rest of the range after a broken body. A body that
+// brought progressCredit bytes before it broke made its way: it costs
+// nothing, and the rest is asked for at once. Any other is a failure of
+// the range's budget, and waits its backoff.
 func (r *rangeReader) resume() error {
-	if r.next-r.openedAt >= progressCredit && r.resumes > 0 {
-		r.resumes-- // the body that broke made its way: not a failed attempt
+	if r.next-r.openedAt < progressCredit {
+		r.spent.failures++
+		if r.spent.failures >= r.s.maxAttempts {
+			return fmt.Errorf("get %s at byte %d: giving up after %d failed attempts: %w", r.v.Key, r.next, r.spent.failures, r.lastFail)
+		}
+		if err := sleep(r.ctx, r.s.failureBackoff(r.spent.failures)); err != nil {
+			return r.s.gaveUp(&r.spent, err)
+		}
 	}
-	if r.resumes+1 >= r.s.maxAttempts {
-		return fmt.Errorf("get %s at byte %d: giving up after %d attempts: %w", r.v.Key, r.next, r.resumes+1, r.lastFail)
-	}
-	r.resumes++
+	r.s.onRetry(RetryResume)
 	// Debug: a resume that works is routine on a flaky network, and one
 	// that fails ends in the read's error, which is logged once.
-	r.s.log.Debug("resuming cut-short GET", "key", r.v.Key, "at", r.next, "attempt", r.resumes+1, "err", r.lastFail)
-	delay := time.Duration(50<<r.resumes) * time.Millisecond
-	t := time.NewTimer(delay)
-	defer t.Stop()
-	select {
-	case <-r.ctx.Done():
-		return r.ctx.Err()
-	case <-t.C:
-	}
+	r.s.log.Debug("resuming cut-short GET", "key", r.v.Key, "at", r.next, "failures", r.spent.failures, "err", r.lastFail)
 	return r.open()
 }
 

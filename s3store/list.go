@@ -52,17 +52,22 @@ func (s *Store) ListPage(ctx context.Context, req object.ListRequest) (object.Pa
 		in.StartAfter = aws.String(s.prefix + req.StartAfter)
 	}
 	op := "list " + full
-	out, err := s.client.ListObjectsV2(ctx, in, func(o *s3.Options) {
-		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
-			sdk, ok := st.Deserialize.Get(sdkDecoderID)
-			if !ok {
-				return fmt.Errorf("no %s in the SDK's stack", sdkDecoderID)
-			}
-			if _, err := st.Deserialize.Swap(sdkDecoderID, &listDecoder{sdk: sdk, bufs: &s.listBufs}); err != nil {
-				return err
-			}
-			return st.Deserialize.Add(limitBody{max: maxPageBody}, middleware.After)
+	var out *s3.ListObjectsV2Output
+	err := s.do(ctx, KindList, &budget{}, s.maxAttempts, func(ctx context.Context) error {
+		var err error
+		out, err = s.client.ListObjectsV2(ctx, in, func(o *s3.Options) {
+			o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+				sdk, ok := st.Deserialize.Get(sdkDecoderID)
+				if !ok {
+					return fmt.Errorf("no %s in the SDK's stack", sdkDecoderID)
+				}
+				if _, err := st.Deserialize.Swap(sdkDecoderID, &listDecoder{sdk: sdk, bufs: &s.listBufs}); err != nil {
+					return err
+				}
+				return st.Deserialize.Add(limitBody{max: maxPageBody}, middleware.After)
+			})
 		})
+		return err
 	})
 	if err != nil {
 		return object.Page{}, s.wrap(err, op)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -17,8 +18,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -27,6 +26,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"s3docs/internal/object"
+	"s3docs/internal/pacer"
 )
 
 // Options configure a Store.
@@ -40,13 +40,28 @@ type Options struct {
 	// MaxConns bounds connections to the endpoint; it should be at least the
 	// number of concurrent GETs so that none waits for a connection.
 	MaxConns int
-	// MaxAttempts per request, including the first, and GETs per range
-	// (the first and its resumes). Defaults to sdkMaxAttempts.
+	// MaxAttempts is how many times a request may fail (a 5xx other
+	// than throttling, no answer) before it is given up; a range's GETs
+	// and resumes share them (retry.go). Throttled answers do not count.
+	// Defaults to defaultMaxAttempts.
 	MaxAttempts int
 	// StallTimeout is how long a response body may send nothing before the
 	// GET is abandoned and resumed. Defaults to defaultStallTimeout.
 	StallTimeout time.Duration
-	Logger       *slog.Logger
+	// FailureBackoff and ThrottleBackoff are the first waits after a
+	// failure and after a throttled answer (retry.go), at most; 0 means
+	// the defaults. ThrottleBackoff's cap is eight times it.
+	FailureBackoff, ThrottleBackoff time.Duration
+	// Pacing tunes the daemon's pacer of requests; the zero value is
+	// what the daemon uses.
+	Pacing pacer.Config
+	Logger *slog.Logger
+	// OnRequest, if set, is told of every request sent to the store: its
+	// kind (KindGet, KindHead, KindList) and outcome (OutcomeOK, ...).
+	// OnRetry is told of every retry with its reason (RetryThrottled,
+	// ...). Both are called concurrently.
+	OnRequest func(kind, outcome string)
+	OnRetry   func(reason string)
 }
 
 // Store talks to one bucket prefix.
@@ -59,18 +74,22 @@ type Store struct {
 	stall       time.Duration
 	log         *slog.Logger
 	listBufs    sync.Pool // of *bytes.Buffer: listing answers being decoded
+	// pace is the daemon's one pacer: every request waits for its turn
+	// there (retry.go).
+	pace                      *pacer.Pacer
+	failBase                  time.Duration
+	throttleBase, throttleMax time.Duration
+	onRequest                 func(kind, outcome string)
+	onRetry                   func(reason string)
 }
 
-// The store's retry policy (chunkcache/retry.go puts it beside the other
-// layers'). None of it is a deadline: every request runs under its caller's
-// context, which is what bounds a read in time.
+// The store's limits of one request (its retries are in retry.go). None of
+// it is a deadline: every request runs under its caller's context, which
+// is what bounds a read in time.
 const (
-	// sdkMaxAttempts is how many times the client sends one request
-	// (5xx, throttling, network errors and the timeouts below), and how
-	// many GETs one range may take when its body breaks off.
-	sdkMaxAttempts = 5
-	// sdkMaxBackoff caps the client's backoff between attempts.
-	sdkMaxBackoff = 2 * time.Second
+	// defaultMaxAttempts is how many times a request, or a range with its
+	// resumes, may fail before it is given up.
+	defaultMaxAttempts = 5
 	// dialTimeout bounds connecting to the endpoint.
 	dialTimeout = 5 * time.Second
 	// responseHeaderTimeout bounds the wait for a response's headers: a
@@ -89,7 +108,22 @@ const (
 // contact the server; Check does.
 func New(ctx context.Context, o Options) (*Store, error) {
 	if o.MaxAttempts <= 0 {
-		o.MaxAttempts = sdkMaxAttempts
+		o.MaxAttempts = defaultMaxAttempts
+	}
+	if o.FailureBackoff <= 0 {
+		o.FailureBackoff = defaultFailureBackoff
+	}
+	throttleMax := maxThrottleBackoff
+	if o.ThrottleBackoff <= 0 {
+		o.ThrottleBackoff = defaultThrottleBackoff
+	} else {
+		throttleMax = 8 * o.ThrottleBackoff
+	}
+	if o.OnRequest == nil {
+		o.OnRequest = func(string, string) {}
+	}
+	if o.OnRetry == nil {
+		o.OnRetry = func(string) {}
 	}
 	if o.MaxConns <= 0 {
 		// Its default is mountopts's --max-concurrent-gets, passed down.
@@ -124,15 +158,10 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		config.WithLogger(logging.LoggerFunc(func(c logging.Classification, format string, v ...any) {
 			o.Logger.Debug("aws sdk: "+fmt.Sprintf(format, v...), "class", string(c))
 		})),
-		config.WithRetryer(func() aws.Retryer {
-			return retry.NewStandard(func(so *retry.StandardOptions) {
-				so.MaxAttempts = o.MaxAttempts
-				so.MaxBackoff = sdkMaxBackoff
-				// The default token bucket gives up after a burst of failures,
-				// which turns a short server hiccup into read errors.
-				so.RateLimiter = ratelimit.None
-			})
-		}),
+		// The SDK sends each request once: retries are ours (retry.go),
+		// one layer that tells throttling from failures and paces every
+		// request of the daemon together.
+		config.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
 	}
 	if o.Region != "" {
 		loadOpts = append(loadOpts, config.WithRegion(o.Region))
@@ -169,15 +198,31 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		endpoint = "AWS S3 (" + cfg.Region + ")"
 	}
 	return &Store{
-		client:      client,
-		bucket:      o.Bucket,
-		prefix:      o.Prefix,
-		endpoint:    endpoint,
-		maxAttempts: o.MaxAttempts,
-		stall:       o.StallTimeout,
-		log:         o.Logger,
+		client:       client,
+		bucket:       o.Bucket,
+		prefix:       o.Prefix,
+		endpoint:     endpoint,
+		maxAttempts:  o.MaxAttempts,
+		stall:        o.StallTimeout,
+		log:          o.Logger,
+		pace:         pacer.New(o.Pacing, o.Logger),
+		failBase:     o.FailureBackoff,
+		throttleBase: o.ThrottleBackoff,
+		throttleMax:  throttleMax,
+		onRequest:    o.OnRequest,
+		onRetry:      o.OnRetry,
 	}, nil
 }
+
+// Close stops the pacer's timer.
+func (s *Store) Close() { s.pace.Close() }
+
+// AllowedRate is the rate of requests the daemon allows itself now, per
+// second: +Inf while the store does not throttle.
+func (s *Store) AllowedRate() float64 { return s.pace.Rate() }
+
+// Throttled says whether the store throttles now (requests are paced).
+func (s *Store) Throttled() bool { return !math.IsInf(s.pace.Rate(), 1) }
 
 // Endpoint names the server for messages.
 func (s *Store) Endpoint() string { return s.endpoint }
@@ -187,18 +232,29 @@ func (s *Store) Endpoint() string { return s.endpoint }
 // empty says that nothing is under the prefix yet (the caller says so once
 // the mount is up: a warning before a setup error would make its one line
 // two).
+//
+// A failure is not tried again (the operator is waiting for the verdict),
+// and each attempt has checkAttemptTimeout; throttled answers are, until
+// ctx ends: a fleet that restarts at once must not fail to mount because
+// the store asked it to slow down.
 func (s *Store) Check(ctx context.Context) (empty bool, err error) {
-	out, err := s.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
-		Bucket:  aws.String(s.bucket),
-		Prefix:  aws.String(s.prefix),
-		MaxKeys: aws.Int32(1),
-	}, func(o *s3.Options) {
-		o.Retryer = retry.AddWithMaxAttempts(o.Retryer, 1)
-		// Bounded like every listing page (ListPage): an endless answer
-		// would be decoded into memory for the whole of ctx.
-		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
-			return st.Deserialize.Add(limitBody{max: maxPageBody}, middleware.After)
+	var out *s3.ListObjectsV2Output
+	err = s.do(ctx, KindList, &budget{}, 1, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, checkAttemptTimeout)
+		defer cancel()
+		var err error
+		out, err = s.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
+			Bucket:  aws.String(s.bucket),
+			Prefix:  aws.String(s.prefix),
+			MaxKeys: aws.Int32(1),
+		}, func(o *s3.Options) {
+			// Bounded like every listing page (ListPage): an endless answer
+			// would be decoded into memory for the whole of ctx.
+			o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+				return st.Deserialize.Add(limitBody{max: maxPageBody}, middleware.After)
+			})
 		})
+		return err
 	})
 	if err == nil {
 		// A web server that is not S3 (a console, a load balancer's page)
@@ -232,11 +288,20 @@ func (s *Store) Check(ctx context.Context) (empty bool, err error) {
 	return false, fmt.Errorf("S3 endpoint %s: %w", s.endpoint, err)
 }
 
+// checkAttemptTimeout bounds one attempt of Check: a server that accepts
+// connections and never answers is reported after it.
+const checkAttemptTimeout = 5 * time.Second
+
 // Head returns the current version of key.
 func (s *Store) Head(ctx context.Context, key string) (object.Version, error) {
-	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{
-		Bucket: aws.String(s.bucket),
-		Key:    aws.String(s.prefix + key),
+	var out *s3.HeadObjectOutput
+	err := s.do(ctx, KindHead, &budget{}, s.maxAttempts, func(ctx context.Context) error {
+		var err error
+		out, err = s.client.HeadObject(ctx, &s3.HeadObjectInput{
+			Bucket: aws.String(s.bucket),
+			Key:    aws.String(s.prefix + key),
+		})
+		return err
 	})
 	if err != nil {
 		return object.Version{}, s.wrap(err, "head "+key)
@@ -277,8 +342,12 @@ func (s *Store) checkNotAnObject(ctx context.Context) error {
 	if name == "" {
 		return nil
 	}
-	_, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(name)},
-		func(o *s3.Options) { o.Retryer = retry.AddWithMaxAttempts(o.Retryer, 1) })
+	err := s.do(ctx, KindHead, &budget{}, 1, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, checkAttemptTimeout)
+		defer cancel()
+		_, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(name)})
+		return err
+	})
 	if err == nil {
 		return fmt.Errorf("s3://%s/%s is an object, not a prefix: mount the prefix that holds it", s.bucket, name)
 	}

@@ -12,11 +12,11 @@ import (
 
 // downReadBound is how long a read may take while the server is down
 // before the test calls it hung. The daemon gives up on a chunk after 5
-// attempts in the S3 client (backoff capped at 2 s) times 3 fetch attempts
-// in the cache: against a server that resets connections that measured
-// about 4 s per read(2) on the 2-core test machine, and cannot exceed about
-// 25 s per chunk fetch by the settings; the kernel may retry a failed
-// readahead with a second read, whence the margin.
+// failed requests, with waits of 0.25-2 s between them (s3store/retry.go):
+// against a server that resets connections that measured about 3 s per
+// read(2) on the 2-core test machine, and cannot exceed about 5 s per
+// chunk fetch by the settings; the kernel may retry a failed readahead
+// with a second read, whence the margin.
 const downReadBound = 60 * time.Second
 
 // The server goes down (every connection reset) for 10 s while a file is

@@ -294,12 +294,12 @@ func TestBrokenListingServer(t *testing.T) {
 
 // TestStalledServerLookupsEnd (issue 14, finding 2, for metadata): against
 // a server that accepts requests and never answers them, a lookup and a
-// listing each fail with EIO at their one deadline (30 s, retries
-// included), not after retries of their own or never.
+// listing each fail with EIO at their one deadline (--read-timeout, here
+// 30 s, retries included), not after retries of their own or never.
 func TestStalledServerLookupsEnd(t *testing.T) {
 	w := newWorld(t)
 	w.s3.Put(t, testBucket, "dir/a.pdf", []byte("a"))
-	d := w.mount(t, mountOpts{})
+	d := w.mount(t, mountOpts{extra: []string{"--read-timeout", "30s"}})
 	if _, err := os.Stat(d.path("dir")); err != nil {
 		t.Fatal(err)
 	}

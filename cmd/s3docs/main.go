@@ -183,11 +183,13 @@ func serveMount(cfg mountopts.Config, args []string, detached *readyNotifier, st
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	store, empty, err := openStore(ctx, cfg, log)
+	m := newMetrics()
+	store, empty, err := openStore(ctx, cfg, log, m)
 	if err != nil {
 		return err
 	}
-	m := newMetrics()
+	defer store.Close()
+	m.watchStore(store)
 	cache, err := chunkcache.Open(chunkcache.Options{
 		Dir:               cfg.CacheDir,
 		MaxBytes:          cfg.CacheSize,
@@ -223,19 +225,27 @@ func serveMount(cfg mountopts.Config, args []string, detached *readyNotifier, st
 		probe = cache.ProbeFile
 	}
 	tree, err := fs.New(fs.Options{
-		Store:            store,
-		PassthroughProbe: probe,
-		OpenReader:       func(v object.Version) fs.Reader { return cache.NewReader(v) },
-		Discard:          cache.Discard,
-		MetadataTTL:      cfg.MetadataTTL,
-		UID:              cfg.UID,
-		GID:              cfg.GID,
-		FileMode:         cfg.FileMode,
-		DirMode:          cfg.DirMode,
-		Logger:           log,
-		Parts:            parts,
-		PartPages:        cfg.PartPages,
-		Observer:         m,
+		Store:                store,
+		PassthroughProbe:     probe,
+		OpenReader:           func(v object.Version) fs.Reader { return cache.NewReader(v) },
+		OpenBackgroundReader: func(v object.Version) fs.Reader { return cache.NewBackgroundReader(v) },
+		Discard:              cache.Discard,
+		MetadataTTL:          cfg.MetadataTTL,
+		// One deadline for every operation against the store: a lookup
+		// and a listing page wait out throttling as long as a read does.
+		LookupTimeout: cfg.ReadTimeout,
+		PageTimeout:   cfg.ReadTimeout,
+		// While the store throttles, a lookup's listing waits for its
+		// HEAD instead of going beside it.
+		Throttled: store.Throttled,
+		UID:       cfg.UID,
+		GID:       cfg.GID,
+		FileMode:  cfg.FileMode,
+		DirMode:   cfg.DirMode,
+		Logger:    log,
+		Parts:     parts,
+		PartPages: cfg.PartPages,
+		Observer:  m,
 	})
 	if err != nil {
 		return err
@@ -271,8 +281,9 @@ func serveMount(cfg mountopts.Config, args []string, detached *readyNotifier, st
 
 // openStore builds the S3 client and checks, with one cheap request, that
 // the bucket answers: the usual setup mistakes (wrong bucket, credentials,
-// endpoint) are setup errors, reported before anything is mounted.
-func openStore(ctx context.Context, cfg mountopts.Config, log *slog.Logger) (store *s3store.Store, empty bool, err error) {
+// endpoint) are setup errors, reported before anything is mounted. A store
+// that throttles the check is waited for, up to --read-timeout.
+func openStore(ctx context.Context, cfg mountopts.Config, log *slog.Logger, m *metrics) (store *s3store.Store, empty bool, err error) {
 	store, err = s3store.New(ctx, s3store.Options{
 		Bucket:         cfg.Bucket,
 		Prefix:         cfg.Prefix,
@@ -281,13 +292,16 @@ func openStore(ctx context.Context, cfg mountopts.Config, log *slog.Logger) (sto
 		ForcePathStyle: cfg.ForcePathStyle,
 		MaxConns:       cfg.MaxConcurrentGets,
 		Logger:         log,
+		OnRequest:      m.observeRequest,
+		OnRetry:        m.observeRetry,
 	})
 	if err != nil {
 		return nil, false, badSetup(err)
 	}
-	checkCtx, cancel := context.WithTimeout(ctx, storeCheckTimeout)
+	checkCtx, cancel := context.WithTimeout(ctx, cfg.ReadTimeout)
 	defer cancel()
 	if empty, err = store.Check(checkCtx); err != nil {
+		store.Close()
 		if ctx.Err() != nil {
 			// SIGTERM or SIGINT while the check waited on the server: not
 			// the operator's setup, and nothing was mounted.
@@ -301,9 +315,6 @@ func openStore(ctx context.Context, cfg mountopts.Config, log *slog.Logger) (sto
 // errStoppedBeforeMount: a signal came before the mount was up. It exits
 // 1, not 0, so that a --detach parent and systemd see that nothing serves.
 var errStoppedBeforeMount = errors.New("stopped by a signal before the mount was up")
-
-// storeCheckTimeout bounds the one request that checks the bucket at start.
-const storeCheckTimeout = 5 * time.Second
 
 // newSplitPool is the pool of PDF-splitting worker processes: this binary,
 // re-executed with the hidden worker subcommand.

@@ -20,6 +20,7 @@ import (
 
 	"s3docs/chunkcache"
 	"s3docs/fs"
+	"s3docs/s3store"
 )
 
 // metrics are the daemon's Prometheus series, in a registry of their own
@@ -33,6 +34,10 @@ type metrics struct {
 	splitSecs  *prometheus.HistogramVec
 	fuseSecs   *prometheus.HistogramVec
 	fuseErrors *prometheus.CounterVec
+	// Every request sent to the store, throttled ones, and retries.
+	s3Requests  *prometheus.CounterVec
+	s3Throttled *prometheus.CounterVec
+	s3Retries   *prometheus.CounterVec
 }
 
 // timedFUSEOps are the FUSE operations whose latency is kept as a
@@ -78,6 +83,29 @@ func newMetrics() *metrics {
 			Help: "FUSE requests answered with an error, by operation and errno (ENOENT for lookups of names that are not there, EIO for failures).",
 		}, []string{"op", "errno"}),
 	}
+	m.s3Requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "s3docs_s3_requests_total",
+		Help: "Every request sent to the store, retries and throttled ones included, by kind (get, head, list) and outcome: ok (an answer, a 404 or 412 included), throttled (503 SlowDown, 429), error (another 5xx, 403, no answer).",
+	}, []string{"kind", "outcome"})
+	m.s3Throttled = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "s3docs_s3_throttled_total",
+		Help: "Requests the store answered with throttling (503 SlowDown or ServiceUnavailable, 429), by kind.",
+	}, []string{"kind"})
+	m.s3Retries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "s3docs_s3_retries_total",
+		Help: "Requests sent again, by reason: throttled, server_error (a 5xx), network (no answer), resume (a body cut short or stalled).",
+	}, []string{"reason"})
+	// Every series from the start, at 0: a dashboard sees the daemon
+	// before its first throttled answer.
+	for _, kind := range []string{s3store.KindGet, s3store.KindHead, s3store.KindList} {
+		for _, o := range []string{s3store.OutcomeOK, s3store.OutcomeThrottled, s3store.OutcomeError} {
+			m.s3Requests.WithLabelValues(kind, o)
+		}
+		m.s3Throttled.WithLabelValues(kind)
+	}
+	for _, r := range []string{s3store.RetryThrottled, s3store.RetryServerError, s3store.RetryNetwork, s3store.RetryResume} {
+		m.s3Retries.WithLabelValues(r)
+	}
 	// Series that alerts and dashboards divide by or take rates of exist
 	// from the start at 0: a counter first seen at 1 hides its first
 	// increase from rate() and increase().
@@ -93,6 +121,7 @@ func newMetrics() *metrics {
 		m.fuseErrors.WithLabelValues(op, "EIO")
 	}
 	m.reg.MustRegister(m.gets, m.getBytes, m.getSeconds, m.splits, m.splitSecs, m.fuseSecs, m.fuseErrors,
+		m.s3Requests, m.s3Throttled, m.s3Retries,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -126,6 +155,25 @@ func (m *metrics) watchTree(tree *fs.FS) {
 			Name: "s3docs_passthrough_opens_total",
 			Help: "Opens handed a backing file (FUSE passthrough): the kernel reads them without the daemon.",
 		}, func() float64 { return float64(tree.PassthroughOpens()) }))
+}
+
+// observeRequest is s3store's OnRequest.
+func (m *metrics) observeRequest(kind, outcome string) {
+	m.s3Requests.WithLabelValues(kind, outcome).Inc()
+	if outcome == s3store.OutcomeThrottled {
+		m.s3Throttled.WithLabelValues(kind).Inc()
+	}
+}
+
+// observeRetry is s3store's OnRetry.
+func (m *metrics) observeRetry(reason string) { m.s3Retries.WithLabelValues(reason).Inc() }
+
+// watchStore exports the rate of requests the daemon allows itself now:
+// +Inf while the store does not throttle (requests are not paced).
+func (m *metrics) watchStore(s *s3store.Store) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "s3docs_s3_allowed_rate",
+		Help: "Requests a second the daemon allows itself now, every kind together; +Inf while the store does not throttle."},
+		s.AllowedRate))
 }
 
 func outcome(err error) string {

@@ -24,13 +24,6 @@ const (
 	rulesTestsPath = "../../monitoring/prometheus/s3docs.rules.test.yml"
 )
 
-// pendingMetrics are the series of S3 requests other than GETs and of
-// throttling, which the dashboard and the rules use and issue 19 adds to
-// the daemon. Until the daemon exports them, the checks of the queries that
-// use them are left out, and say so; once it does, they are checked like
-// every other.
-var pendingMetrics = []string{"s3docs_s3_requests_total", "s3docs_s3_throttled_total", "s3docs_s3_allowed_rate", "s3docs_s3_retries_total"}
-
 // TestAlertRules checks the rules with promtool and runs their unit tests,
 // in which each alert fires for one instance and not for another.
 func TestAlertRules(t *testing.T) {
@@ -416,18 +409,10 @@ scrape_configs:
 		return len(r) == 1
 	})
 	exported := exportedMetrics(t, "http://"+metricsAddr+"/metrics")
-	pending := func(expr string) (string, bool) {
-		for _, m := range pendingMetrics {
-			if strings.Contains(expr, m) && !exported[m] {
-				return m, true
-			}
-		}
-		return "", false
-	}
 	uses := func(where, expr string) {
 		for _, sel := range selectors(expr) {
 			name, _, _ := strings.Cut(sel, "{")
-			if name == "up" || exported[name] || slices.Contains(pendingMetrics, name) {
+			if name == "up" || exported[name] {
 				continue
 			}
 			t.Errorf("%s uses %s, which the daemon does not export", where, name)
@@ -448,16 +433,11 @@ scrape_configs:
 		}
 	}
 	// Every query of every panel returns a series.
-	checked, skipped := 0, 0
+	checked := 0
 	for _, p := range dash.Panels {
 		for _, tg := range p.Targets {
 			where := fmt.Sprintf("panel %q query %s", p.Title, tg.RefID)
 			uses(where, tg.Expr)
-			if m, ok := pending(tg.Expr); ok {
-				t.Logf("%s not checked: the daemon does not export %s yet (issue 19)", where, m)
-				skipped++
-				continue
-			}
 			expr := strings.NewReplacer(`$instance`, metricsAddr, `$__rate_interval`, "1m").Replace(tg.Expr)
 			if r := promQuery(t, api, expr); len(r) == 0 {
 				t.Errorf("%s returns no series: %s", where, expr)
@@ -493,11 +473,6 @@ scrape_configs:
 			}
 			where := "alert " + r.Name
 			uses(where, r.Query)
-			if m, ok := pending(r.Query); ok {
-				t.Logf("%s not checked: the daemon does not export %s yet (issue 19)", where, m)
-				skipped++
-				continue
-			}
 			for _, sel := range selectors(r.Query) {
 				if res := promQuery(t, api, sel); len(res) == 0 {
 					t.Errorf("%s: %s returns no series", where, sel)
@@ -506,7 +481,7 @@ scrape_configs:
 			}
 		}
 	}
-	t.Logf("%d panel queries and alert selectors return series; %d left for issue 19's metrics", checked, skipped)
+	t.Logf("%d panel queries and alert selectors return series", checked)
 }
 
 // exportedMetrics scrapes the daemon and returns the names of its series

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -182,6 +183,12 @@ func readAll(ctx context.Context, files []warmFile, jobs int, prog *warmProgress
 	var wg sync.WaitGroup
 	for range min(jobs, max(len(files), 1)) {
 		wg.Go(func() {
+			// Warming is background work: the daemon serves its reads
+			// after those of other processes when the store throttles.
+			// The thread stays locked (and ends with the goroutine), so
+			// that every read of this worker comes from it.
+			runtime.LockOSThread()
+			idleIOClass()
 			buf := make([]byte, warmReadSize) // one per worker, reused: memory stays flat
 			for f := range queue {
 				n, err := readThrough(ctx, f.path, buf, prog.add)
@@ -207,6 +214,14 @@ feed:
 	close(queue)
 	wg.Wait()
 	return int(warmed.Load())
+}
+
+// idleIOClass puts the calling thread in Linux's idle I/O scheduling class
+// (ionice -c 3), which the daemon takes as the mark of background reads. A
+// failure only costs the mark.
+func idleIOClass() {
+	const whoProcess, classIdle, classShift = 1, 3, 13
+	unix.Syscall(unix.SYS_IOPRIO_SET, whoProcess, 0, classIdle<<classShift)
 }
 
 // parseInterspersed lets flags follow PATHs ("warm dir --mount /mnt/x"), as

@@ -37,13 +37,18 @@ type Proxy struct {
 	fault   func(*http.Request) Fault
 	// down: every connection is reset (see SetDown); conns are the open
 	// client connections, to reset when the proxy goes down.
-	down   bool
-	conns  map[net.Conn]struct{}
-	resets int // connections reset because the proxy was down
+	down bool
+	// refusing: the listener is closed (see SetRefusing); addr is where it
+	// listens again.
+	refusing bool
+	addr     string
+	conns    map[net.Conn]struct{}
+	resets   int // connections reset because the proxy was down
 }
 
 // Request is what the proxy recorded of one request.
 type Request struct {
+	Start    time.Time // when the request arrived
 	Method   string
 	Path     string // decoded, e.g. "/bucket/dir/a b.pdf"
 	RawQuery string
@@ -148,6 +153,7 @@ func NewProxy(t testing.TB, target string) *Proxy {
 		ReadHeaderTimeout: 30 * time.Second,
 		ConnState:         p.trackConn,
 	}
+	p.addr = ln.Addr().String()
 	go func() { _ = p.srv.Serve(&downListener{Listener: ln, p: p}) }()
 	t.Cleanup(func() {
 		p.mu.Lock()
@@ -169,7 +175,35 @@ func NewProxy(t testing.TB, target string) *Proxy {
 }
 
 // URL returns the proxy's base URL, "http://127.0.0.1:PORT".
-func (p *Proxy) URL() string { return "http://" + p.ln.Addr().String() }
+func (p *Proxy) URL() string { return "http://" + p.addr }
+
+// SetRefusing closes the proxy's port (true), so that connecting to it is
+// refused (ECONNREFUSED) as from a server whose process is gone, and
+// resets the open connections; false listens on the same port again.
+func (p *Proxy) SetRefusing(refusing bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if refusing == p.refusing || p.closed {
+		return nil
+	}
+	if refusing {
+		p.refusing = true
+		if err := p.ln.Close(); err != nil {
+			return err
+		}
+		for c := range p.conns {
+			resetConn(c)
+		}
+		return nil
+	}
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		return err
+	}
+	p.ln, p.refusing = ln, false
+	go func() { _ = p.srv.Serve(&downListener{Listener: ln, p: p}) }()
+	return nil
+}
 
 // SetFault sets the function that decides the fault of each request; it is
 // called once per request, concurrently. nil clears it (pass everything).
@@ -330,6 +364,40 @@ func FailN(n int, f Fault) func(r *http.Request) Fault {
 	}
 }
 
+// Throttle returns a fault function that lets perSecond requests a second
+// through, of every kind, and answers the rest with over: a store that
+// throttles (Fault{Status: 503} answers 503 SlowDown, Fault{Status: 429}
+// 429). The rate is a token bucket one second deep, full at the start: a
+// burst of perSecond passes, then perSecond a second. It is safe for
+// concurrent use.
+func Throttle(perSecond float64, over Fault) func(r *http.Request) Fault {
+	var mu sync.Mutex
+	tokens, filled := perSecond, time.Now()
+	return func(*http.Request) Fault {
+		mu.Lock()
+		defer mu.Unlock()
+		now := time.Now()
+		tokens = min(perSecond, tokens+perSecond*now.Sub(filled).Seconds())
+		filled = now
+		if tokens >= 1 {
+			tokens--
+			return Fault{}
+		}
+		return over
+	}
+}
+
+// Throttled counts the recorded requests answered with status by fault
+// injection (a throttle's 503 or 429), and all the recorded requests.
+func (p *Proxy) Throttled(status int) (throttled, all int) {
+	for _, r := range p.Requests() {
+		if r.Fault.Status == status {
+			throttled++
+		}
+	}
+	return throttled, len(p.Requests())
+}
+
 // enter registers a running handler; false once the proxy is closed.
 func (p *Proxy) enter() (func(*http.Request) Fault, bool) {
 	p.mu.Lock()
@@ -417,6 +485,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	rec := &Request{
+		Start:             start,
 		Method:            r.Method,
 		Path:              r.URL.Path,
 		RawQuery:          r.URL.RawQuery,

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -620,6 +621,61 @@ func testProxy(t *testing.T, s *S3, bucket, etag string) {
 		p.SetDown(false)
 		if b, _ := getRange(t, c, bucket, "dir/a.txt", "bytes=0-9"); string(b) != "0123456789" {
 			t.Errorf("after down: %q", b)
+		}
+	})
+
+	t.Run("Refusing", func(t *testing.T) {
+		if err := p.SetRefusing(true); err != nil {
+			t.Fatal(err)
+		}
+		_, err := c.GetObject(ctxT(t), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String("dir/a.txt")})
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("GET while refusing: %v, want ECONNREFUSED", err)
+		}
+		if err := p.SetRefusing(false); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := getRange(t, c, bucket, "dir/a.txt", "bytes=0-9"); string(b) != "0123456789" {
+			t.Errorf("after refusing: %q", b)
+		}
+	})
+
+	t.Run("Throttle", func(t *testing.T) {
+		for _, status := range []int{http.StatusServiceUnavailable, http.StatusTooManyRequests} {
+			p.Reset()
+			// 5 a second, one second deep: of 30 requests sent at once
+			// 5 pass, then one every 200 ms.
+			p.SetFault(Throttle(5, Fault{Status: status}))
+			passed, throttled := 0, 0
+			for range 30 {
+				_, err := c.HeadObject(ctxT(t), &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String("dir/a.txt")})
+				switch _, st := apiError(err); {
+				case err == nil:
+					passed++
+				case st == status:
+					throttled++
+				default:
+					t.Fatalf("HEAD: %v", err)
+				}
+			}
+			if passed < 5 || passed > 7 || throttled != 30-passed {
+				t.Errorf("%d: %d passed and %d throttled of 30 sent at once", status, passed, throttled)
+			}
+			if n, all := p.Throttled(status); n != throttled || all != 30 {
+				t.Errorf("%d: recorded %d throttled of %d", status, n, all)
+			}
+			time.Sleep(time.Second)
+			_, err := c.HeadObject(ctxT(t), &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String("dir/a.txt")})
+			if err != nil {
+				t.Errorf("%d: a request a second later: %v", status, err)
+			}
+			// The 503 is SlowDown, as S3 says it.
+			p.SetFault(Throttle(0, Fault{Status: status}))
+			_, err = c.GetObject(ctxT(t), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String("dir/a.txt")})
+			if code, st := apiError(err); st != status || code != "SlowDown" {
+				t.Errorf("throttled GET: %q %d (%v)", code, st, err)
+			}
+			p.SetFault(nil)
 		}
 	})
 

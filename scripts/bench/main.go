@@ -5,7 +5,12 @@
 //	    a counting reverse proxy in front of the S3 server: it keeps the Host
 //	    header (SigV4 covers it), streams bodies, and counts requests by kind
 //	    and the body bytes of object GETs. GET /__stats answers
-//	    "gets=N get_bytes=N heads=N lists=N other=N".
+//	    "gets=N get_bytes=N heads=N lists=N other=N throttled=N".
+//	    GET /__throttle?rate=R&status=S makes it a store that throttles: R
+//	    requests a second pass (a token bucket one second deep, full when
+//	    set), of every kind, and the rest are answered S (503 SlowDown, or
+//	    429) and counted as throttled besides their kind; rate=0 turns it
+//	    off.
 //	bench ttfb FILE
 //	    prints the seconds taken to open FILE and read its first byte.
 //	bench stat FILE
@@ -82,7 +87,39 @@ func statTime(path string) {
 }
 
 type stats struct {
-	gets, getBytes, heads, lists, other atomic.Int64
+	gets, getBytes, heads, lists, other, throttled atomic.Int64
+}
+
+// throttle is the store's rate limit: a token bucket of rate requests a
+// second, one second deep; rate 0 lets everything through.
+type throttle struct {
+	mu           sync.Mutex
+	rate, tokens float64
+	filled       time.Time
+	status       int
+}
+
+func (t *throttle) set(rate float64, status int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.rate, t.tokens, t.filled, t.status = rate, rate, time.Now(), status
+}
+
+// take says whether a request may pass, or the status to answer it with.
+func (t *throttle) take() (pass bool, status int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.rate <= 0 {
+		return true, 0
+	}
+	now := time.Now()
+	t.tokens = min(t.rate, t.tokens+t.rate*now.Sub(t.filled).Seconds())
+	t.filled = now
+	if t.tokens >= 1 {
+		t.tokens--
+		return true, 0
+	}
+	return false, t.status
 }
 
 // countingWriter counts the body bytes written to the client.
@@ -155,10 +192,28 @@ func runProxy(args []string) {
 		BufferPool: pool,
 		ErrorLog:   log.New(io.Discard, "", 0),
 	}
+	var limit throttle
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/__stats" {
-			fmt.Fprintf(w, "gets=%d get_bytes=%d heads=%d lists=%d other=%d\n",
-				st.gets.Load(), st.getBytes.Load(), st.heads.Load(), st.lists.Load(), st.other.Load())
+		switch r.URL.Path {
+		case "/__stats":
+			fmt.Fprintf(w, "gets=%d get_bytes=%d heads=%d lists=%d other=%d throttled=%d\n",
+				st.gets.Load(), st.getBytes.Load(), st.heads.Load(), st.lists.Load(), st.other.Load(), st.throttled.Load())
+			return
+		case "/__throttle":
+			var rate float64
+			status := http.StatusServiceUnavailable
+			if _, err := fmt.Sscan(r.URL.Query().Get("rate"), &rate); err != nil {
+				http.Error(w, "rate: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+			if q := r.URL.Query().Get("status"); q != "" {
+				if _, err := fmt.Sscan(q, &status); err != nil {
+					http.Error(w, "status: "+err.Error(), http.StatusBadRequest)
+					return
+				}
+			}
+			limit.set(rate, status)
+			fmt.Fprintln(w, "ok")
 			return
 		}
 		var n *atomic.Int64
@@ -172,6 +227,15 @@ func runProxy(args []string) {
 			st.lists.Add(1)
 		default:
 			st.other.Add(1)
+		}
+		if pass, status := limit.take(); !pass {
+			st.throttled.Add(1)
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(status)
+			if r.Method != http.MethodHead {
+				fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`)
+			}
+			return
 		}
 		rp.ServeHTTP(countingWriter{w, n}, r)
 	})
