@@ -15,7 +15,9 @@ import (
 // bytes wanted have arrived.
 
 // ReadAt reads len(p) bytes of v at off, fetching missing chunks. Like
-// io.ReaderAt it returns io.EOF when it stops short at the end of the object.
+// io.ReaderAt it returns io.EOF when it stops short at the end of the object:
+// io.EOF itself, never wrapped. A failed fetch's error may wrap io.EOF (the
+// HTTP client's word for a connection the server closed): that is no end.
 func (c *Cache) ReadAt(ctx context.Context, v object.Version, p []byte, off int64) (int, error) {
 	return c.read(ctx, v, p, off, fetchChunks, false)
 }
@@ -45,7 +47,7 @@ func (c *Cache) read(ctx context.Context, v object.Version, p []byte, off int64,
 			n += m
 			off += int64(m)
 			if err != nil {
-				if !errors.Is(err, io.EOF) && ctx.Err() != nil && parent.Err() == nil {
+				if err != io.EOF && ctx.Err() != nil && parent.Err() == nil {
 					err = fmt.Errorf("read %s at %d: no answer within %v: %w", v.Key, start, c.opt.ReadTimeout+readGrace, err)
 				}
 				return n, err

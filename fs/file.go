@@ -182,7 +182,11 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	}
 	start := time.Now()
 	n, err := h.r.ReadAt(ctx, dest, off)
-	if err != nil && !errors.Is(err, io.EOF) {
+	// io.EOF itself is the end of the version; wrapped in an error, it is
+	// a connection the store closed (Go's HTTP client says EOF), and a
+	// read answered short without an error would make the kernel take the
+	// file for that much shorter.
+	if err != nil && err != io.EOF {
 		if errors.Is(err, object.ErrChanged) || errors.Is(err, object.ErrNotFound) {
 			// Changed or deleted under an open handle: this handle's
 			// version is gone for good, and the next open must ask.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -187,5 +188,34 @@ func TestPassthroughParts(t *testing.T) {
 	}
 	if got := tree.PassthroughOpens(); got != want {
 		t.Fatalf("%d part opens passed through, want %d", got, want)
+	}
+}
+
+// Where the kernel refuses a backing file (an old kernel, no CAP_SYS_ADMIN,
+// a cache on overlayfs; here: a directory, which is no file to read), the
+// mount says so in one log line and every read goes through the daemon.
+func TestPassthroughUnavailableFallsBack(t *testing.T) {
+	v := version("doc.pdf", `"1"`, 64<<10)
+	store := &fakeStore{objs: map[string]object.Version{"doc.pdf": v}}
+	files := &backedFiles{dir: t.TempDir(), paths: map[string]string{}}
+	data := testenv.RandomBytes(3, int(v.Size))
+	files.put(t, v, data)
+	mp, logs, tree := mountFakeFS(t, store, newContents(map[string][]byte{}), time.Minute, func(o *Options) {
+		o.OpenReader = files.open
+		dir := t.TempDir()
+		o.PassthroughProbe = func() (*os.File, error) { return os.Open(dir) }
+	})
+	if tree.Passthrough() {
+		t.Fatal("passthrough on with a backing file the kernel refuses")
+	}
+	if n := strings.Count(logs.String(), "FUSE passthrough unavailable"); n != 1 {
+		t.Fatalf("said %d times that passthrough is unavailable, want once:\n%s", n, logs.String())
+	}
+	got, err := os.ReadFile(filepath.Join(mp, "doc.pdf"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read: %v", err)
+	}
+	if files.reads.Load() == 0 || tree.PassthroughOpens() != 0 {
+		t.Fatalf("%d reads reached the daemon, %d opens passed through", files.reads.Load(), tree.PassthroughOpens())
 	}
 }
