@@ -81,15 +81,28 @@ func (c *Cache) Prefetch(ctx context.Context, v object.Version, offs []int64, n 
 }
 
 // prefetchPlan returns the entries to fetch for reads of n bytes at offs:
-// per chunk, the missing fragments, or the chunk when they are dense.
+// per chunk, the missing fragments, or the chunk when they are dense or a
+// read is too long for fragments (it would fetch its chunk: so does its
+// prefetch). Its work is bounded by the offsets, not by n: a long read's
+// fragments are never listed (4,096 offsets of 1 MiB listed a million, and
+// planned 534 MiB of garbage in the daemon), and a chunk's fragments are
+// named (a hash each) only until they are found dense.
 func (c *Cache) prefetchPlan(v object.Version, offs []int64, n int64) []span {
 	type frag struct{ idx, k int64 }
+	const longRead = maxFragmentsPerRead * fragmentSize
 	var frags []frag
+	wholes := map[int64]bool{}
 	for _, off := range offs {
 		if off < 0 || off >= v.Size {
 			continue
 		}
 		end := min(off+n, v.Size)
+		if end-off > longRead {
+			for idx := off / c.geo.chunkSize; idx <= (end-1)/c.geo.chunkSize; idx++ {
+				wholes[idx] = true
+			}
+			continue
+		}
 		for pos := off; pos < end; {
 			idx := pos / c.geo.chunkSize
 			within := pos - idx*c.geo.chunkSize
@@ -99,6 +112,9 @@ func (c *Cache) prefetchPlan(v object.Version, offs []int64, n int64) []span {
 			}
 			pos = (idx + 1) * c.geo.chunkSize
 		}
+	}
+	for idx := range wholes {
+		frags = append(frags, frag{idx, -1}) // a chunk wanted whole sorts first
 	}
 	slices.SortFunc(frags, func(a, b frag) int {
 		if a.idx != b.idx {
@@ -119,13 +135,18 @@ func (c *Cache) prefetchPlan(v object.Version, offs []int64, n int64) []span {
 			i = j
 			continue
 		}
+		dense := frags[i].k < 0
 		var missing []span
 		for _, f := range frags[i:j] {
+			if dense {
+				break
+			}
 			if s := c.geo.fragment(v, idx, f.k); !c.disk.has(s) {
 				missing = append(missing, s)
+				dense = int64(len(missing))*fragmentSize*denseFragments >= whole.n
 			}
 		}
-		if int64(len(missing))*fragmentSize*denseFragments >= whole.n {
+		if dense {
 			want = append(want, whole)
 		} else {
 			want = append(want, missing...)

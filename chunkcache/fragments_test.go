@@ -3,6 +3,8 @@ package chunkcache
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -153,4 +155,103 @@ func TestFragmentsAreBoundedInNumber(t *testing.T) {
 	if got := smallEntriesFor(1 << 20); got != 1024 {
 		t.Errorf("smallEntriesFor(1 MiB) = %d", got)
 	}
+}
+
+// A prefetch's plan costs what its offsets cost, whatever the length of
+// the reads it announces: reads longer than a few fragments fetch their
+// chunks, and so do their prefetches, without listing their fragments. A
+// worker's one prefetch frame of 4,096 offsets of 1 MiB listed a million
+// fragments and hashed their names: 534 MiB allocated in the daemon.
+func TestPrefetchPlanOfLongReads(t *testing.T) {
+	c := openFragmentCache(t, t.TempDir(), newFakeFetcher(), 100*fragmentChunk)
+	c.geo = newGeometry("test", 8<<20)
+	v := object.Version{Key: "big.pdf", ETag: `"1"`, Size: 8 << 30}
+	var offs []int64
+	for i := range int64(4096) {
+		offs = append(offs, i*(2<<20)+12345)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	want := c.prefetchPlan(v, offs, 1<<20)
+	runtime.ReadMemStats(&after)
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 8<<20 {
+		t.Errorf("the plan allocated %d MiB", alloc>>20)
+	}
+	if len(want) != 1024 {
+		t.Fatalf("%d entries planned, want the 1,024 chunks", len(want))
+	}
+	for i, s := range want {
+		if s.off != int64(i)*(8<<20) || s.n != 8<<20 {
+			t.Fatalf("entry %d: %d+%d, want chunk %d", i, s.off, s.n, i)
+		}
+	}
+	// Short reads far apart are still fragments.
+	if want := c.prefetchPlan(v, offs[:10], 512); len(want) != 10 || want[0].n != fragmentSize {
+		t.Fatalf("short reads planned %d entries (%d bytes the first)", len(want), want[0].n)
+	}
+}
+
+// The bound on small entries is for fragments: the splitter's page counts
+// (a few bytes each) and small parts are not evicted by a walk's
+// fragments, though the LRU may evict them for bytes. They were small
+// entries like fragments: one walk of a big scattered PDF (3,400
+// fragments) evicted the page counts of every other PDF from a 64 MiB
+// cache (4,096 small entries), and every listing of those PDFs' parts
+// then made a worker walk them again. After a restart, a blob found is
+// counted as small until it is used.
+func TestBlobsOutliveFragments(t *testing.T) {
+	f := newFakeFetcher()
+	data := randomBytes(9, 64*fragmentChunk)
+	v := f.add("doc.pdf", data)
+	dir := t.TempDir()
+	c := openFragmentCache(t, dir, f, 1000*fragmentChunk)
+	const blobs = 20
+	ids := make([]string, blobs)
+	for i := range ids {
+		ids[i] = c.BlobID(object.Version{Key: fmt.Sprintf("other-%d.pdf", i), ETag: `"1"`, Size: 1000}, "pagecount")
+		tmp, err := c.TempFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(tmp, "%d\n", 100+i)
+		tmp.Close()
+		if _, err := c.AdmitBlob(ids[i], tmp.Name()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	walk := func(c *Cache, seed int64) {
+		t.Helper()
+		var offs []int64
+		for i := range int64(30) {
+			offs = append(offs, i*2*fragmentChunk/3+seed*fragmentSize)
+		}
+		if err := c.Prefetch(ctx, v, offs, 100); err != nil {
+			t.Fatal(err)
+		}
+		waitDownloads(t, c)
+	}
+	check := func(c *Cache, when string) {
+		t.Helper()
+		for i, id := range ids {
+			bf, err := c.OpenBlob(id)
+			if err != nil {
+				t.Fatalf("%s: page count %d: %v", when, i, err)
+			}
+			bf.Close()
+		}
+	}
+	c.disk.idx.maxSmall = 10
+	walk(c, 0)
+	if got := c.disk.idx.small.len; got != 10 {
+		t.Fatalf("%d small entries, want 10 fragments", got)
+	}
+	check(c, "after a walk")
+	c.Close()
+
+	c2 := openFragmentCache(t, dir, f, 1000*fragmentChunk)
+	c2.disk.idx.maxSmall = 10
+	check(c2, "after a restart")
+	walk(c2, 1)
+	check(c2, "after a restart and a walk")
 }

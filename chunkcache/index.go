@@ -114,10 +114,13 @@ type index struct {
 	// Eviction skips those entries: otherwise a small cache under churn
 	// could evict a chunk between its fetch and its waiters reading it.
 	held map[string]int
-	// small are the entries of at most fragmentSize bytes (fragments, and
-	// the chunks of objects that small), at most maxSmall of them: the
-	// byte bound alone would let millions of them fill a large cache, and
-	// each costs the index a few hundred bytes of memory.
+	// small are the entries of objects of at most fragmentSize bytes
+	// (fragments, and the chunks of objects that small: a GET brings them
+	// back), at most maxSmall of them: the byte bound alone would let
+	// millions of them fill a large cache, and each costs the index a few
+	// hundred bytes of memory. Blobs are not (a page count is a few bytes,
+	// and a worker's walk of the whole PDF to make again); they are files
+	// of their own, told apart at a restart by where they are.
 	small    entryList
 	maxSmall int
 	// pinned is the size of the objects pinned (handed to the kernel and
@@ -243,7 +246,7 @@ func (x *index) commit(o *objFile, e *entry, r writeRange) (victims []*entry, ok
 func (x *index) addLocked(e *entry) {
 	x.lru.pushFront(e)
 	x.total += e.n
-	if e.n <= fragmentSize {
+	if e.obj != nil && e.n <= fragmentSize {
 		x.small.pushFront(e)
 		e.inSmall = true
 	}

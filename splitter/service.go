@@ -217,7 +217,7 @@ func (s *Service) source(v object.Version) worker.Source {
 		// Unique per version, and readable in the pool's log lines.
 		ID:     v.Key + "@" + v.Identity(),
 		Size:   v.Size,
-		Reader: &versionReader{c: s.cache, v: v, end: -1},
+		Reader: &versionReader{c: s.cache, v: v, start: -1, end: -1},
 	}
 }
 
@@ -233,10 +233,10 @@ type versionReader struct {
 	c Cache
 	v object.Version
 
-	mu      sync.Mutex
-	end     int64 // where the last read ended
-	run     int   // reads in a row that each began where the last ended
-	scanned int64 // bytes read by those reads
+	mu         sync.Mutex
+	start, end int64 // where the last read began and ended
+	run        int   // reads in a row that each went on from the last
+	scanned    int64 // bytes read by those reads
 }
 
 // smallRead is the largest read that may fetch fragments; scanRun is how
@@ -251,13 +251,28 @@ const (
 func (r *versionReader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	n := int64(len(p))
 	r.mu.Lock()
-	if off == r.end {
+	switch {
+	case off == r.end:
 		r.run++
 		r.scanned += n
-	} else {
+		r.start, r.end = off, off+n
+	case off >= r.start && off < r.end && off+n > r.end:
+		// A read that overlaps the last one and goes on past it. A large
+		// one goes on with a scan whose reads overlap: the worker reads a
+		// piece, then the first bytes of the next (a 4 KiB block of its
+		// cache), then the next piece from its start. A small one is a
+		// look just past what was read (the block after a stream's data,
+		// for "endstream" or the next object): it leaves the run as it
+		// was, neither part of it nor a jump.
+		if n > smallRead {
+			r.run++
+			r.scanned += n
+			r.start, r.end = off, off+n
+		}
+	default:
 		r.run, r.scanned = 0, n
+		r.start, r.end = off, off+n
 	}
-	r.end = off + n
 	run, scanned := r.run, r.scanned
 	r.mu.Unlock()
 	switch {

@@ -272,11 +272,32 @@ func TestVersionReaderPolicy(t *testing.T) {
 				read(off, 32<<10)
 			}
 		}, 32, 32, 0},
+		// A scan whose reads overlap: findEndstream and the rebuild read a
+		// piece and the first bytes of the next (the worker's 4 KiB
+		// block), then the next piece from its start. Each read was taken
+		// for a jump: pieces and fragments all the way (a rebuild of
+		// 1 GiB: 1,024 GETs of 1 MiB, not 128 chunks), 0, 32 and 32 here.
+		{"a long scan of overlapping reads", func() {
+			for off := int64(0); off < 2<<20; off += 64 << 10 {
+				read(off, 64<<10)
+				read(off+64<<10, 4096)
+			}
+		}, 34, 29, 1},
+		// findEndstream's reads: 64 KiB and 16 bytes, each from where
+		// the last's 64 KiB ended.
+		{"a search for endstream", func() {
+			for off := int64(0); off < 2<<20; off += 64 << 10 {
+				read(off, 64<<10+16)
+			}
+		}, 17, 15, 0},
+		// A stream's data, then the block after its end (is "endstream"
+		// there?), then the next block: not a scan.
+		{"a stream's data and what follows", func() { read(10000, 20000); read(28672, 4096); read(32768, 4096) }, 0, 1, 2},
 	} {
 		cache.mu.Lock()
 		cache.reads, cache.pieceReads, cache.fragmentReads = 0, 0, 0
 		cache.mu.Unlock()
-		r.end = -1
+		r.start, r.end = -1, -1
 		tc.do()
 		if cache.reads != tc.chunks || cache.pieceReads != tc.pieces || cache.fragmentReads != tc.smalls {
 			t.Errorf("%s: %d chunk reads, %d piece reads and %d small reads, want %d, %d and %d", tc.name,

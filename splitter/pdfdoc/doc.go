@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 
 	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu/types"
 )
@@ -63,6 +64,10 @@ type Options struct {
 	MaxDecodeTotal int64
 	// MaxReads bounds the objects parsed by one Open or Extract (4,194,304).
 	MaxReads int
+	// MaxPages bounds the kids of the page tree, pages and inner nodes
+	// together, a page listed twice counting twice (1,048,576: about 40 MiB
+	// while they are walked, 12 MiB of pages kept).
+	MaxPages int
 	// MaxPartObjects bounds the objects one Extract writes (1,048,576).
 	MaxPartObjects int
 	// MaxPartBytes bounds the bytes one Extract writes (twice the source
@@ -98,11 +103,13 @@ func (o Options) withDefaults(size int64) Options {
 		}
 	}
 	def(&o.MaxObjects, 1<<22)
+	o.MaxObjects = min(o.MaxObjects, math.MaxInt32) // the page tree keeps object numbers in 32 bits
 	def(&o.MaxObjectBytes, 4<<20)
 	def(&o.MaxDepth, 100)
 	def64(&o.MaxDecodeBytes, 32<<20)
 	def64(&o.MaxDecodeTotal, 16*o.MaxDecodeBytes)
 	def(&o.MaxReads, 1<<22)
+	def(&o.MaxPages, 1<<20)
 	def(&o.MaxPartObjects, 1<<20)
 	def64(&o.MaxPartBytes, 2*size+64<<20)
 	def64(&o.ScanBytes, 4<<20)
@@ -123,6 +130,11 @@ type reader struct {
 	cache   *lru[int, types.Object]
 	objStms *lru[int, *objStm]
 	rebuilt bool // the cross-reference data was rebuilt by a scan
+	// loaded are the objects read since the cross-reference data was
+	// loaded or rebuilt; conflict, if not nil, says that a rebuild found
+	// another body for one of them, and fails every read after it.
+	loaded   objSet
+	conflict error
 	// loadingXref: objects may not be looked up by number (a stream's
 	// indirect /Length) while the table is being built.
 	loadingXref bool
@@ -137,12 +149,13 @@ type reader struct {
 type Doc struct {
 	r       *reader
 	version string
-	catalog int        // object number of the catalog
-	nodes   []treeNode // the page tree's inner nodes, the root first
-	pages   []pageRef  // every page, in order
-	tree    objSet     // the catalog, the inner nodes and the pages
-	inner   objSet     // the inner nodes
-	id      []byte     // the source's permanent /ID, for the parts'
+	catalog int         // object number of the catalog
+	nodes   []treeNode  // the page tree's inner nodes, the root first
+	attrs   []inherited // the attributes nodes pass down (treeNode.attrs)
+	pages   []pageRef   // every page, in order
+	tree    objSet      // the catalog, the inner nodes and the pages
+	inner   objSet      // the inner nodes
+	id      []byte      // the source's permanent /ID, for the parts'
 }
 
 // Open reads what a page count needs: the trailer and cross-reference data,

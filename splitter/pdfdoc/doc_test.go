@@ -662,9 +662,19 @@ func TestScanNames(t *testing.T) {
 		{"(unterminated /F1", []string{"F1"}, true},
 		{"<abc /F2", []string{"F2"}, true},
 		{"BI /W 1 ID no end", []string{"W"}, true},
+		// An /L near the largest int: data+L wrapped round, and the scan
+		// indexed the content at a negative offset (a panic: the part
+		// failed).
+		{"BI /W 1 /H 1 /L 9223372036854775807 ID x EI /F1 Tf", []string{"W", "H", "L", "F1"}, true},
+		// A JPEG segment whose length's low byte has bit 1 set (6): its
+		// length was read as (2 + hi<<8) | lo, 2 short, and the image's
+		// end was lost (every name after it counted).
+		{"BI /W 9 /H 9 /F /DCT ID \xff\xd8\xff\xdb\x00\x06abcd\xff\xda\x00\x02 EI (/NotJ\xff\xd9 EI /F11 Tf", []string{"W", "H", "F", "DCT", "F11"}, true},
 	} {
-		names := map[string]bool{}
-		ok := scanNames([]byte(tc.content), names)
+		ns := newNameSet()
+		left := int64(1 << 30)
+		ok := scanNames([]byte(tc.content), ns, &left)
+		names := ns.has
 		if ok != tc.ok {
 			t.Errorf("scanNames(%q) ok = %v, want %v", tc.content, ok, tc.ok)
 			continue

@@ -22,8 +22,9 @@ import (
 
 // inlineDataEnd returns the index after the "EI" that ends the inline image
 // whose dictionary is b[dict:id] and whose "ID" ends at b[data-1], or false
-// if where the data ends is not certain.
-func inlineDataEnd(b []byte, dict, id, data int) (int, bool) {
+// if where the data ends is not certain. What finding the end inflates is
+// charged to *left (see zlibLength).
+func inlineDataEnd(b []byte, dict, id, data int, left *int64) (int, bool) {
 	d, ok := inlineDict(b[dict:id])
 	if !ok {
 		return 0, false
@@ -36,11 +37,11 @@ func inlineDataEnd(b []byte, dict, id, data int) (int, bool) {
 	if l, ok := d.int("L", "Length"); ok && l >= 0 {
 		n = l
 	} else if filters := d.names("F", "Filter"); len(filters) > 0 {
-		n = encodedLength(b[data:], filters[0])
+		n = encodedLength(b[data:], filters[0], left)
 	} else {
 		n = rawImageLength(d)
 	}
-	if n < 0 || data+n > len(b) {
+	if n < 0 || n > len(b)-data { // not data+n: /L may be near the largest int
 		return 0, false
 	}
 	i := skipSpaceOnly(b, data+n)
@@ -131,7 +132,7 @@ func inlineDict(b []byte) (inlineImage, bool) {
 
 // encodedLength returns how many bytes of b the encoding of filter takes,
 // end-of-data marker included, or -1 when it cannot tell.
-func encodedLength(b []byte, filter string) int {
+func encodedLength(b []byte, filter string, left *int64) int {
 	switch filter {
 	case "AHx", "ASCIIHexDecode":
 		if k := bytes.IndexByte(b, '>'); k >= 0 {
@@ -142,7 +143,7 @@ func encodedLength(b []byte, filter string) int {
 			return k + 2
 		}
 	case "Fl", "FlateDecode":
-		return zlibLength(b)
+		return zlibLength(b, left)
 	case "RL", "RunLengthDecode":
 		return runLengthLength(b)
 	case "DCT", "DCTDecode":
@@ -154,15 +155,24 @@ func encodedLength(b []byte, filter string) int {
 // zlibLength returns the length of the zlib stream at the start of b, or
 // -1. The decoder reads from a bytes.Reader, an io.ByteReader, so it reads
 // no byte past the stream's end; what it inflates is thrown away, in
-// bounded memory, and inflating more than maxInlineInflate is a refusal.
-func zlibLength(b []byte) int {
+// bounded memory, and inflating more than maxInlineInflate, or more than
+// *left, is a refusal. What it inflates is charged to *left: the page's
+// scan budget, which the streams it decodes draw on too. Without that, a
+// content stream of 4 MiB could hold a thousand images that each inflate
+// to 4 MiB, 2 s of inflating for each page that draws it.
+func zlibLength(b []byte, left *int64) int {
+	limit := min(maxInlineInflate, *left)
+	if limit <= 0 {
+		return -1
+	}
 	r := bytes.NewReader(b)
 	z, err := zlib.NewReader(r)
 	if err != nil {
 		return -1
 	}
-	n, err := io.Copy(io.Discard, io.LimitReader(z, maxInlineInflate+1))
-	if err != nil || n > maxInlineInflate {
+	n, err := io.Copy(io.Discard, io.LimitReader(z, limit+1))
+	*left -= n
+	if err != nil || n > limit {
 		return -1
 	}
 	if err := z.Close(); err != nil {
@@ -218,7 +228,7 @@ func jpegLength(b []byte) int {
 		if i+3 >= len(b) {
 			return -1
 		}
-		i += 2 + int(b[i+2])<<8 | int(b[i+3])
+		i += 2 + (int(b[i+2])<<8 | int(b[i+3]))
 		if m != 0xDA { // not a scan: its segment is all
 			continue
 		}

@@ -16,6 +16,8 @@ import (
 // bounded list of candidates, never the file.
 func (r *reader) rebuild(ctx context.Context) error {
 	r.rebuilt = true
+	old, read := r.x, r.loaded
+	r.loaded = objSet{}
 	r.x = xrefTable{max: r.opts.MaxObjects}
 	r.trailer = nil
 	r.cache = newLRU[int, types.Object](r.opts.CacheObjects, r.opts.CacheBytes)
@@ -159,6 +161,7 @@ func (r *reader) rebuild(ctx context.Context) error {
 	if _, ok := r.trailer["Root"]; !ok {
 		return errors.New("no catalog found")
 	}
+	r.checkRebuilt(old, read)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu/types"
 )
@@ -53,11 +54,25 @@ func (in inherited) with(d types.Dict) inherited {
 	return in
 }
 
+// hasInherited tells whether d sets an inheritable attribute.
+func hasInherited(d types.Dict) bool {
+	for _, k := range []string{"Resources", "MediaBox", "CropBox", "Rotate"} {
+		if v, ok := d[k]; ok && v != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // treeNode is an inner node of the page tree: its object number and the
-// attributes in effect for its kids, its own included.
+// attributes in effect for its kids, its own included (an index into
+// Doc.attrs: most nodes set none and share their parent's). A node costs
+// 8 bytes and a page 12 (pageRef), so that the page tree's memory stays
+// small however many kids a small file can make the walk find (a /Kids
+// array shared by many nodes, a page listed over and over).
 type treeNode struct {
-	num int
-	in  inherited
+	num   int32
+	attrs int32
 }
 
 // pageRef is one page of the document: its page dictionary's object
@@ -115,6 +130,15 @@ type kidSlot struct {
 	why  brokenKid
 }
 
+// treeWalk is the state of readTree: the kids read so far, every node's
+// in one array (node i's are kids[first[i]:first[i]+count[i]]), and the
+// budget they are counted against.
+type treeWalk struct {
+	kids         []kidSlot
+	first, count []int32
+	limit        int
+}
+
 // readTree reads the catalog and walks the whole page tree, level by
 // level, filling d.nodes and d.pages. The kids of a whole level are read
 // in batches, so that a balanced tree has as many reads in flight as a flat
@@ -140,25 +164,24 @@ func (d *Doc) readTree(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.nodes = []treeNode{{num: num, in: inherited{}.with(dict)}}
+	d.attrs = []inherited{inherited{}.with(dict)}
+	d.nodes = []treeNode{{num: int32(num)}}
 	d.tree, d.inner = newObjSet(r.x.size()), newObjSet(r.x.size())
 	d.tree.add(d.catalog)
 	d.tree.add(num)
 	d.inner.add(num)
-	kids := [][]kidSlot{nil}
-	for level := []int{0}; len(level) > 0; {
-		todo, err := d.levelKids(ctx, level, kids)
+	w := &treeWalk{first: []int32{0}, count: []int32{0}, limit: r.opts.MaxPages}
+	for level := []int32{0}; len(level) > 0; {
+		todo, err := d.levelKids(ctx, level, w)
 		if err != nil {
 			return err
 		}
 		level = level[:0:0]
 		for start := 0; start < len(todo); start += walkBatch {
 			batch := todo[start:min(len(todo), start+walkBatch)]
-			nums := make([]int, 0, len(batch))
-			for _, k := range batch {
-				if ir, ok := k.obj.(types.IndirectRef); ok {
-					nums = append(nums, ir.ObjectNumber.Value())
-				}
+			nums := make([]int, len(batch))
+			for i, k := range batch {
+				nums[i] = int(k.num)
 			}
 			r.prefetchObjects(ctx, nums)
 			for _, k := range batch {
@@ -166,15 +189,17 @@ func (d *Doc) readTree(ctx context.Context) error {
 				if err != nil {
 					return err
 				}
-				kids[k.node][k.pos] = slot
+				w.kids[k.slot] = slot
 				if slot.node >= 0 {
-					kids = append(kids, nil)
-					level = append(level, int(slot.node))
+					w.first = append(w.first, 0)
+					w.count = append(w.count, 0)
+					level = append(level, slot.node)
 				}
 			}
 		}
 	}
-	return d.listPages(kids)
+	d.listPages(w)
+	return nil
 }
 
 // treeRoot returns the root of the page tree: the catalog's /Pages, or, as
@@ -211,20 +236,23 @@ func (d *Doc) treeRoot(ctx context.Context, cat types.Dict) (int, types.Dict, er
 	return num, dict, nil
 }
 
-// pendingKid is a kid to classify: the node it belongs to (an index into
-// Doc.nodes), its position there, and the value /Kids holds.
+// pendingKid is a kid to classify: its slot in treeWalk.kids, the node
+// it belongs to (an index into Doc.nodes), its position there, and the
+// object /Kids refers to.
 type pendingKid struct {
-	node, pos int
-	obj       types.Object
+	slot, node, pos, num int32
 }
 
-// levelKids returns the kids of the nodes of a level, in order, and sizes
-// their slots in kids.
-func (d *Doc) levelKids(ctx context.Context, level []int, kids [][]kidSlot) ([]pendingKid, error) {
+// levelKids returns the kids of the nodes of a level that are references,
+// in order, to be classified; it gives every kid of those nodes a slot in
+// w.kids, and classifies the direct ones at once. The kids are counted
+// against the budget before anything is kept for them: a small file can
+// name one big /Kids array from many nodes.
+func (d *Doc) levelKids(ctx context.Context, level []int32, w *treeWalk) ([]pendingKid, error) {
 	var todo []pendingKid
 	for _, ni := range level {
 		n := d.nodes[ni]
-		dict, err := d.nodeDict(ctx, n.num)
+		dict, err := d.nodeDict(ctx, int(n.num))
 		if err != nil {
 			return nil, fmt.Errorf("page tree: %w", err)
 		}
@@ -232,9 +260,28 @@ func (d *Doc) levelKids(ctx context.Context, level []int, kids [][]kidSlot) ([]p
 		if err != nil {
 			return nil, fmt.Errorf("page tree node %d: /Kids: %w", n.num, err)
 		}
-		kids[ni] = make([]kidSlot, len(arr))
+		if len(w.kids)+len(arr) > w.limit {
+			return nil, fmt.Errorf("%w: over %d pages and page tree nodes", ErrTooLarge, w.limit)
+		}
+		w.first[ni], w.count[ni] = int32(len(w.kids)), int32(len(arr))
 		for pos, k := range arr {
-			todo = append(todo, pendingKid{node: ni, pos: pos, obj: k})
+			slot := int32(len(w.kids))
+			ir, ok := k.(types.IndirectRef)
+			if !ok {
+				if hasKey(k, "Kids") {
+					return nil, fmt.Errorf("%w: node %d has an inner node as a direct object", errPageTree, n.num)
+				}
+				w.kids = append(w.kids, kidSlot{node: -1, why: kidDirect})
+				continue
+			}
+			num := ir.ObjectNumber.Value()
+			if num <= 0 || num > math.MaxInt32 {
+				// No such object: the table refuses numbers this big.
+				w.kids = append(w.kids, kidSlot{node: -1, why: kidMissing})
+				continue
+			}
+			w.kids = append(w.kids, kidSlot{})
+			todo = append(todo, pendingKid{slot: slot, node: ni, pos: int32(pos), num: int32(num)})
 		}
 	}
 	return todo, nil
@@ -245,17 +292,8 @@ func (d *Doc) levelKids(ctx context.Context, level []int, kids [][]kidSlot) ([]p
 func (d *Doc) classifyKid(ctx context.Context, k pendingKid) (kidSlot, error) {
 	r := d.r
 	parent := d.nodes[k.node]
-	slot := kidSlot{node: -1}
-	ir, ok := k.obj.(types.IndirectRef)
-	if !ok {
-		if hasKey(k.obj, "Kids") {
-			return slot, fmt.Errorf("%w: node %d has an inner node as a direct object", errPageTree, parent.num)
-		}
-		slot.why = kidDirect
-		return slot, nil
-	}
-	num := ir.ObjectNumber.Value()
-	slot.num = int32(num)
+	slot := kidSlot{node: -1, num: k.num}
+	num := int(k.num)
 	o, err := r.object(ctx, num)
 	if err != nil {
 		return slot, fmt.Errorf("page tree node %d, kid %d (object %d): %w", parent.num, k.pos, num, err)
@@ -270,13 +308,15 @@ func (d *Doc) classifyKid(ctx context.Context, k pendingKid) (kidSlot, error) {
 		if d.tree.has(num) {
 			return slot, fmt.Errorf("%w: object %d is reached twice (a loop)", errPageTree, num)
 		}
-		if len(d.nodes) >= r.x.max {
-			return slot, fmt.Errorf("%w: over %d page tree nodes", ErrTooLarge, r.x.max)
-		}
 		d.tree.add(num)
 		d.inner.add(num)
+		attrs := parent.attrs
+		if hasInherited(kd) {
+			attrs = int32(len(d.attrs))
+			d.attrs = append(d.attrs, d.attrs[parent.attrs].with(kd))
+		}
 		slot.node = int32(len(d.nodes))
-		d.nodes = append(d.nodes, treeNode{num: num, in: parent.in.with(kd)})
+		d.nodes = append(d.nodes, treeNode{num: k.num, attrs: attrs})
 	default:
 		if t := kd.Type(); t != nil && *t != "Page" {
 			// Not a page, and perhaps something pages use (a font): a
@@ -292,31 +332,29 @@ func (d *Doc) classifyKid(ctx context.Context, k pendingKid) (kidSlot, error) {
 // listPages lists the pages in document order: a depth-first walk of the
 // kids read, kept on a stack of its own (a tree may be thousands of levels
 // deep).
-func (d *Doc) listPages(kids [][]kidSlot) error {
-	type frame struct{ node, next int }
-	stack := []frame{{0, 0}}
+func (d *Doc) listPages(w *treeWalk) {
+	type frame struct{ node, next, end int32 }
+	open := func(node int32) frame { return frame{node, w.first[node], w.first[node] + w.count[node]} }
+	stack := []frame{open(0)}
+	d.pages = make([]pageRef, 0, len(w.kids)-len(d.nodes)+1)
 	for len(stack) > 0 {
 		top := &stack[len(stack)-1]
-		if top.next >= len(kids[top.node]) {
+		if top.next >= top.end {
 			stack = stack[:len(stack)-1]
 			continue
 		}
-		k := kids[top.node][top.next]
+		k := w.kids[top.next]
 		top.next++
 		if k.node >= 0 {
-			stack = append(stack, frame{int(k.node), 0})
+			stack = append(stack, open(k.node))
 			continue
 		}
-		if len(d.pages) >= d.r.x.max {
-			return fmt.Errorf("%w: over %d pages", ErrTooLarge, d.r.x.max)
-		}
-		ref := pageRef{num: k.num, parent: int32(top.node), why: k.why}
+		ref := pageRef{num: k.num, parent: top.node, why: k.why}
 		if k.why != kidPage {
 			ref.num = 0
 		}
 		d.pages = append(d.pages, ref)
 	}
-	return nil
 }
 
 func hasKey(o types.Object, key string) bool {
@@ -356,7 +394,7 @@ func (d *Doc) findPage(ctx context.Context, i int) (page, error) {
 	if err != nil {
 		return page{}, err
 	}
-	return page{num: num, dict: dict, in: d.nodes[ref.parent].in.with(dict)}, nil
+	return page{num: num, dict: dict, in: d.attrs[d.nodes[ref.parent].attrs].with(dict)}, nil
 }
 
 var (

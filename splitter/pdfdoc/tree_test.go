@@ -6,7 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image"
+	"image/jpeg"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -284,4 +287,262 @@ func TestBorrowedResources(t *testing.T) {
 	if fonts := partFonts(t, d, 1); fonts != "F1 F2 F3 F5" {
 		t.Errorf("the part's page has fonts %s, want F1 F2 F3 F5", fonts)
 	}
+}
+
+// sharedKids is a file whose root has nodes kids, each of whose /Kids is
+// one indirect array that lists one page m times: nodes*m pages from a
+// file of 6*m bytes.
+func sharedKids(nodes, m int) []byte {
+	o := treeFile()
+	p := o.addPage(2, "page")
+	arr := o.add("[" + strings.Repeat(fmt.Sprintf("%d 0 R ", p), m) + "]")
+	var kids []int
+	for range nodes {
+		kids = append(kids, o.add(fmt.Sprintf("<< /Type /Pages /Parent 2 0 R /Kids %d 0 R /Count %d >>", arr, m)))
+	}
+	o.set(2, fmt.Sprintf("<< /Type /Pages /Kids [%s] /Count %d %s >>", refs(kids), nodes*m, rootAttrs))
+	return pdfgen.Objects(o)
+}
+
+// TestPageTreeBudget: the kids the walk finds are counted against
+// MaxPages before anything is kept for them. A 600 KB file whose 50 nodes
+// each name one /Kids array of 100,000 references to one page (5 million
+// pages) allocated 1,269 MiB before it was refused (at full scale, a
+// 3.6 MB file: 12 GiB allocated, 4 GiB in use, 24 s); now it is refused at
+// the budget, having allocated a few tens of MiB.
+func TestPageTreeBudget(t *testing.T) {
+	t.Run("a /Kids array shared by many nodes", func(t *testing.T) {
+		pdf := sharedKids(50, 100_000)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := openBytes(pdf)
+		runtime.ReadMemStats(&after)
+		if !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("Open: %v; want ErrTooLarge", err)
+		}
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 256<<20 {
+			t.Fatalf("Open allocated %d MiB for a file of %d KB", alloc>>20, len(pdf)>>10)
+		}
+	})
+	t.Run("MaxPages counts pages and nodes", func(t *testing.T) {
+		pdf := sharedKids(3, 10) // 3 nodes and 30 pages
+		for limit, ok := range map[int]bool{33: true, 32: false, 12: false} {
+			d, err := Open(context.Background(), bytes.NewReader(pdf), int64(len(pdf)), Options{MaxPages: limit})
+			switch {
+			case ok && (err != nil || d.PageCount() != 30):
+				t.Errorf("MaxPages %d: %v", limit, err)
+			case !ok && !errors.Is(err, ErrTooLarge):
+				t.Errorf("MaxPages %d: %v; want ErrTooLarge", limit, err)
+			}
+		}
+	})
+}
+
+// TestPageTreeMemory: what the walk keeps of a node is a few bytes. A
+// chain of 200,000 nodes kept 106 bytes a node (the attributes a node
+// passes down, 64 bytes, copied into every node, and a slice of kids per
+// node); now about 33, the cross-reference table included.
+func TestPageTreeMemory(t *testing.T) {
+	const n = 200_000
+	o := treeFile()
+	prev := 2
+	for range n {
+		nd := o.add("")
+		o.set(prev, fmt.Sprintf("<< /Type /Pages /Kids [%d 0 R] >>", nd))
+		prev = nd
+	}
+	o.set(prev, fmt.Sprintf("<< /Type /Pages /Kids [%d 0 R] %s >>", o.addPage(prev, "page1"), rootAttrs))
+	pdf := pdfgen.Objects(o)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	d, err := openBytes(pdf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perNode := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
+	runtime.KeepAlive(d)
+	if perNode > 64 {
+		t.Fatalf("the open Doc keeps %d bytes a page tree node", perNode)
+	}
+	checkTexts(t, pdf, "page1")
+}
+
+// TestKidNumberBeyond32Bits: the walk keeps object numbers in 32 bits; a
+// kid numbered 2^32 more than a page is a reference to nothing (a broken
+// page), not that page.
+func TestKidNumberBeyond32Bits(t *testing.T) {
+	o := treeFile()
+	p1, p2 := o.addPage(2, "page1"), o.addPage(2, "page2")
+	o.set(2, fmt.Sprintf("<< /Type /Pages /Kids [%d 0 R %d 0 R] /Count 2 %s >>", p1, p2+1<<32, rootAttrs))
+	d, err := openBytes(pdfgen.Objects(o))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.PageCount() != 2 {
+		t.Fatalf("PageCount = %d, want 2", d.PageCount())
+	}
+	if err := d.Extract(context.Background(), 2, 2, io.Discard); !errors.Is(err, errBrokenPage) {
+		t.Fatalf("page 2: %v, want errBrokenPage", err)
+	}
+}
+
+// TestInlineJPEGLength: the end of a JPEG that Go's encoder writes (a
+// grey one: its frame header is 11 bytes long, a length whose bit 1 is
+// set) is found where the JPEG ends.
+func TestInlineJPEGLength(t *testing.T) {
+	img := image.NewGray(image.Rect(0, 0, 17, 9))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(i * 7)
+	}
+	var b bytes.Buffer
+	if err := jpeg.Encode(&b, img, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := jpegLength(append(b.Bytes(), " EI /F1 Tf"...)); got != b.Len() {
+		t.Fatalf("jpegLength = %d, want %d", got, b.Len())
+	}
+}
+
+// inlineBombs is a content stream of n inline images whose Flate data
+// (4 KB each) inflates to 4 MiB, then text in /F1.
+func inlineBombs(n int) []byte {
+	var z bytes.Buffer
+	zw, _ := zlib.NewWriterLevel(&z, zlib.BestCompression) // a valid level
+	zw.Write(make([]byte, maxInlineInflate))
+	zw.Close()
+	var c bytes.Buffer
+	for range n {
+		c.WriteString("BI /W 1 /H 1 /CS /G /BPC 8 /F /Fl ID ")
+		c.Write(z.Bytes())
+		c.WriteString(" EI\n")
+	}
+	c.WriteString("BT /F1 24 Tf 72 700 Td (page) Tj ET")
+	return c.Bytes()
+}
+
+// TestInlineInflateBudget: what finding the ends of Flate inline images
+// inflates is charged to the page's scan budget. Each image was bounded
+// (4 MiB) but not their sum: a 3.7 MB content stream of 900 such images
+// cost 2 s of inflating for each page that drew it, a 50-page part 100 s.
+// Now past the budget the rest of the stream is taken as names (more
+// names, never fewer), and the page's other streams are not scanned (it
+// keeps all its resources).
+func TestInlineInflateBudget(t *testing.T) {
+	ns := newNameSet()
+	const budget = 16 << 20
+	left := int64(budget)
+	scanNames(inlineBombs(10), ns, &left)
+	names := ns.has
+	if inflated := budget - left; inflated > budget+1 {
+		t.Fatalf("inflated %d MiB with a budget of %d", inflated>>20, budget>>20)
+	}
+	if left > 0 || !names["F1"] {
+		t.Fatalf("budget left %d, names %v", left, names)
+	}
+
+	o := treeFile()
+	f2 := o.add("<< /Type /Font /Subtype /Type1 /BaseFont /Courier >>")
+	bombs := o.add(docStream("", string(inlineBombs(10))))
+	text := o.add(textPage("page1"))
+	p := o.add(fmt.Sprintf("<< /Type /Page /Parent 2 0 R /Contents [%d 0 R %d 0 R] >>", bombs, text))
+	o.set(2, fmt.Sprintf("<< /Type /Pages /Kids [%d 0 R] /Count 1 /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R /F2 %d 0 R >> >> >>", p, f2))
+	d, err := openBytes(pdfgen.Objects(o))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fonts := partFonts(t, d, 1); fonts != "F1 F2" {
+		t.Fatalf("the part's page has fonts %s; past the budget it keeps them all", fonts)
+	}
+}
+
+// TestBorrowerChain: a chain of 2,000 forms without resources, each
+// drawing the next through the page's resources, the last using a font
+// the page's own content does not. The search looked the page's resources
+// up again from the start for each form it found (quadratic: 3.5 s a page
+// for 4,000 forms; 8,000 forms read over MaxReads objects, 29 s, and the
+// part failed); now each name is looked up once. Here the object cache
+// holds 256 objects, so that the quadratic search read 2 million objects,
+// over MaxReads.
+func TestBorrowerChain(t *testing.T) {
+	const n = 2000
+	o := treeFile()
+	f2 := o.add("<< /Type /Font /Subtype /Type1 /BaseFont /Courier /Encoding /WinAnsiEncoding >>")
+	f9 := o.add("<< /Type /Font /Subtype /Type1 /BaseFont /Symbol >>")
+	var xo strings.Builder
+	for i := range n {
+		content := fmt.Sprintf("/Fm%d Do", i+1)
+		if i == n-1 {
+			content = "BT /F2 12 Tf 72 600 Td (deep) Tj ET"
+		}
+		fmt.Fprintf(&xo, "/Fm%d %d 0 R ", i, o.add(docStream("/Type /XObject /Subtype /Form /BBox [0 0 612 792]", content)))
+	}
+	res := o.add(fmt.Sprintf("<< /Font << /F1 3 0 R /F2 %d 0 R /F9 %d 0 R >> /XObject << %s >> >>", f2, f9, xo.String()))
+	c := o.add(docStream("", "/Fm0 Do BT /F1 24 Tf 72 700 Td (page1) Tj ET"))
+	p := o.add(fmt.Sprintf("<< /Type /Page /Parent 2 0 R /Contents %d 0 R /Resources %d 0 R >>", c, res))
+	o.set(2, fmt.Sprintf("<< /Type /Pages /Kids [%d 0 R] /Count 1 /MediaBox [0 0 612 792] >>", p))
+	pdf := pdfgen.Objects(o)
+	d, err := Open(context.Background(), bytes.NewReader(pdf), int64(len(pdf)), Options{CacheObjects: 256, MaxReads: 100_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var part bytes.Buffer
+	if err := d.Extract(context.Background(), 1, 1, &part); err != nil {
+		t.Fatal(err)
+	}
+	pd, err := openBytes(part.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg, err := pd.findPage(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := pd.r.resolveDict(context.Background(), pg.in.resources)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fonts, err := pd.r.resolveDict(context.Background(), r["Font"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(sortedDictKeys(fonts), " "); got != "F1 F2" {
+		t.Fatalf("the part's page has fonts %s, want F1 F2", got)
+	}
+	docQpdfCheck(t, docWriteFile(t, t.TempDir(), "part.pdf", part.Bytes()))
+}
+
+// TestRebuildAfterReads: a page tree [A B C] whose C has a wrong offset,
+// so that the cross-reference data is rebuilt mid-walk, after A was read.
+// With a later body of A's number in the file (a page tree node of B, not
+// referenced by the table), the rebuilt table gives that node: A was
+// listed as a page before the rebuild and copied as the node after it,
+// and the part of page 1 failed qpdf --check (qpdf, poppler and mutool
+// show A). Now the file is refused (qpdf warns that it is damaged); without
+// the other body, it reads as before.
+func TestRebuildAfterReads(t *testing.T) {
+	build := func(otherBody bool) []byte {
+		o := treeFile()
+		a := o.addPage(2, "pageA")
+		b := o.addPage(2, "pageB")
+		c := o.addPage(2, "pageC")
+		late := o.add(fmt.Sprintf("<< /Type /Pages /Kids [%d 0 R] /Count 1 >>", b))
+		o.set(2, fmt.Sprintf("<< /Type /Pages /Kids [%d 0 R %d 0 R %d 0 R] /Count 3 %s >>", a, b, c, rootAttrs))
+		pdf := pdfgen.Objects(o)
+		if otherBody { // object late becomes a later body of a
+			k := bytes.Index(pdf, fmt.Appendf(nil, "\n%d 0 obj", late))
+			copy(pdf[k:], fmt.Sprintf("\n%*d 0 obj", len(fmt.Sprint(late)), a))
+		}
+		// C's entry points at the catalog.
+		x := bytes.LastIndex(pdf, []byte("xref\n0 "))
+		first := x + bytes.IndexByte(pdf[x+5:], '\n') + 6
+		copy(pdf[first+20*c:], fmt.Sprintf("%010d", bytes.Index(pdf, []byte("1 0 obj"))))
+		return pdf
+	}
+	if _, err := openBytes(build(true)); !errors.Is(err, errRebuiltAnother) {
+		t.Fatalf("Open: %v; want errRebuiltAnother", err)
+	}
+	checkTexts(t, build(false), "pageA", "pageB", "pageC")
 }

@@ -219,8 +219,13 @@ func (s *server) fetch(p []byte, off int64) error {
 }
 
 // prefetch tells the parent that reads of n bytes at each of offs follow,
-// and waits for it to have fetched them.
+// and waits for it to have fetched them. Reads longer than the protocol
+// lets a prefetch announce are not announced: the parent would take the
+// frame for a hijacked worker's.
 func (s *server) prefetch(offs []int64, n int) error {
+	if n < 1 || n > maxPrefetchSpan {
+		return nil
+	}
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
 	for len(offs) > 0 {

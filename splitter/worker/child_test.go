@@ -272,6 +272,11 @@ func TestRemotePrefetch(t *testing.T) {
 		if err := p.Prefetch(offs, 1024); err != nil {
 			return nil, err
 		}
+		// Reads too long to announce are not: the parent would kill
+		// the worker for it.
+		if err := p.Prefetch(offs[:5], maxPrefetchSpan+1); err != nil {
+			return nil, err
+		}
 		b := make([]byte, 10)
 		if _, err := r.ReadAt(b, 123_456); err != nil || string(b) != "6789012345" {
 			return nil, fmt.Errorf("read after a prefetch: %q, %v", b, err)
@@ -316,7 +321,7 @@ func TestFrameBounds(t *testing.T) {
 	for name, b := range map[string][]byte{
 		"negative prefetch":   encodePrefetch([]int64{5, -1}, 100),
 		"prefetch of nothing": encodePrefetch([]int64{5}, 0),
-		"oversized prefetch":  encodePrefetch([]int64{5}, maxData+1),
+		"oversized prefetch":  encodePrefetch([]int64{5}, maxPrefetchSpan+1),
 		"cut prefetch":        encodePrefetch([]int64{5}, 10)[:7],
 	} {
 		if _, _, err := decodePrefetch(b); !errors.Is(err, errProtocol) {

@@ -294,6 +294,13 @@ func hostileWorker(mode string) {
 		copy(b, encodeRead(0, 1))
 		b[8], b[9], b[10], b[11] = 0x80, 0, 0, 0
 		send(frameRead, b)
+	case "big-prefetch":
+		// Reads of 1 MiB announced at 4,096 offsets.
+		offs := make([]int64, maxPrefetch)
+		for i := range offs {
+			offs[i] = int64(i) << 20
+		}
+		send(framePrefetch, encodePrefetch(offs, maxData))
 	case "parent-frame":
 		// A type only the parent sends.
 		send(frameOpen, []byte(`{"size":1}`))
@@ -958,7 +965,7 @@ func logInt(line, key string) int64 {
 // itself killed, without making the daemon allocate or write more than
 // one frame's worth.
 func TestPoolDistrustsWorkers(t *testing.T) {
-	for _, mode := range []string{"garbage", "oversize", "big-read", "parent-frame", "endless-part", "lying-size"} {
+	for _, mode := range []string{"garbage", "oversize", "big-read", "big-prefetch", "parent-frame", "endless-part", "lying-size"} {
 		t.Run(mode, func(t *testing.T) {
 			tp := newTestPool(t, Options{Env: []string{hostileModeEnv + "=" + mode}})
 			src := newTestSource(t, "A", "%FAKE pages=3", 1000)

@@ -64,8 +64,12 @@ const (
 	maxControl  = 64 << 10
 	readReqSize = 12 // int64 offset, uint32 length
 	// maxPrefetch bounds the offsets of one prefetch frame (a uint32
-	// length, then int64 offsets).
-	maxPrefetch = 4096
+	// length, then int64 offsets); maxPrefetchSpan the reads it announces
+	// (the worker's are of a page dictionary, 512 bytes): a prefetch is
+	// for small scattered reads, and what a long one asks of the source
+	// (4,096 of 1 MiB: a GiB of chunks from one frame) is for reads to ask.
+	maxPrefetch     = 4096
+	maxPrefetchSpan = 64 << 10
 )
 
 // frameLimit is the largest payload a frame of type typ may carry, or -1 for
@@ -220,7 +224,7 @@ func decodePrefetch(b []byte) (offs []int64, n int, err error) {
 		return nil, 0, fmt.Errorf("%w: prefetch request of %d bytes", errProtocol, len(b))
 	}
 	n = int(binary.BigEndian.Uint32(b))
-	if n < 1 || n > maxData {
+	if n < 1 || n > maxPrefetchSpan {
 		return nil, 0, fmt.Errorf("%w: prefetch of %d bytes a range", errProtocol, n)
 	}
 	offs = make([]int64, (len(b)-4)/8)
