@@ -616,6 +616,38 @@ func TestTruncatedBodyNeverCached(t *testing.T) {
 	}
 }
 
+// A readahead that failed with no reader waiting leaves nothing behind: the
+// first reader of its range tries the store at once (TestServerDownMidRead
+// read EIO just after the outage ended, from a readahead that failed in its
+// last second).
+func TestBackgroundFailureNotRemembered(t *testing.T) {
+	f := newFakeFetcher()
+	data := randomBytes(11, 2*testChunk)
+	v := f.add("obj", data)
+	c := openCache(t, t.TempDir(), f, 100*testChunk, 0)
+	f.failures.Store(1)
+	fl, started, err := c.downloads.join(v, c.geo.chunk(v, 1), true)
+	if err != nil || !started {
+		t.Fatalf("background download: started %v, err %v", started, err)
+	}
+	if err := fl.wait(context.Background()); err == nil {
+		t.Fatal("the background download did not fail")
+	}
+	// The flight ended after its outcome was noted and it left the
+	// table (download.go's join).
+	p := make([]byte, 10)
+	before := f.total.Load()
+	if _, err := c.ReadAt(context.Background(), v, p, testChunk); err != nil {
+		t.Fatalf("read after a failed readahead: %v", err)
+	}
+	if !bytes.Equal(p, data[testChunk:testChunk+10]) {
+		t.Fatal("bytes differ")
+	}
+	if n := f.total.Load() - before; n != 1 {
+		t.Fatalf("read after a failed readahead made %d GETs, want 1", n)
+	}
+}
+
 // forgetFailures stands for failedRangeMemory passing.
 func forgetFailures(c *Cache) {
 	c.downloads.mu.Lock()

@@ -91,7 +91,14 @@ func (d *downloads) join(v object.Version, s span, background bool) (f *flight, 
 	go func() {
 		defer d.tasks.done()
 		err := d.download(d.tasks.ctx, fl, v, s)
-		d.noteFailure(d.tasks.ctx, chunk, err)
+		// Only a failure some reader was told of is remembered: it is
+		// the kernel's asking again for that read that the memory
+		// answers. A readahead that failed unseen (its reader gone, or
+		// not there yet) must not fail the next reader's first try,
+		// which may come just as the store is back.
+		if err == nil || !fl.background.Load() {
+			d.noteFailure(d.tasks.ctx, chunk, err)
+		}
 		// The entry is admitted (or the download failed) before the
 		// flight goes: a caller finds one or the other, never neither.
 		d.mu.Lock()
