@@ -12,7 +12,7 @@ import (
 )
 
 // Benchmarks of the chunk cache without a mount or a server: the fetcher is
-// the in-memory fakeFetcher of cache_test.go, the chunks are real files in
+// the in-memory fakeFetcher of cache_test.go, the objects' files are real files in
 // b.TempDir(). Run with
 //
 //	go test -run '^$' -bench . -benchmem ./chunkcache

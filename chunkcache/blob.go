@@ -15,8 +15,10 @@ import (
 
 // Blobs keeps files derived from object versions (a page range of a PDF,
 // its page count) for the splitter. A blob is an entry of the cache's
-// disk: beside the chunks, in the same LRU and under the same bound, and
-// it survives restarts the same way. The splitter makes a blob in a
+// disk, a file of its own in blobs/: in the same LRU as the chunks and
+// under the same bound, and it survives restarts the same way. An evicted
+// blob's file is unlinked, never punched: whoever has it open (a handle,
+// the kernel through passthrough) keeps reading it whole. The splitter makes a blob in a
 // TempFile and hands it over with AdmitBlob.
 type Blobs struct {
 	disk      *disk
@@ -33,11 +35,7 @@ func (b *Blobs) BlobID(v object.Version, what string) string {
 // OpenBlob opens a cached blob (ErrNotCached if there is none). The file
 // stays readable even if the blob is evicted while open.
 func (b *Blobs) OpenBlob(id string) (*os.File, error) {
-	f, err := b.disk.open(id)
-	if err == nil {
-		b.disk.idx.uncap(id) // found at startup, it was taken for a fragment
-	}
-	return f, err
+	return b.disk.openBlob(id)
 }
 
 // TempFile creates a file in the cache's temporary directory, for AdmitBlob.
@@ -69,11 +67,12 @@ func (b *Blobs) AdmitBlob(id, tmpPath string) (int64, error) {
 		d.removeTemp(name)
 		return 0, errors.New("chunkcache: refusing an empty blob")
 	}
-	e := entry{name: fileName(id, n, h.Sum32()), size: n, crc: h.Sum32(), verified: true, touched: time.Now()}
-	if err := d.commit(name, e.name); err != nil {
+	e := &entry{id: id, name: fileName(id, n, h.Sum32()), key: entryKey{kind: kindBlob}, n: n, crc: h.Sum32(),
+		verified: true, touched: time.Now().UnixNano()}
+	if err := d.commitBlob(name, e.name); err != nil {
 		d.removeTemp(name)
 		return 0, err
 	}
-	b.disk.admit(id, e)
+	b.disk.admitBlob(e)
 	return n, nil
 }

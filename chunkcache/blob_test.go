@@ -72,7 +72,7 @@ func TestBlobAdmittedTwiceKeepsOneFile(t *testing.T) {
 	if b := c.Bytes(); b != 24 {
 		t.Fatalf("index holds %d bytes, want 24", b)
 	}
-	des, _ := os.ReadDir(filepath.Join(dir, "chunks"))
+	des, _ := os.ReadDir(filepath.Join(dir, "blobs"))
 	if len(des) != 1 {
 		t.Fatalf("%d files for one blob", len(des))
 	}

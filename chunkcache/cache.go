@@ -1,8 +1,11 @@
 // Package chunkcache serves byte ranges of immutable object versions from a
-// bounded directory of fixed-size chunk files. Chunk i of an object holds
-// bytes [i*ChunkSize, (i+1)*ChunkSize) and is fetched by exactly one ranged
-// GET, however many readers want it at once. The directory is the index: a
-// restart reuses every complete chunk without a GET.
+// bounded directory of cache files: one sparse file per object version,
+// holding the chunks fetched so far at their offsets. Chunk i of an object
+// holds bytes [i*ChunkSize, (i+1)*ChunkSize) and is fetched by exactly one
+// ranged GET, however many readers want it at once. Each file's map records
+// which chunks it holds: a restart reuses every complete chunk without a
+// GET. A file that holds its whole object can be handed to the kernel, which
+// then reads it without the daemon (FUSE passthrough: Reader.Backing).
 package chunkcache
 
 import (
@@ -11,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"s3docs/internal/object"
@@ -54,9 +58,11 @@ type Options struct {
 
 // Cache is safe for concurrent use. Its parts, each with one job:
 //
-//   - disk (disk.go, index.go, dir.go, recover.go; layout.go): what is
-//     held. Entry files in the locked cache directory and their LRU index,
-//     within the byte bound; entries by id, nothing of objects or fetches.
+//   - disk (disk.go, index.go, dir.go, recover.go; layout.go, objmap.go):
+//     what is held. Objects' files and their maps, and blobs, in the locked
+//     cache directory, and their LRU index of entries (chunks, pieces,
+//     fragments, blobs) within the byte bound; entries by span, nothing of
+//     fetches or access patterns.
 //   - downloads (download.go, flight.go, retry.go): what is being fetched.
 //     One download per entry shared by its readers, its retries under one
 //     deadline, the memory of ranges that just failed, the GET slots.
@@ -71,12 +77,17 @@ type Options struct {
 // Lock order. These are the only locks taken while another is held (the
 // one on the left):
 //
-//	disk.dirMu   → index.mu, cacheDir.mu  (recovering the directory)
-//	downloads.mu → index.mu, tasks.mu     (starting a download)
+//	disk.dirMu   → objFile.mu, index.mu, cacheDir.mu  (recovering the directory)
+//	objFile.mu   → index.mu, objFile.mapMu, cacheDir.mu (reading, punching, removing)
+//	objFile.mapMu → index.mu, cacheDir.mu              (appending to a map)
+//	downloads.mu → index.mu, tasks.mu                 (starting a download)
 //
 // Every other lock (flight.mu, fullDisk.mu, Reader.mu, and those above
 // when taken alone) is held with no other, and the index's lock never
-// across I/O: evicted files are unlinked after it is released.
+// across I/O: evicted ranges are punched, and files removed, after it is
+// released. An object's lock is held across the I/O on its file: shared by
+// readers (no hole may open under them) and writers registering their
+// range, exclusively while holes are punched or the file removed.
 type Cache struct {
 	*Blobs
 
@@ -115,7 +126,8 @@ func Open(o Options, f Fetcher) (*Cache, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	stats := &counters{}
-	st, err := openDisk(o.Dir, o.MaxBytes, o.ChunkSize, stats, o.Logger)
+	geo := newGeometry(o.Namespace, o.ChunkSize)
+	st, err := openDisk(o.Dir, o.MaxBytes, geo, stats, o.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +135,7 @@ func Open(o Options, f Fetcher) (*Cache, error) {
 		Blobs: &Blobs{disk: st, namespace: o.Namespace},
 		opt:   o,
 		log:   o.Logger,
-		geo:   newGeometry(o.Namespace, o.ChunkSize),
+		geo:   geo,
 		stats: stats,
 		disk:  st,
 		ahead: newReadahead(o),
@@ -172,38 +184,32 @@ func (c *Cache) Limit() int64 { return c.disk.idx.bound() }
 // Bytes is the size of all chunks in the index.
 func (c *Cache) Bytes() int64 { return c.disk.idx.bytes() }
 
-// Discard drops every cached chunk of v, which the caller found gone from
-// the object store (overwritten or deleted): they can never be served again
-// and would only take room until the LRU reached them. Chunks a reader is
-// waiting for or a worker has pinned stay until the LRU evicts them.
-//
-// The ids are hashes, so every id v can have is computed and looked up:
-// work in proportion to v's size, which comes from the server. A version of
-// more than maxDiscardChunks chunks is left to the LRU (its entries can
-// never be served: their ids hold the version), and the ids are made a
-// batch at a time, so that a size of exabytes costs neither memory nor a
-// hung lookup.
+// Discard drops what the cache holds of v, which the caller found gone from
+// the object store (overwritten or deleted): those bytes can never be
+// served again and would only take room until the LRU reached them. Its
+// file is removed (a reader, or the kernel, holding it open keeps reading
+// it); entries a reader is waiting for stay until the LRU evicts them.
 func (c *Cache) Discard(v object.Version) {
-	chunks := c.geo.chunks(v)
-	if chunks > maxDiscardChunks {
-		c.log.Debug("version too big to discard; its chunks are left to eviction", "key", v.Key,
-			"version", v.Identity(), "size", v.Size)
-		return
-	}
-	n := 0
-	for from := int64(0); from < chunks; from += discardBatch {
-		n += c.disk.discard(c.geo.entryIDs(v, from, min(from+discardBatch, chunks)))
-	}
-	if n > 0 {
+	if n := c.disk.discard(c.geo.objectID(v)); n > 0 {
 		c.log.Info("discarded chunks of a version gone from the store", "key", v.Key,
 			"version", v.Identity(), "chunks", n)
 	}
 }
 
-// maxDiscardChunks bounds what Discard enumerates: 512 GiB of 8 MiB chunks,
-// about 600,000 hashes with their pieces, a fraction of a second.
-// discardBatch is how many chunks' ids it holds at once.
-const (
-	maxDiscardChunks = 1 << 16
-	discardBatch     = 1024
-)
+// PinnedBytes is the size of the objects whose files the kernel reads now
+// (FUSE passthrough): never evicted while it does, at most half the bound.
+func (c *Cache) PinnedBytes() int64 { return c.disk.idx.pinnedBytes() }
+
+// ProbeFile is a file of the cache's file system, unlinked and empty, to
+// try FUSE passthrough on at mount: whether the kernel takes the cache's
+// files as backing files depends on their file system too.
+func (c *Cache) ProbeFile() (*os.File, error) {
+	f, err := c.disk.dir.Load().createTemp(blobTmpPrefix)
+	if err != nil {
+		return nil, err
+	}
+	if name, ok := c.disk.dir.Load().isTempOf(f.Name()); ok {
+		c.disk.dir.Load().removeTemp(name)
+	}
+	return f, nil
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -215,28 +216,6 @@ func TestRandomReadAt(t *testing.T) {
 	}
 }
 
-func dirBytes(t *testing.T, dir string) int64 {
-	t.Helper()
-	var total int64
-	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.Type().IsRegular() && d.Name() != "lock" {
-			info, err := d.Info()
-			if err != nil {
-				return err
-			}
-			total += info.Size()
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return total
-}
-
 func TestByteBoundUnderChurn(t *testing.T) {
 	f := newFakeFetcher()
 	var versions []object.Version
@@ -282,8 +261,10 @@ func TestByteBoundUnderChurn(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	if got := dirBytes(t, dir); got > bound {
-		t.Fatalf("cache dir holds %d bytes after churn, bound %d", got, bound)
+	// On disk, as du counts: each object's file may take a block more than
+	// its entries (its short last chunk), and its map a block.
+	if got, slack := duBytes(t, dir), int64(len(versions)*2*4096); got > bound+slack {
+		t.Fatalf("cache dir takes %d bytes after churn, bound %d (+%d for maps and last blocks)", got, bound, slack)
 	}
 	if c.Stats().Evictions == 0 {
 		t.Fatal("expected evictions under churn")
@@ -329,33 +310,64 @@ func TestRestartCleansTempAndInvalid(t *testing.T) {
 	}
 	c.Close()
 
-	chunks, _ := os.ReadDir(filepath.Join(dir, "chunks"))
-	if len(chunks) != 2 {
-		t.Fatalf("want 2 chunk files, have %d", len(chunks))
+	files := objectFiles(t, dir)
+	if len(files) != 1 {
+		t.Fatalf("want 1 object's file, have %d", len(files))
 	}
-	// Leftovers of a crash: a temp file, a file with a foreign name, a chunk
-	// cut short, and a chunk whose bytes rotted (right size, wrong content).
 	write := func(path string, b []byte) {
+		t.Helper()
 		if err := os.WriteFile(path, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// Leftovers of a crash: temp files, a blob cut short, an object's file
+	// without its map and a map without its file, the files of the
+	// per-chunk layout, half a record at the end of the map, and a chunk
+	// whose bytes rotted (its record says otherwise).
 	partial := tmpName(fmt.Sprintf("%040x", 7), 123)
 	write(filepath.Join(dir, "tmp", partial), []byte("partial"))
 	write(filepath.Join(dir, "tmp", tmpName(blobTmpPrefix, 9)), []byte("part of a part"))
-	short := fileName(fmt.Sprintf("%040x", 1), 1000, 0)
-	write(filepath.Join(dir, "chunks", short), []byte("only a few bytes"))
-	rotten := filepath.Join(dir, "chunks", chunks[1].Name())
-	b, _ := os.ReadFile(rotten)
-	b[100] ^= 0xff
-	write(rotten, b)
+	short := filepath.Join(dir, "blobs", fileName(fmt.Sprintf("%040x", 1), 1000, 0))
+	write(short, []byte("only a few bytes"))
+	lone := filepath.Join(dir, "objects", fmt.Sprintf("%040x", 2))
+	write(lone, []byte("no map"))
+	loneMap := filepath.Join(dir, "objects", fmt.Sprintf("%040x", 3)+mapSuffix)
+	write(loneMap, []byte("no file"))
+	os.Mkdir(filepath.Join(dir, "chunks"), 0o700)
+	legacy := filepath.Join(dir, "chunks", fileName(fmt.Sprintf("%040x", 4), 3, 0))
+	write(legacy, []byte("old"))
+	m, err := os.OpenFile(files[0]+mapSuffix, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Write(make([]byte, mapRecordSize/2))
+	m.Close()
+	obj, err := os.OpenFile(files[0], os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj.WriteAt([]byte{data[testChunk+100] ^ 0xff}, testChunk+100)
+	obj.Close()
 
 	before := f.total.Load()
-	c2 := openCache(t, dir, f, 100*testChunk, 0)
-	for _, gone := range []string{filepath.Join(dir, "tmp", partial), filepath.Join(dir, "tmp", tmpName(blobTmpPrefix, 9)), filepath.Join(dir, "chunks", short)} {
+	var logs strings.Builder
+	c2, err := Open(Options{Dir: dir, MaxBytes: 100 * testChunk, ChunkSize: testChunk, Namespace: "test",
+		MaxConcurrentGets: 4, ReadTimeout: 10 * time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c2.Close() })
+	for _, gone := range []string{filepath.Join(dir, "tmp", partial), filepath.Join(dir, "tmp", tmpName(blobTmpPrefix, 9)),
+		short, lone, loneMap, legacy, filepath.Join(dir, "chunks")} {
 		if _, err := os.Stat(gone); !os.IsNotExist(err) {
 			t.Errorf("%s survived the restart", gone)
 		}
+	}
+	if n := strings.Count(logs.String(), "cache layout of an earlier version"); n != 1 {
+		t.Errorf("the per-chunk layout's removal logged %d times, want once:\n%s", n, logs.String())
+	}
+	if info, _ := os.Stat(files[0] + mapSuffix); info.Size() != mapHeaderSize+2*mapRecordSize {
+		t.Errorf("the map with half a record is %d bytes, want it rewritten to its 2 records", info.Size())
 	}
 	got, err := io.ReadAll(io.NewSectionReader(readerAt{c2, v}, 0, v.Size))
 	if err != nil {
@@ -372,15 +384,56 @@ func TestRestartCleansTempAndInvalid(t *testing.T) {
 	}
 }
 
+// Bytes a download wrote into an object's file without recording them (a
+// crash cut it short) are punched out at the next start: they are counted
+// nowhere, and must not take room beyond the bound.
+func TestRestartPunchesWhatNoEntryHolds(t *testing.T) {
+	f := newFakeFetcher()
+	data := randomBytes(41, 4*testChunk)
+	v := f.add("obj", data)
+	dir := t.TempDir()
+	c := openCache(t, dir, f, 100*testChunk, 0)
+	if _, err := c.ReadAt(context.Background(), v, make([]byte, 10), testChunk); err != nil {
+		t.Fatal(err)
+	}
+	waitDownloads(t, c)
+	c.Close()
+	file := objectFiles(t, dir)[0]
+	obj, err := os.OpenFile(file, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj.WriteAt(data[2*testChunk:3*testChunk-500], 2*testChunk) // chunk 2, cut short
+	obj.Close()
+	if got := allocated(t, file); got < 2*testChunk-500 {
+		t.Fatalf("the file takes %d bytes before the restart", got)
+	}
+	c2 := openCache(t, dir, f, 100*testChunk, 0)
+	if got := allocated(t, file); got != testChunk {
+		t.Fatalf("the file takes %d bytes after the restart, want %d (chunk 1)", got, testChunk)
+	}
+	before := f.total.Load()
+	got := make([]byte, v.Size)
+	if _, err := c2.ReadAt(context.Background(), v, got, 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read after the restart: %v", err)
+	}
+	if n := f.total.Load() - before; n != 3 {
+		t.Fatalf("%d fetches after the restart, want 3 (all but chunk 1)", n)
+	}
+}
+
 // A directory holding anything s3docs did not make is refused, and nothing
-// in it is deleted or changed: files in tmp/ or chunks/ that are not named
+// in it is deleted or changed: files in tmp/, objects/, blobs/ or chunks/ (of
+// the per-chunk layout) that are not named
 // as s3docs names them, subdirectories, files beside the layout (a home
 // directory given as --cache-dir).
 func TestForeignFilesRefusedNeverDeleted(t *testing.T) {
 	f := newFakeFetcher()
 	v := f.add("obj", randomBytes(5, testChunk+1))
 	for _, foreign := range []string{"notes.txt", "chunks/garbage", "tmp/abc.123", "tmp/sub/deep.txt", "chunks/sub/",
-		"chunks/" + fileName(fmt.Sprintf("%040x", 3), 5, 0) + "/", ".bashrc"} {
+		"chunks/" + fileName(fmt.Sprintf("%040x", 3), 5, 0) + "/", ".bashrc", "objects/garbage",
+		"objects/" + fmt.Sprintf("%040x", 3) + ".txt", "objects/" + fmt.Sprintf("%040x", 3) + "/", "blobs/garbage",
+		"blobs/" + fmt.Sprintf("%040x", 3)} {
 		t.Run(strings.ReplaceAll(foreign, "/", "_"), func(t *testing.T) {
 			dir := t.TempDir()
 			c := openCache(t, dir, f, 100*testChunk, 0)
@@ -542,9 +595,9 @@ func TestTruncatedBodyNeverCached(t *testing.T) {
 	if _, err := c.ReadAt(context.Background(), v, make([]byte, 10), testChunk-10); err == nil {
 		t.Fatal("read of a truncated body succeeded")
 	}
-	for _, sub := range []string{"chunks", "tmp"} {
-		if des, _ := os.ReadDir(filepath.Join(dir, sub)); len(des) != 0 {
-			t.Fatalf("%s holds %d files after a truncated body", sub, len(des))
+	for _, sub := range []string{"objects", "tmp"} {
+		if du := duBytes(t, filepath.Join(dir, sub)); du > 4096 {
+			t.Fatalf("%s takes %d bytes after a truncated body (its map alone: a block)", sub, du)
 		}
 	}
 	f.cutShort.Store(false)
@@ -560,6 +613,38 @@ func TestTruncatedBodyNeverCached(t *testing.T) {
 	forgetFailures(c)
 	if _, err := c.ReadAt(context.Background(), v, p, 0); err != nil || !bytes.Equal(p, data[:10]) {
 		t.Fatalf("read after recovery: %v", err)
+	}
+}
+
+// A readahead that failed with no reader waiting leaves nothing behind: the
+// first reader of its range tries the store at once (TestServerDownMidRead
+// read EIO just after the outage ended, from a readahead that failed in its
+// last second).
+func TestBackgroundFailureNotRemembered(t *testing.T) {
+	f := newFakeFetcher()
+	data := randomBytes(11, 2*testChunk)
+	v := f.add("obj", data)
+	c := openCache(t, t.TempDir(), f, 100*testChunk, 0)
+	f.failures.Store(1)
+	fl, started, err := c.downloads.join(v, c.geo.chunk(v, 1), true)
+	if err != nil || !started {
+		t.Fatalf("background download: started %v, err %v", started, err)
+	}
+	if err := fl.wait(context.Background()); err == nil {
+		t.Fatal("the background download did not fail")
+	}
+	// The flight ended after its outcome was noted and it left the
+	// table (download.go's join).
+	p := make([]byte, 10)
+	before := f.total.Load()
+	if _, err := c.ReadAt(context.Background(), v, p, testChunk); err != nil {
+		t.Fatalf("read after a failed readahead: %v", err)
+	}
+	if !bytes.Equal(p, data[testChunk:testChunk+10]) {
+		t.Fatal("bytes differ")
+	}
+	if n := f.total.Load() - before; n != 1 {
+		t.Fatalf("read after a failed readahead made %d GETs, want 1", n)
 	}
 }
 
@@ -750,12 +835,14 @@ func TestChunkNamesDoNotContainKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDownloads(t, c)
-	des, _ := os.ReadDir(filepath.Join(dir, "chunks"))
-	if len(des) != 1 {
-		t.Fatalf("want 1 chunk, have %d", len(des))
+	des, _ := os.ReadDir(filepath.Join(dir, "objects"))
+	if len(des) != 2 {
+		t.Fatalf("want an object's file and its map, have %d files", len(des))
 	}
-	if _, _, _, ok := parseName(des[0].Name()); !ok {
-		t.Fatalf("unexpected chunk name %q", des[0].Name())
+	for _, de := range des {
+		if _, _, ok := parseObjectName(de.Name()); !ok {
+			t.Fatalf("unexpected file name %q", de.Name())
+		}
 	}
 }
 

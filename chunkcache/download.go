@@ -6,7 +6,6 @@ import (
 	"hash/crc32"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -17,9 +16,9 @@ import (
 // downloads are the fetches of entries running now: one per entry (a chunk
 // or a piece) however many readers want it, each one ranged GET (the store
 // retries it) under one deadline (retry.go), within a limit of GETs in
-// flight.
-// A download writes its range to a temp file, which readers of the flight
-// see as it grows (flight.go), and commits it to the disk. Which entries
+// flight. A download writes its range in place into its object's file,
+// where readers of the flight see it as it grows (flight.go), and commits
+// it to the disk. Which entries
 // to fetch, and when, is for the readers to say (read.go, pieces.go,
 // readahead.go).
 type downloads struct {
@@ -74,7 +73,7 @@ func (d *downloads) join(v object.Version, s span, background bool) (f *flight, 
 	}
 	// The caller may have missed s just before another download of it
 	// ended: downloads commit their entry before they leave flights.
-	if d.disk.has(s.id) {
+	if d.disk.has(s) {
 		d.mu.Unlock()
 		return nil, false, nil
 	}
@@ -92,7 +91,14 @@ func (d *downloads) join(v object.Version, s span, background bool) (f *flight, 
 	go func() {
 		defer d.tasks.done()
 		err := d.download(d.tasks.ctx, fl, v, s)
-		d.noteFailure(d.tasks.ctx, chunk, err)
+		// Only a failure some reader was told of is remembered: it is
+		// the kernel's asking again for that read that the memory
+		// answers. A readahead that failed unseen (its reader gone, or
+		// not there yet) must not fail the next reader's first try,
+		// which may come just as the store is back.
+		if err == nil || !fl.background.Load() {
+			d.noteFailure(d.tasks.ctx, chunk, err)
+		}
 		// The entry is admitted (or the download failed) before the
 		// flight goes: a caller finds one or the other, never neither.
 		d.mu.Lock()
@@ -159,58 +165,53 @@ func (d *downloads) fetchOnce(ctx context.Context, f *flight, v object.Version, 
 	d.stats.gets.Add(1)
 	d.stats.inFlight.Add(1)
 	start := time.Now()
-	e, err := d.save(ctx, f, v, s)
+	stored, err := d.save(ctx, f, v, s)
 	d.stats.inFlight.Add(-1)
 	if d.onFetch != nil {
-		d.onFetch(e.size, time.Since(start), err)
+		d.onFetch(stored, time.Since(start), err)
 	}
 	if err != nil {
 		return err
 	}
-	d.stats.getBytes.Add(e.size)
-	d.disk.admit(s.id, e)
+	d.stats.getBytes.Add(s.n)
 	return nil
 }
 
-// save streams s into a temp file, checks its length, and commits it under
-// a name carrying its length and checksum. A short body never becomes an
-// entry; readers of the flight see its bytes as they land.
-func (d *downloads) save(ctx context.Context, f *flight, v object.Version, s span) (entry, error) {
+// save streams s into its range of the object's file, checks its length,
+// and commits it under the checksum of what came. A short body never
+// becomes an entry (its bytes are punched out again); readers of the
+// flight see its bytes as they land. It returns the bytes stored.
+func (d *downloads) save(ctx context.Context, f *flight, v object.Version, s span) (int64, error) {
 	body, err := d.fetcher.GetRange(ctx, v, s.off, s.n)
 	if err != nil {
-		return entry{}, err
+		return 0, err
 	}
 	defer body.Close()
-	dir := d.disk.dir.Load()
-	tmp, err := dir.createTemp(s.id)
+	w, err := d.disk.beginWrite(s)
 	if err != nil {
-		return entry{}, err
+		return 0, err
 	}
-	tmpName := filepath.Base(tmp.Name())
-	f.setFile(tmp)
-	committed := false
+	f.setFile(w.f, s.off)
 	defer func() {
-		f.setFile(nil)
-		tmp.Close()
-		if !committed {
-			dir.removeTemp(tmpName)
-		}
+		f.setFile(nil, 0)
+		w.close()
 	}()
 	h := crc32.New(castagnoli)
 	buf := copyBufs.Get().(*[]byte)
-	got, err := io.CopyBuffer(io.MultiWriter(progressWriter{f, tmp}, h), io.LimitReader(body, s.n+1), *buf)
+	got, err := io.CopyBuffer(io.MultiWriter(progressWriter{f, io.NewOffsetWriter(w, s.off)}, h), io.LimitReader(body, s.n+1), *buf)
 	copyBufs.Put(buf)
 	if err != nil {
-		return entry{}, err
+		return 0, err
 	}
 	if got != s.n {
-		return entry{}, fmt.Errorf("got %d bytes for a range of %d: %w", got, s.n, io.ErrUnexpectedEOF)
+		return 0, fmt.Errorf("got %d bytes for a range of %d: %w", got, s.n, io.ErrUnexpectedEOF)
 	}
-	e := entry{name: fileName(s.id, s.n, h.Sum32()), size: s.n, crc: h.Sum32(), verified: true, touched: time.Now(),
-		capped: s.n <= fragmentSize}
-	if err := dir.commit(tmpName, e.name); err != nil {
-		return entry{}, err
+	// The flight's readers read the file only while the range is the
+	// download's: once committed, the entry may be evicted (and punched)
+	// at once, and they must read it from the disk, under its lock.
+	f.setFile(nil, 0)
+	if _, err := w.commit(h.Sum32()); err != nil {
+		return 0, err
 	}
-	committed = true
-	return e, nil
+	return s.n, nil
 }

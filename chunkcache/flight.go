@@ -2,6 +2,7 @@ package chunkcache
 
 import (
 	"context"
+	"io"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -22,8 +23,9 @@ type flight struct {
 	background atomic.Bool
 
 	mu       sync.Mutex
-	file     *os.File      // the current attempt's temp file, nil when none
-	written  int64         // bytes of the entry at the start of file
+	file     *os.File      // the current attempt's object file, nil when none
+	base     int64         // where the entry starts in file
+	written  int64         // bytes of the entry written at base
 	advanced chan struct{} // closed and replaced whenever file or written changes
 }
 
@@ -56,10 +58,11 @@ func (f *flight) notifyLocked() {
 	f.advanced = make(chan struct{})
 }
 
-// setFile starts an attempt on file (or ends one, with nil).
-func (f *flight) setFile(file *os.File) {
+// setFile starts an attempt on file, writing the entry at base (or ends
+// one, with nil).
+func (f *flight) setFile(file *os.File, base int64) {
 	f.mu.Lock()
-	f.file, f.written = file, 0
+	f.file, f.base, f.written = file, base, 0
 	f.notifyLocked()
 	f.mu.Unlock()
 }
@@ -82,7 +85,7 @@ func (f *flight) readAt(ctx context.Context, p []byte, within, size int64) (ok b
 		f.mu.Lock()
 		if f.file != nil && f.written >= need && need < size {
 			// Under the lock: the attempt's file cannot be closed meanwhile.
-			n, err := f.file.ReadAt(p, within)
+			n, err := f.file.ReadAt(p, f.base+within)
 			f.mu.Unlock()
 			return err == nil && n == len(p), nil
 		}
@@ -98,10 +101,10 @@ func (f *flight) readAt(ctx context.Context, p []byte, within, size int64) (ok b
 	}
 }
 
-// progressWriter is the temp file of an attempt, publishing what it wrote.
+// progressWriter is where an attempt writes, publishing what it wrote.
 type progressWriter struct {
 	f    *flight
-	file *os.File
+	file io.Writer
 }
 
 func (w progressWriter) Write(b []byte) (int, error) {

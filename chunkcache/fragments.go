@@ -131,7 +131,7 @@ func (c *Cache) prefetchPlan(v object.Version, offs []int64, n int64) []span {
 		}
 		idx := frags[i].idx
 		whole := c.geo.chunk(v, idx)
-		if c.disk.has(whole.id) || c.downloads.fetching(whole.id) {
+		if c.disk.has(whole) || c.downloads.fetching(whole.id) {
 			i = j
 			continue
 		}
@@ -141,7 +141,7 @@ func (c *Cache) prefetchPlan(v object.Version, offs []int64, n int64) []span {
 			if dense {
 				break
 			}
-			if s := c.geo.fragment(v, idx, f.k); !c.disk.has(s.id) {
+			if s := c.geo.fragment(v, idx, f.k); !c.disk.has(s) {
 				missing = append(missing, s)
 				dense = int64(len(missing))*fragmentSize*denseFragments >= whole.n
 			}

@@ -143,7 +143,7 @@ func TestFragmentsAreBoundedInNumber(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDownloads(t, c)
-	if got := c.disk.idx.small.Len(); got != 10 {
+	if got := c.disk.idx.small.len; got != 10 {
 		t.Fatalf("%d small entries, want 10", got)
 	}
 	if got, want := c.Bytes(), int64(10*fragmentSize); got != want {
@@ -243,7 +243,7 @@ func TestBlobsOutliveFragments(t *testing.T) {
 	}
 	c.disk.idx.maxSmall = 10
 	walk(c, 0)
-	if got := c.disk.idx.small.Len(); got != 10 {
+	if got := c.disk.idx.small.len; got != 10 {
 		t.Fatalf("%d small entries, want 10 fragments", got)
 	}
 	check(c, "after a walk")

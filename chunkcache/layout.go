@@ -14,35 +14,50 @@ import (
 	"syscall"
 )
 
-// The on-disk layout of a cache directory, all of it: the lock, chunks/ and
-// tmp/, how files there are named, and what makes a file valid. Open (see
-// dir.go), ReadStatus and Clear (status.go) and the private-directory check
-// (dirperm.go) know the layout only through this file, so that they agree on
-// what is s3docs's own: s3docs deletes only files whose names prove them its
-// own, and refuses a directory holding anything else.
+// The on-disk layout of a cache directory, all of it: the lock, objects/,
+// blobs/ and tmp/, how files there are named, and what makes a file valid.
+// Open (see dir.go), ReadStatus and Clear (status.go) and the private-directory
+// check (dirperm.go) know the layout only through this file, so that they
+// agree on what is s3docs's own: s3docs deletes only files whose names prove
+// them its own, and refuses a directory holding anything else.
 //
-//	<dir>/               locked (flock LOCK_EX) by the daemon using it
-//	<dir>/chunks/<id>-<size>-<crc32c>   an entry: a chunk, a piece or a blob
-//	<dir>/tmp/<prefix>.<random>         an entry being written
-//	<dir>/lock           the lock file of earlier versions, never made now
+//	<dir>/                          locked (flock LOCK_EX) by the daemon using it
+//	<dir>/objects/<id>              the file of one object version: sparse, the
+//	                                object's size, its cached ranges at their offsets
+//	<dir>/objects/<id>.map          which ranges it holds, with their crc32c (objmap.go)
+//	<dir>/blobs/<id>-<size>-<crc32c> a blob (a part, a page count)
+//	<dir>/tmp/<prefix>.<random>     a blob being made, a map being rewritten
+//	<dir>/chunks/<id>-<size>-<crc32c> the per-chunk layout of earlier versions:
+//	                                its files are deleted at start (they cannot be
+//	                                moved into objects/: their names are one-way hashes)
+//	<dir>/lock                      the lock file of earlier versions, never made now
 const (
-	// chunksDirName holds the admitted entries (chunks, pieces, blobs), each
-	// named by fileName.
-	chunksDirName = "chunks"
-	// tmpDirName holds fetches and blobs being written, named by tmpName;
-	// whatever is in it at start is a leftover of a daemon that died.
+	// objectsDirName holds the objects' files and their maps.
+	objectsDirName = "objects"
+	// blobsDirName holds the blobs, each named by fileName.
+	blobsDirName = "blobs"
+	// tmpDirName holds blobs being written and maps being rewritten, named
+	// by tmpName; whatever is in it at start is a leftover of a daemon
+	// that died.
 	tmpDirName = "tmp"
+	// legacyChunksDirName held the entries of earlier versions, one file
+	// per chunk, piece, fragment or blob.
+	legacyChunksDirName = "chunks"
 	// legacyLockName is the lock file of earlier versions, which locked a
 	// file and so lost the lock when someone deleted it. It is still known
 	// as ours (and still respected, see lockExclusive), never made.
 	legacyLockName = "lock"
-	// blobTmpPrefix starts the temporary names of blobs; a chunk's start
-	// with its id.
+	// blobTmpPrefix starts the temporary names of blobs; a map's start
+	// with its object's id.
 	blobTmpPrefix = "blob"
+	// mapSuffix ends the name of an object's map.
+	mapSuffix = ".map"
 )
 
-func chunksDir(dir string) string { return filepath.Join(dir, chunksDirName) }
-func tmpDir(dir string) string    { return filepath.Join(dir, tmpDirName) }
+func objectsDir(dir string) string      { return filepath.Join(dir, objectsDirName) }
+func blobsDir(dir string) string        { return filepath.Join(dir, blobsDirName) }
+func tmpDir(dir string) string          { return filepath.Join(dir, tmpDirName) }
+func legacyChunksDir(dir string) string { return filepath.Join(dir, legacyChunksDirName) }
 
 // The lock.
 
@@ -153,10 +168,10 @@ func parseName(name string) (id string, size int64, crc uint32, ok bool) {
 	return parts[0], size, uint32(c), true
 }
 
-// verify checks an entry's file against the length and checksum in its
-// name. A listing checks names and sizes only (so that a large cache starts
-// in seconds); this is the rest of what makes an entry valid, checked when
-// it is first read.
+// verify checks a blob's file against the length and checksum in its name.
+// A listing checks names and sizes only (so that a large cache starts in
+// seconds); this is the rest of what makes a blob valid, checked when it is
+// first read.
 func verify(f *os.File, size int64, crc uint32) error {
 	h := crc32.New(castagnoli)
 	n, err := io.Copy(h, io.NewSectionReader(f, 0, size+1))
@@ -169,9 +184,36 @@ func verify(f *os.File, size int64, crc uint32) error {
 	return nil
 }
 
+// verifyRange checks bytes [off, off+n) of an object's file against the
+// checksum its map recorded for them, as verify does for a blob.
+func verifyRange(f *os.File, off, n int64, crc uint32) error {
+	h := crc32.New(castagnoli)
+	got, err := io.Copy(h, io.NewSectionReader(f, off, n))
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	if got != n || h.Sum32() != crc {
+		return fmt.Errorf("verify: %d bytes at %d with crc32c %08x, want %d bytes with %08x", got, off, h.Sum32(), n, crc)
+	}
+	return nil
+}
+
+// isHexID says whether s is an id as s3docs writes them: 40 lower-case hex
+// digits.
+func isHexID(s string) bool {
+	return len(s) == 40 && strings.Trim(s, "0123456789abcdef") == ""
+}
+
+// parseObjectName says whether name is an object's file (<id>) or its map
+// (<id>.map), and its id.
+func parseObjectName(name string) (id string, isMap, ok bool) {
+	id, isMap = strings.CutSuffix(name, mapSuffix)
+	return id, isMap, isHexID(id)
+}
+
 // Temporary names.
 
-// tmpName is the name of a temporary file: its prefix (a chunk id, or
+// tmpName is the name of a temporary file: its prefix (an object's id, or
 // blobTmpPrefix) and a random decimal number, as os.CreateTemp made them in
 // earlier versions, so that their leftovers are known as ours too.
 func tmpName(prefix string, random uint32) string {
@@ -184,17 +226,14 @@ func isTmpName(name string) bool {
 	if !ok || num == "" || len(num) > 10 || strings.Trim(num, "0123456789") != "" {
 		return false
 	}
-	if prefix == blobTmpPrefix {
-		return true
-	}
-	return len(prefix) == 40 && strings.Trim(prefix, "0123456789abcdef") == ""
+	return prefix == blobTmpPrefix || isHexID(prefix)
 }
 
 // What a directory holds.
 
 // ErrNotCacheDir is returned for a directory that has none of a cache's
 // layout: an operator's typo must not empty someone's files.
-var ErrNotCacheDir = errors.New("not an s3docs cache directory (no chunks/ or tmp/)")
+var ErrNotCacheDir = errors.New("not an s3docs cache directory (no objects/, blobs/ or tmp/)")
 
 // checkCacheDir says whether dir exists and has something of a cache's
 // layout, for the commands that look at a cache without making one.
@@ -209,7 +248,7 @@ func checkCacheDir(dir string) error {
 	if !info.IsDir() {
 		return notDirError(dir)
 	}
-	for _, name := range []string{chunksDirName, tmpDirName, legacyLockName} {
+	for _, name := range []string{objectsDirName, blobsDirName, tmpDirName, legacyChunksDirName, legacyLockName} {
 		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
 			return nil
 		}
@@ -233,8 +272,14 @@ func (e notDirError) Unwrap() error { return syscall.ENOTDIR }
 
 // layout is what scanLayout found in a cache directory.
 type layout struct {
-	entries []foundEntry // well-formed chunk, piece and blob files
-	invalid []foundEntry // ours by name, but of another size than it says
+	objects []foundObject // objects' files with their maps
+	// orphans are names in objects/ that are ours but lack their other
+	// half (a file without its map, or a map without its file): what a
+	// daemon killed while it made or removed an object leaves.
+	orphans []foundEntry
+	blobs   []foundEntry // well-formed blob files
+	invalid []foundEntry // blobs by name, but of another size than it says
+	legacy  []foundEntry // files of the per-chunk layout, in chunks/
 	tmps    []foundEntry // temporary files
 	// foreign are paths relative to the directory that s3docs did not
 	// make; nforeign counts them all, foreign keeps a few for messages.
@@ -247,6 +292,12 @@ type foundEntry struct {
 	info fs.FileInfo
 }
 
+// foundObject is an object's file and its map.
+type foundObject struct {
+	id        string
+	data, idx fs.FileInfo
+}
+
 const foreignExamples = 3
 
 func (l *layout) addForeign(rel string) {
@@ -257,7 +308,7 @@ func (l *layout) addForeign(rel string) {
 }
 
 // scanLayout sorts what dir holds into s3docs's own files and foreign
-// ones. Missing chunks/ or tmp/ are fine (a daemon makes them). It judges
+// ones. Missing subdirectories are fine (a daemon makes them). It judges
 // by names, types and sizes only: no file is read.
 func scanLayout(dir string) (layout, error) {
 	var l layout
@@ -267,7 +318,7 @@ func scanLayout(dir string) (layout, error) {
 	}
 	for _, de := range top {
 		switch name := de.Name(); {
-		case (name == chunksDirName || name == tmpDirName) && de.IsDir():
+		case (name == objectsDirName || name == blobsDirName || name == tmpDirName || name == legacyChunksDirName) && de.IsDir():
 		case name == legacyLockName && de.Type().IsRegular():
 		default:
 			if de.IsDir() {
@@ -276,47 +327,92 @@ func scanLayout(dir string) (layout, error) {
 			l.addForeign(name)
 		}
 	}
-	chunks, err := readDirIfExists(chunksDir(dir))
-	if err != nil {
+	if err := l.scanObjects(dir); err != nil {
 		return l, err
 	}
-	for _, de := range chunks {
-		info, err := de.Info()
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // evicted by a running daemon since the listing
-		}
-		if err != nil {
-			return l, fmt.Errorf("chunkcache: %w", err)
-		}
-		_, size, _, ok := parseName(de.Name())
+	err = scanSub(dir, blobsDirName, func(name string, info fs.FileInfo) {
+		_, size, _, ok := parseName(name)
 		switch {
 		case !ok || !info.Mode().IsRegular():
-			l.addForeign(chunksDirName + "/" + de.Name())
+			l.addForeign(blobsDirName + "/" + name)
 		case info.Size() != size:
-			l.invalid = append(l.invalid, foundEntry{de.Name(), info})
+			l.invalid = append(l.invalid, foundEntry{name, info})
 		default:
-			l.entries = append(l.entries, foundEntry{de.Name(), info})
+			l.blobs = append(l.blobs, foundEntry{name, info})
 		}
-	}
-	tmps, err := readDirIfExists(tmpDir(dir))
+	})
 	if err != nil {
 		return l, err
 	}
-	for _, de := range tmps {
-		info, err := de.Info()
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // a fetch finished and renamed it
+	err = scanSub(dir, legacyChunksDirName, func(name string, info fs.FileInfo) {
+		if _, _, _, ok := parseName(name); !ok || !info.Mode().IsRegular() {
+			l.addForeign(legacyChunksDirName + "/" + name)
+			return
 		}
-		if err != nil {
-			return l, fmt.Errorf("chunkcache: %w", err)
+		l.legacy = append(l.legacy, foundEntry{name, info})
+	})
+	if err != nil {
+		return l, err
+	}
+	err = scanSub(dir, tmpDirName, func(name string, info fs.FileInfo) {
+		if !isTmpName(name) || !info.Mode().IsRegular() {
+			l.addForeign(tmpDirName + "/" + name)
+			return
 		}
-		if !isTmpName(de.Name()) || !info.Mode().IsRegular() {
-			l.addForeign(tmpDirName + "/" + de.Name())
+		l.tmps = append(l.tmps, foundEntry{name, info})
+	})
+	return l, err
+}
+
+// scanObjects pairs the objects' files in objects/ with their maps.
+func (l *layout) scanObjects(dir string) error {
+	datas, maps := map[string]fs.FileInfo{}, map[string]fs.FileInfo{}
+	err := scanSub(dir, objectsDirName, func(name string, info fs.FileInfo) {
+		id, isMap, ok := parseObjectName(name)
+		switch {
+		case !ok || !info.Mode().IsRegular():
+			l.addForeign(objectsDirName + "/" + name)
+		case isMap:
+			maps[id] = info
+		default:
+			datas[id] = info
+		}
+	})
+	if err != nil {
+		return err
+	}
+	for id, data := range datas {
+		if idx, ok := maps[id]; ok {
+			l.objects = append(l.objects, foundObject{id: id, data: data, idx: idx})
+			delete(maps, id)
 			continue
 		}
-		l.tmps = append(l.tmps, foundEntry{de.Name(), info})
+		l.orphans = append(l.orphans, foundEntry{id, data})
 	}
-	return l, nil
+	for id, idx := range maps {
+		l.orphans = append(l.orphans, foundEntry{id + mapSuffix, idx})
+	}
+	return nil
+}
+
+// scanSub calls found for every file in the subdirectory sub of dir (none
+// if it is missing).
+func scanSub(dir, sub string, found func(name string, info fs.FileInfo)) error {
+	des, err := readDirIfExists(filepath.Join(dir, sub))
+	if err != nil {
+		return err
+	}
+	for _, de := range des {
+		info, err := de.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // evicted or renamed by a running daemon since the listing
+		}
+		if err != nil {
+			return fmt.Errorf("chunkcache: %w", err)
+		}
+		found(de.Name(), info)
+	}
+	return nil
 }
 
 // ErrForeignFiles: the cache directory holds files s3docs did not make.

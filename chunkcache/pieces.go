@@ -49,7 +49,7 @@ const (
 // them) or miss says to fetch fragments; else the chunk.
 func (c *Cache) entriesFor(dst []span, v object.Version, idx, within, n int64, miss missPolicy) []span {
 	whole := c.geo.chunk(v, idx)
-	if c.disk.has(whole.id) || c.downloads.fetching(whole.id) {
+	if c.disk.has(whole) || c.downloads.fetching(whole.id) {
 		return append(dst, whole)
 	}
 	start := len(dst)
@@ -58,7 +58,7 @@ func (c *Cache) entriesFor(dst []span, v object.Version, idx, within, n int64, m
 		all := true
 		for k := first; k <= last; k++ {
 			s := c.geo.piece(v, idx, k)
-			if miss != fetchPieces && !c.disk.has(s.id) {
+			if miss != fetchPieces && !c.disk.has(s) {
 				all = false
 				break
 			}
@@ -73,7 +73,7 @@ func (c *Cache) entriesFor(dst []span, v object.Version, idx, within, n int64, m
 	if last-first < maxFragmentsPerRead {
 		for k := first; k <= last; k++ {
 			s := c.geo.fragment(v, idx, k)
-			if miss != fetchFragments && !c.disk.has(s.id) && !c.downloads.fetching(s.id) {
+			if miss != fetchFragments && !c.disk.has(s) && !c.downloads.fetching(s.id) {
 				return append(dst[:start], whole)
 			}
 			dst = append(dst, s)

@@ -92,7 +92,7 @@ func TestRandomReaderFetchesPieces(t *testing.T) {
 	if got := c2.Bytes(); got != 0 {
 		t.Fatalf("%d bytes left after Discard", got)
 	}
-	if des, _ := os.ReadDir(filepath.Join(dir, "chunks")); len(des) != 0 {
+	if des, _ := os.ReadDir(filepath.Join(dir, "objects")); len(des) != 0 {
 		t.Fatalf("%d files left after Discard", len(des))
 	}
 }
@@ -111,7 +111,7 @@ func (r plainReader) ReadAt(ctx context.Context, p []byte, off int64) (int, erro
 // at: the geometry, the readahead distance, and what the disk holds.
 func policyCache(readaheadChunks int64) *Cache {
 	return &Cache{geo: newGeometry("test", testChunk), ahead: readahead{chunks: readaheadChunks},
-		disk: &disk{idx: newIndex(1 << 30)}, downloads: &downloads{flights: map[string]*flight{}}}
+		disk: &disk{idx: newIndex(1<<30, newGeometry("test", testChunk))}, downloads: &downloads{flights: map[string]*flight{}}}
 }
 
 // Which entries serve a read of one chunk: the chunk when it is held or
@@ -125,7 +125,7 @@ func TestEntriesFor(t *testing.T) {
 	piece := func(idx, k int64) span { return c.geo.piece(v, idx, k) }
 	admit := func(spans ...span) {
 		for _, s := range spans {
-			c.disk.idx.add(s.id, entry{name: s.id, size: s.n})
+			objectWith(c.disk.idx, s.obj, s.size, s.key)
 		}
 	}
 	admit(piece(1, 0), piece(1, 1), piece(2, 0), chunk(0))

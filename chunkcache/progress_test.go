@@ -54,7 +54,7 @@ func TestReadServedWhileChunkArrives(t *testing.T) {
 		t.Fatalf("a read past the bytes downloaded returned before they arrived: %v", err)
 	case <-time.After(200 * time.Millisecond):
 	}
-	if c.disk.has(c.geo.chunkID(v, 0)) {
+	if c.disk.has(c.geo.chunk(v, 0)) {
 		t.Fatal("chunk admitted before its download ended")
 	}
 	close(f.hold)
@@ -327,20 +327,24 @@ func TestDiscardDropsAVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDownloads(t, c)
-	pinned := c.geo.chunkID(old, 1)
-	c.disk.hold(pinned, 1)
+	pinned := c.geo.chunk(old, 1)
+	c.disk.hold(pinned.id, 1)
 	c.Discard(old)
 	if got, want := c.Bytes(), other.Size+testChunk; got != want {
 		t.Fatalf("cache holds %d bytes after Discard, want %d (the other object and the awaited chunk)", got, want)
 	}
-	des, _ := os.ReadDir(filepath.Join(dir, "chunks"))
-	if len(des) != 2 {
-		t.Fatalf("%d chunk files after Discard, want 2", len(des))
+	files := objectFiles(t, dir)
+	if len(files) != 2 {
+		t.Fatalf("%d objects' files after Discard, want 2", len(files))
 	}
-	if !c.disk.has(pinned) || !c.disk.has(c.geo.chunkID(other, 0)) {
+	// The old version's file holds the awaited chunk and nothing else.
+	if got := allocated(t, filepath.Join(dir, "objects", pinned.obj)); got != testChunk {
+		t.Fatalf("the discarded version's file takes %d bytes, want %d (the awaited chunk)", got, testChunk)
+	}
+	if !c.disk.has(pinned) || !c.disk.has(c.geo.chunk(other, 0)) {
 		t.Fatal("Discard dropped an awaited chunk or another object's")
 	}
-	c.disk.hold(pinned, -1)
+	c.disk.hold(pinned.id, -1)
 }
 
 // A --cache-size larger than its file system: when the cache's own chunks
@@ -398,7 +402,7 @@ func TestBoundLoweredWhenOwnChunksFillTheDisk(t *testing.T) {
 	if n := f.callsFor("obj", last); n > 3 {
 		t.Fatalf("last chunk fetched %d times: caching did not resume within the lowered bound", n)
 	}
-	if !c.disk.has(c.geo.chunkID(v, 15)) {
+	if !c.disk.has(c.geo.chunk(v, 15)) {
 		t.Fatal("last chunk not cached after the backoff")
 	}
 }

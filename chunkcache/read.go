@@ -15,7 +15,9 @@ import (
 // bytes wanted have arrived.
 
 // ReadAt reads len(p) bytes of v at off, fetching missing chunks. Like
-// io.ReaderAt it returns io.EOF when it stops short at the end of the object.
+// io.ReaderAt it returns io.EOF when it stops short at the end of the object:
+// io.EOF itself, never wrapped. A failed fetch's error may wrap io.EOF (the
+// HTTP client's word for a connection the server closed): that is no end.
 func (c *Cache) ReadAt(ctx context.Context, v object.Version, p []byte, off int64) (int, error) {
 	return c.read(ctx, v, p, off, fetchChunks, false)
 }
@@ -45,7 +47,7 @@ func (c *Cache) read(ctx context.Context, v object.Version, p []byte, off int64,
 			n += m
 			off += int64(m)
 			if err != nil {
-				if !errors.Is(err, io.EOF) && ctx.Err() != nil && parent.Err() == nil {
+				if err != io.EOF && ctx.Err() != nil && parent.Err() == nil {
 					err = fmt.Errorf("read %s at %d: no answer within %v: %w", v.Key, start, c.opt.ReadTimeout+readGrace, err)
 				}
 				return n, err
@@ -65,7 +67,7 @@ func (c *Cache) read(ctx context.Context, v object.Version, p []byte, off int64,
 func (c *Cache) readSpan(ctx context.Context, v object.Version, s span, p []byte, within int64, background bool) (int, error) {
 	missed := false
 	for range reopenAttempts {
-		f, err := c.disk.open(s.id)
+		n, err := c.disk.readAt(s, p, within)
 		if errors.Is(err, ErrNotCached) {
 			if !missed {
 				c.stats.misses.Add(1)
@@ -102,16 +104,11 @@ func (c *Cache) readSpan(ctx context.Context, v object.Version, s span, p []byte
 		if err != nil {
 			return 0, err
 		}
-		// The file stays readable through f even if it is evicted now.
-		n, err := f.ReadAt(p, within)
-		f.Close()
-		if n == len(p) {
-			if !missed {
-				c.stats.hits.Add(1)
-			}
-			return n, nil
+		// No hole opens under a read: it held the object's lock.
+		if !missed {
+			c.stats.hits.Add(1)
 		}
-		c.disk.drop(s.id, fmt.Sprintf("short read at %d: %v", within, err))
+		return n, nil
 	}
 	return 0, fmt.Errorf("read %s at %d: cache entry evicted or invalid repeatedly", v.Key, s.off+within)
 }

@@ -31,7 +31,7 @@ func newReadahead(o Options) readahead {
 // fetches the chunk itself.
 func (c *Cache) prefetch(v object.Version, idx int64) bool {
 	s := c.geo.chunk(v, idx)
-	if c.disk.has(s.id) {
+	if c.disk.has(s) {
 		return true
 	}
 	if c.bypassing() {

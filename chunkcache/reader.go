@@ -2,6 +2,7 @@ package chunkcache
 
 import (
 	"context"
+	"os"
 	"sync"
 
 	"s3docs/internal/object"
@@ -29,6 +30,10 @@ type Reader struct {
 	run      int64 // bytes read near the frontier since the last jump
 	jumps    int   // jumps since the last long run
 	ahead    int64 // highest chunk index already handed to readahead
+	// backing is the object's file handed out by Backing, pinned until
+	// Close.
+	backing *os.File
+	unpin   func()
 }
 
 // randomAfter is how many jumps, with no long sequential run between them,
@@ -99,6 +104,37 @@ func (r *Reader) observe(off, n int64) (from, thru int64, miss missPolicy) {
 	return max(cur+1, r.ahead+1), min(cur+r.c.ahead.chunks, last), fetchChunks
 }
 
-// Close releases the reader. Readahead it started finishes on its own: the
-// chunks are useful to the next reader.
-func (r *Reader) Close() error { return nil }
+// Backing returns the cache's file of the reader's version, for the kernel
+// to read in the daemon's place (FUSE passthrough), if the cache holds every
+// byte of the version, each checked since the daemon started, and the
+// objects pinned so stay within half the bound; nil otherwise (the reader
+// serves the version as usual, and fills the same file). The file then
+// holds exactly the version's bytes, none of them evicted, until Close; it
+// is never punched afterwards either (see objFile.exported).
+func (r *Reader) Backing() *os.File {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.backing != nil {
+		return r.backing
+	}
+	f, unpin, ok := r.c.disk.backing(r.c.geo.objectID(r.v))
+	if !ok {
+		return nil
+	}
+	r.c.stats.backings.Add(1)
+	r.backing, r.unpin = f, unpin
+	return f
+}
+
+// Close releases the reader and its backing file. Readahead it started
+// finishes on its own: the chunks are useful to the next reader.
+func (r *Reader) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.backing != nil {
+		r.backing.Close()
+		r.unpin()
+		r.backing, r.unpin = nil, nil
+	}
+	return nil
+}

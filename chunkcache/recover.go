@@ -109,12 +109,12 @@ func (dk *disk) recoverDir(ctx context.Context) bool {
 	return true
 }
 
-// remakeDir opens the directory again: its missing chunks/ or tmp/ if only
+// remakeDir opens the directory again: its missing subdirectories if only
 // those went, else the whole directory, created, checked and locked as at
 // start. The old descriptors stay open until close (readers may hold them).
 func (dk *disk) remakeDir(old *cacheDir) (*cacheDir, layout, error) {
 	if !old.rootGone() && !old.replaced() {
-		// Still ours and locked: only chunks/ or tmp/ went.
+		// Still ours and locked: only objects/, blobs/ or tmp/ went.
 		d, err := old.renew()
 		if err != nil {
 			return nil, layout{}, fmt.Errorf("chunkcache: %w", err)

@@ -48,8 +48,8 @@ func TestDirDeletedWhileInUse(t *testing.T) {
 	read(b) // not cached: its download finds the directory gone
 	read(a) // cached in the deleted directory: fetched again
 	waitDownloads(t, c)
-	if st, err := ReadStatus(dir); err != nil || st.Entries != 5 || !st.InUse {
-		t.Fatalf("directory made again: %+v, %v; want 5 entries, in use", st, err)
+	if st, err := ReadStatus(dir); err != nil || st.Objects != 2 || c.Bytes() != a.Size+b.Size || !st.InUse {
+		t.Fatalf("directory made again: %+v, %v, %d bytes indexed; want both objects, whole, in use", st, err, c.Bytes())
 	}
 	if _, err := Open(Options{MaxConcurrentGets: testGets, ReadTimeout: testReadTimeout, Dir: dir, MaxBytes: 100 * testChunk, ChunkSize: testChunk}, f); !errors.Is(err, ErrInUse) {
 		t.Fatalf("second cache on the directory made again: %v, want ErrInUse", err)
@@ -61,7 +61,7 @@ func TestDirDeletedWhileInUse(t *testing.T) {
 	os.RemoveAll(dir)
 	deadline := time.Now().Add(3 * dirCheckEvery)
 	for {
-		if info, err := os.Stat(filepath.Join(dir, "chunks")); err == nil && info.IsDir() {
+		if info, err := os.Stat(filepath.Join(dir, "objects")); err == nil && info.IsDir() {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -132,8 +132,8 @@ func TestDirTakenByAnotherCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDownloads(t, c)
-	if st, err := ReadStatus(dir); err != nil || !st.InUse || st.Entries != 5 {
-		t.Fatalf("taken back: %+v, %v; want in use, a's 2 chunks and b's 3", st, err)
+	if st, err := ReadStatus(dir); err != nil || !st.InUse || st.Objects != 2 || c.Bytes() != a.Size+b.Size {
+		t.Fatalf("taken back: %+v, %v, %d bytes indexed; want in use, a's and b's chunks", st, err, c.Bytes())
 	}
 }
 

@@ -33,7 +33,10 @@ import (
 // failed is remembered for failedRangeMemory: the kernel asks again at once
 // for a range whose readahead failed (a 4 KiB read of the same page), and
 // must get the error at once rather than wait out another deadline. After
-// that, a read tries the object store again.
+// that, a read tries the object store again. A background download's
+// failure (readahead that no reader joined) is not remembered: no reader
+// saw it, so no kernel asks again, and the first reader to want that
+// range (perhaps just as the store is back) tries the store itself.
 //
 // So a read(2) returns within ReadTimeout + readGrace whatever the server
 // does (throttling it all along, or accepting connections and never

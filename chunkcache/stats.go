@@ -14,11 +14,12 @@ type Stats struct {
 	BadChunks  int64 // chunk files dropped for a wrong checksum or size
 	InFlight   int64 // fetches running now
 	Uncached   int64 // reads served straight from the object store: the cache could not store
+	Backings   int64 // objects' files handed to the kernel (FUSE passthrough opens)
 }
 
 // counters are the live Stats, shared by the parts of the cache.
 type counters struct {
-	gets, getBytes, hits, misses, joins, evictions, readaheads, badChunks, inFlight, uncached atomic.Int64
+	gets, getBytes, hits, misses, joins, evictions, readaheads, badChunks, inFlight, uncached, backings atomic.Int64
 }
 
 func (s *counters) snapshot() Stats {
@@ -33,5 +34,6 @@ func (s *counters) snapshot() Stats {
 		BadChunks:  s.badChunks.Load(),
 		InFlight:   s.inFlight.Load(),
 		Uncached:   s.uncached.Load(),
+		Backings:   s.backings.Load(),
 	}
 }

@@ -23,7 +23,7 @@ func TestReadStatus(t *testing.T) {
 	if _, err := c.ReadAt(ctx, b, make([]byte, b.Size), 0); err != nil {
 		t.Fatal(err)
 	}
-	// A blob counts like a chunk: the names cannot tell them apart.
+	// A blob is a file of its own.
 	tmp, err := c.TempFile()
 	if err != nil {
 		t.Fatal(err)
@@ -38,26 +38,34 @@ func TestReadStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Status{Entries: 6, Bytes: a.Size + b.Size + 7, InUse: true}
+	// Bytes as du counts them: objects' files are sparse, maps and blobs
+	// take a block each.
+	onDisk := duBytes(t, filepath.Join(dir, objectsDirName)) + duBytes(t, filepath.Join(dir, blobsDirName))
+	want := Status{Entries: 3, Objects: 2, Blobs: 1, Bytes: onDisk, InUse: true}
 	if st != want {
 		t.Fatalf("status of an open cache: %+v, want %+v", st, want)
 	}
-	if st.Bytes != c.Bytes() {
+	if st.Bytes < c.Bytes() || st.Bytes > c.Bytes()+6*4096 {
 		t.Fatalf("status counts %d bytes, the cache %d", st.Bytes, c.Bytes())
 	}
 
 	c.Close()
-	// Leftovers that the next start deletes are counted apart.
-	os.WriteFile(filepath.Join(dir, "chunks", fileName(fmt.Sprintf("%040x", 1), 10, 0)), []byte("xyz"), 0o600)
+	// Leftovers that the next start deletes are counted apart: a file of
+	// the per-chunk layout, a map without its object's file, a blob cut
+	// short, a temporary file.
+	os.MkdirAll(filepath.Join(dir, "chunks"), 0o700)
+	os.WriteFile(filepath.Join(dir, "chunks", fileName(fmt.Sprintf("%040x", 1), 3, 0)), []byte("xyz"), 0o600)
+	os.WriteFile(filepath.Join(dir, "objects", fmt.Sprintf("%040x", 2)+".map"), []byte("xyz"), 0o600)
+	os.WriteFile(filepath.Join(dir, "blobs", fileName(fmt.Sprintf("%040x", 3), 10, 0)), []byte("xyz"), 0o600)
 	os.WriteFile(filepath.Join(dir, "tmp", tmpName(blobTmpPrefix, 123)), []byte("partial"), 0o600)
 	// And files that are not s3docs's are counted, never as its own.
-	os.WriteFile(filepath.Join(dir, "chunks", "not-a-chunk"), []byte("xyz"), 0o600)
+	os.WriteFile(filepath.Join(dir, "objects", "not-an-object"), []byte("xyz"), 0o600)
 	st, err = ReadStatus(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = Status{Entries: 6, Bytes: a.Size + b.Size + 7, Invalid: 1, InvalidBytes: 3, TempFiles: 1, TempBytes: 7,
-		Foreign: 1, ForeignExample: "chunks/not-a-chunk"}
+	want = Status{Entries: 3, Objects: 2, Blobs: 1, Bytes: onDisk, Invalid: 3, Legacy: 1, InvalidBytes: 3 * 4096,
+		TempFiles: 1, TempBytes: 4096, Foreign: 1, ForeignExample: "objects/not-an-object"}
 	if st != want {
 		t.Fatalf("status after Close: %+v, want %+v", st, want)
 	}
@@ -89,17 +97,18 @@ func TestClear(t *testing.T) {
 	if _, err := Clear(dir); !errors.Is(err, ErrInUse) {
 		t.Fatalf("Clear while the cache is open: %v, want ErrInUse", err)
 	}
-	if st, _ := ReadStatus(dir); st.Entries != 3 {
+	if st, _ := ReadStatus(dir); st.Entries != 1 {
 		t.Fatalf("a refused Clear removed chunks: %+v", st)
 	}
 
 	c.Close()
 	os.WriteFile(filepath.Join(dir, "tmp", tmpName(fmt.Sprintf("%040x", 2), 1)), []byte("partial"), 0o600)
+	onDisk := duBytes(t, filepath.Join(dir, objectsDirName))
 	removed, err := Clear(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if removed.Entries != 3 || removed.Bytes != v.Size || removed.TempFiles != 1 {
+	if removed.Entries != 1 || removed.Bytes != onDisk || removed.TempFiles != 1 {
 		t.Fatalf("Clear reports %+v", removed)
 	}
 	st, err := ReadStatus(dir)
@@ -109,7 +118,7 @@ func TestClear(t *testing.T) {
 	if st != (Status{}) {
 		t.Fatalf("status after Clear: %+v", st)
 	}
-	for _, sub := range []string{"chunks", "tmp"} {
+	for _, sub := range []string{"objects", "blobs", "tmp"} {
 		if info, err := os.Stat(filepath.Join(dir, sub)); err != nil || !info.IsDir() {
 			t.Fatalf("%s/ after Clear: %v", sub, err)
 		}

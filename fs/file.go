@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"syscall"
 	"time"
 
@@ -106,23 +107,49 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if fresh.Key != "" {
 		e = n.state.headed(asked, fresh)
 	}
-	v, fuseFlags, err := n.state.opened()
+	v, mode, err := n.state.opening(n.fsys.passthrough.Load())
 	n.mu.Unlock()
 	n.apply(e)
 	if err != nil {
 		return nil, 0, n.fsys.errno(err, "open", asked.Key)
 	}
+	if mode == openConflict {
+		n.fsys.log.Warn("an older version of the file is open with passthrough; the new one opens once it is closed",
+			"key", v.Key, "version", v.Identity())
+		return nil, 0, syscall.EBUSY
+	}
 	open := n.fsys.opt.OpenReader
 	if n.fsys.opt.OpenBackgroundReader != nil && backgroundCaller(ctx) {
 		open = n.fsys.opt.OpenBackgroundReader
 	}
-	return &handle{node: n, v: v, r: open(v)}, fuseFlags, 0
+	r := open(v)
+	h := handle{node: n, v: v, r: r}
+	if mode == openMayPass || mode == openMustPass {
+		var backing *os.File
+		if b, ok := r.(Backer); ok {
+			backing = b.Backing()
+		}
+		// A handle that must pass through gets the inode's backing file
+		// from go-fuse, which registered it for the first such handle,
+		// even if the cache could not pin the version again for this one.
+		if backing != nil || mode == openMustPass {
+			n.mu.Lock()
+			n.state.opened(v, true)
+			n.mu.Unlock()
+			n.fsys.passthroughOpens.Add(1)
+			return &passHandle{handle: h, backing: backing}, 0, 0
+		}
+	}
+	n.mu.Lock()
+	fuseFlags := n.state.opened(v, false)
+	n.mu.Unlock()
+	return &h, fuseFlags, 0
 }
 
-func (n *fileNode) closed(v object.Version) {
+func (n *fileNode) closed(v object.Version, pass bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.state.released(v)
+	n.state.released(v, pass)
 }
 
 // markStale records that the store answered "changed" or "not found" for
@@ -155,7 +182,11 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	}
 	start := time.Now()
 	n, err := h.r.ReadAt(ctx, dest, off)
-	if err != nil && !errors.Is(err, io.EOF) {
+	// io.EOF itself is the end of the version; wrapped in an error, it is
+	// a connection the store closed (Go's HTTP client says EOF), and a
+	// read answered short without an error would make the kernel take the
+	// file for that much shorter.
+	if err != nil && err != io.EOF {
 		if errors.Is(err, object.ErrChanged) || errors.Is(err, object.ErrNotFound) {
 			// Changed or deleted under an open handle: this handle's
 			// version is gone for good, and the next open must ask.
@@ -169,6 +200,35 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
 	h.r.Close()
-	h.node.closed(h.v)
+	h.node.closed(h.v, false)
+	return 0
+}
+
+// passHandle is an open file the kernel reads from the cache's file of its
+// version (FUSE passthrough). Its reads reach the daemon only if the
+// kernel did not take the backing file after all: then it reads as a
+// handle does.
+type passHandle struct {
+	handle
+	// backing is the cache's file of the version, pinned until Release;
+	// nil when the inode's backing file (of the same version) serves.
+	backing *os.File
+}
+
+var _ gofs.FilePassthroughFder = (*passHandle)(nil)
+
+// PassthroughFd is asked by go-fuse for the inode's first passthrough
+// handle; it registers the file with the kernel, which keeps its own
+// reference.
+func (h *passHandle) PassthroughFd() (int, bool) {
+	if h.backing == nil {
+		return 0, false
+	}
+	return int(h.backing.Fd()), true
+}
+
+func (h *passHandle) Release(ctx context.Context) syscall.Errno {
+	h.r.Close() // closes and unpins the backing file
+	h.node.closed(h.v, true)
 	return 0
 }

@@ -45,6 +45,15 @@ type Reader interface {
 	Close() error
 }
 
+// Backer is a Reader that can hand the kernel a file holding exactly its
+// version (the chunk cache's, once it holds the version whole), for FUSE
+// passthrough: the kernel then reads it without the daemon.
+type Backer interface {
+	// Backing returns such a file, unchanged until the Reader is closed,
+	// or nil.
+	Backing() *os.File
+}
+
 // Options configure the tree.
 type Options struct {
 	Store Store
@@ -79,6 +88,12 @@ type Options struct {
 	PartPages int
 	// Observer, if set, is told of every request the mount answers.
 	Observer Observer
+	// PassthroughProbe, if set, turns FUSE passthrough on: opens of files
+	// that the cache holds whole (see Backer), and of parts, hand the
+	// kernel the file to read. At mount it returns a file of the cache's
+	// file system to try that on: if the kernel, or the daemon's
+	// privileges, refuse it, passthrough stays off (one log line).
+	PassthroughProbe func() (*os.File, error)
 }
 
 // FS is the file tree of one mount.
@@ -103,6 +118,11 @@ type FS struct {
 	errLimit errorLimiter
 	// openFiles counts the files open through the mount (OpenFiles).
 	openFiles atomic.Int64
+	// passthrough: the mount hands the kernel backing files (set at
+	// mount, see probePassthrough); passthroughOpens counts the opens
+	// that did.
+	passthrough      atomic.Bool
+	passthroughOpens atomic.Int64
 }
 
 func (f *FS) discard(v object.Version) {
@@ -233,6 +253,7 @@ func (f *FS) Mount(mountpoint string, mo MountOptions) (*Mounted, error) {
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
 	m := &Mounted{server: server, mountpoint: mountpoint, fsys: f}
+	f.passthrough.Store(f.probePassthrough(server))
 	m.workers.Add(2)
 	go func() {
 		defer m.workers.Done()
@@ -251,7 +272,8 @@ func (f *FS) serve(mountpoint string, root *dirNode, opts *gofs.Options) (*fuse.
 	if f.opt.Observer != nil {
 		obs = f.opt.Observer
 	}
-	raw := &observedFS{RawFileSystem: gofs.NewNodeFS(root, opts), obs: obs, openFiles: &f.openFiles}
+	raw := &observedFS{RawFileSystem: gofs.NewNodeFS(root, opts), obs: obs, openFiles: &f.openFiles,
+		serialize: &f.passthrough}
 	server, err := fuse.NewServer(raw, mountpoint, &opts.MountOptions)
 	if err != nil {
 		return nil, err
@@ -288,6 +310,37 @@ func (f *FS) mountOptions(mo MountOptions) *gofs.Options {
 		},
 	}
 }
+
+// probePassthrough says whether the kernel takes the cache's files as
+// backing files (FUSE passthrough: kernel 6.9 or later, CAP_SYS_ADMIN, a
+// cache on a file system that is not itself stacked), by registering one
+// and letting it go, and logs it once.
+func (f *FS) probePassthrough(server *fuse.Server) bool {
+	if f.opt.PassthroughProbe == nil {
+		return false
+	}
+	file, err := f.opt.PassthroughProbe()
+	if err != nil {
+		f.log.Warn("FUSE passthrough unavailable: every read goes through the daemon", "err", err)
+		return false
+	}
+	defer file.Close()
+	id, errno := server.RegisterBackingFd(&fuse.BackingMap{Fd: int32(file.Fd())})
+	if errno != 0 {
+		f.log.Warn("FUSE passthrough unavailable (kernel 6.9 or later and CAP_SYS_ADMIN needed): every read goes through the daemon",
+			"err", errno)
+		return false
+	}
+	server.UnregisterBackingFd(id)
+	f.log.Info("FUSE passthrough on: files the cache holds whole, and parts, are read by the kernel without the daemon")
+	return true
+}
+
+// PassthroughOpens is how many opens were handed a backing file.
+func (f *FS) PassthroughOpens() int64 { return f.passthroughOpens.Load() }
+
+// Passthrough says whether the mount hands backing files to the kernel.
+func (f *FS) Passthrough() bool { return f.passthrough.Load() }
 
 // Wait returns when the file system is unmounted (by Unmount or by umount),
 // and the listings, lookups and pruning it started have stopped.

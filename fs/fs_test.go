@@ -81,6 +81,9 @@ func mountFakeFS(t *testing.T, store Store, content *contents, ttl time.Duration
 		DirMode:     0o555,
 		Logger:      slog.New(slog.NewTextHandler(logs, nil)),
 	}
+	if testenv.Passthrough() {
+		o.PassthroughProbe = func() (*os.File, error) { return os.CreateTemp(t.TempDir(), "probe") }
+	}
 	for _, m := range mutate {
 		m(&o)
 	}

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -28,10 +29,64 @@ func (f *FS) OpenFiles() int64 { return f.openFiles.Load() }
 // Operations not listed here go straight through: the kernel answers the
 // ones that would change something itself (EROFS: the mount is read-only),
 // and the rest (forget, flush, locks) cannot fail in a way a reader sees.
+//
+// While passthrough is on (serialize), it also serializes the opens and
+// releases of each inode: go-fuse hands a passthrough open the backing file
+// registered for the inode's first one, and lets it go only after the last
+// one's Release has returned, so an open that ran between a Release and
+// that would be given a file the tree thinks let go (see ioModes).
 type observedFS struct {
 	fuse.RawFileSystem
 	obs       Observer
 	openFiles *atomic.Int64
+	serialize *atomic.Bool
+	inodes    inodeLocks
+}
+
+// inodeLocks are locks by node id, made while in use.
+type inodeLocks struct {
+	mu sync.Mutex
+	m  map[uint64]*inodeLock
+}
+
+type inodeLock struct {
+	sync.Mutex
+	users int
+}
+
+// lock locks node id and returns its unlock.
+func (l *inodeLocks) lock(id uint64) func() {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = map[uint64]*inodeLock{}
+	}
+	il := l.m[id]
+	if il == nil {
+		il = &inodeLock{}
+		l.m[id] = il
+	}
+	il.users++
+	l.mu.Unlock()
+	il.Lock()
+	return func() {
+		il.Unlock()
+		l.mu.Lock()
+		if il.users--; il.users == 0 {
+			delete(l.m, id)
+		}
+		l.mu.Unlock()
+	}
+}
+
+// serialized runs fn under node id's lock while passthrough is on.
+func (o *observedFS) serialized(id uint64, fn func()) {
+	if o.serialize == nil || !o.serialize.Load() {
+		fn()
+		return
+	}
+	unlock := o.inodes.lock(id)
+	defer unlock()
+	fn()
 }
 
 // noObserver is the Observer of a tree built without one.
@@ -66,7 +121,8 @@ func (o *observedFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fu
 
 func (o *observedFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	start := time.Now()
-	st := o.RawFileSystem.Open(cancel, in, out)
+	var st fuse.Status
+	o.serialized(in.NodeId, func() { st = o.RawFileSystem.Open(cancel, in, out) })
 	if st == fuse.OK {
 		o.openFiles.Add(1)
 	}
@@ -83,7 +139,7 @@ func (o *observedFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (
 
 // Release comes once for every open that succeeded.
 func (o *observedFS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
-	o.RawFileSystem.Release(cancel, in)
+	o.serialized(in.NodeId, func() { o.RawFileSystem.Release(cancel, in) })
 	o.openFiles.Add(-1)
 }
 

@@ -295,6 +295,9 @@ type partNode struct {
 	fsys *FS
 	mu   sync.Mutex
 	part partFile
+	// io is what the kernel allows the next open (see ioModes): a part is
+	// one whole file, so it passes through whenever passthrough is on.
+	io ioModes
 }
 
 var (
@@ -332,12 +335,37 @@ func (n *partNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 		return nil, 0, syscall.EROFS
 	}
 	p := n.get()
-	// Made again if it was evicted since the lookup; the bytes are the same.
+	id := p.identity()
+	n.mu.Lock()
+	mode := n.io.mode(id, n.fsys.passthrough.Load())
+	n.mu.Unlock()
+	if mode == openConflict {
+		n.fsys.log.Warn("a part of an older version is open with passthrough; the new one opens once it is closed",
+			"key", p.v.Key, "version", p.v.Identity(), "from", p.from, "thru", p.thru)
+		return nil, 0, syscall.EBUSY
+	}
+	// Made again if it was evicted since the lookup; the pages are the
+	// same (a handle that must pass through reads the inode's backing
+	// file, the part as first opened).
 	f, err := n.fsys.opt.Parts.Part(ctx, p.v, p.from, p.thru)
 	if err != nil {
 		return nil, 0, n.fsys.errno(err, "open part", p.v.Key)
 	}
-	return &partHandle{fsys: n.fsys, part: p, f: f}, fuse.FOPEN_KEEP_CACHE, 0
+	pass := mode == openMayPass || mode == openMustPass
+	n.mu.Lock()
+	n.io.opened(id, pass)
+	n.mu.Unlock()
+	h := partHandle{node: n, fsys: n.fsys, part: p, f: f}
+	if pass {
+		n.fsys.passthroughOpens.Add(1)
+		return &partPassHandle{h}, 0, 0
+	}
+	return &h, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// identity names what a part holds: its pages of one version.
+func (p partFile) identity() string {
+	return p.v.Identity() + "\x00" + strconv.Itoa(p.from) + "-" + strconv.Itoa(p.thru)
 }
 
 func (n *partNode) Setattr(context.Context, gofs.FileHandle, *fuse.SetAttrIn, *fuse.AttrOut) syscall.Errno {
@@ -354,8 +382,9 @@ func (n *partNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint
 }
 
 // partHandle reads an open part file; the file stays readable even if the
-// cache evicts it meanwhile.
+// cache evicts it meanwhile (it is unlinked, never changed).
 type partHandle struct {
+	node *partNode
 	fsys *FS
 	part partFile
 	f    *os.File
@@ -371,7 +400,28 @@ func (h *partHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 
 func (h *partHandle) Release(ctx context.Context) syscall.Errno {
 	h.f.Close()
+	h.node.closed(false)
 	return 0
+}
+
+// partPassHandle is a part the kernel reads from its file (FUSE
+// passthrough).
+type partPassHandle struct{ partHandle }
+
+var _ gofs.FilePassthroughFder = (*partPassHandle)(nil)
+
+func (h *partPassHandle) PassthroughFd() (int, bool) { return int(h.f.Fd()), true }
+
+func (h *partPassHandle) Release(ctx context.Context) syscall.Errno {
+	h.f.Close()
+	h.node.closed(true)
+	return 0
+}
+
+func (n *partNode) closed(pass bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.io.released(pass)
 }
 
 // Getxattr offers the page count of a PDF; it is computed on first ask.

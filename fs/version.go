@@ -38,6 +38,12 @@ import (
 //     later open reads around it (FOPEN_DIRECT_IO), and the next open with
 //     the page cache starts afresh. While the same version is opened again
 //     and again, the kernel keeps its pages (FOPEN_KEEP_CACHE).
+//   - An open may pass through to the cache's file of its version (ioModes
+//     says when). Such a handle is read by the kernel alone: it keeps
+//     serving its version, whole and verified, even once the tree learns
+//     the version is gone (no read reaches gone). While it is open, a new
+//     version of the object cannot be opened (EBUSY): the kernel would give
+//     it the old version's file.
 type versions struct {
 	cur object.Version
 	// stale: cur was found changed or deleted (a 412 or 404); the next
@@ -48,6 +54,8 @@ type versions struct {
 	lastOpened string
 	// open counts open handles by version identity.
 	open map[string]int
+	// io is what the kernel allows the next open (passthrough or not).
+	io ioModes
 }
 
 // effects is what a transition asks of the tree, to be done outside the
@@ -125,14 +133,31 @@ func (s *versions) headed(asked, fresh object.Version) effects {
 	return replacedEffects(asked, fresh)
 }
 
-// opened records an open handle of the current version and returns it with
-// the FUSE open flags it needs. It fails if the version was found gone
-// again (during the open's HEAD): the next open asks again.
-func (s *versions) opened() (object.Version, uint32, error) {
+// opening returns the version an open gets and how it may be served
+// (ioModes: passthrough, if enabled, and the inode's other handles allow
+// it). It fails if the version was found gone again (during the open's
+// HEAD): the next open asks again. The open is recorded by opened.
+func (s *versions) opening(passthrough bool) (object.Version, openMode, error) {
 	if s.stale {
-		return object.Version{}, 0, fmt.Errorf("%s changed again during the open: %w", s.cur.Key, object.ErrChanged)
+		return object.Version{}, openPlain, fmt.Errorf("%s changed again during the open: %w", s.cur.Key, object.ErrChanged)
 	}
-	id := s.cur.Identity()
+	return s.cur, s.io.mode(s.cur.Identity(), passthrough), nil
+}
+
+// opened records an open handle of v (as opening returned it), with
+// passthrough or not, and returns the FUSE open flags a handle without
+// passthrough needs. A handle with passthrough leaves the page cache alone:
+// the kernel reads the backing file's.
+func (s *versions) opened(v object.Version, pass bool) uint32 {
+	id := v.Identity()
+	if s.open == nil {
+		s.open = map[string]int{}
+	}
+	s.open[id]++
+	s.io.opened(id, pass)
+	if pass {
+		return 0
+	}
 	var flags uint32
 	if s.otherVersionOpen(id) {
 		// Another version is open and may be filling the page cache: this
@@ -145,11 +170,7 @@ func (s *versions) opened() (object.Version, uint32, error) {
 		}
 		s.lastOpened = id
 	}
-	if s.open == nil {
-		s.open = map[string]int{}
-	}
-	s.open[id]++
-	return s.cur, flags, nil
+	return flags
 }
 
 func (s *versions) otherVersionOpen(id string) bool {
@@ -161,12 +182,14 @@ func (s *versions) otherVersionOpen(id string) bool {
 	return false
 }
 
-// released records that a handle of v was closed.
-func (s *versions) released(v object.Version) {
+// released records that a handle of v, opened with passthrough or not, was
+// closed.
+func (s *versions) released(v object.Version, pass bool) {
 	id := v.Identity()
 	if s.open[id]--; s.open[id] <= 0 {
 		delete(s.open, id)
 	}
+	s.io.released(pass)
 }
 
 // busy says whether a handle is open (the kernel cannot forget the inode).

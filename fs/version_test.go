@@ -33,9 +33,13 @@ func TestVersionTransitions(t *testing.T) {
 		failed  *object.Version // a read of this version got 412 or 404
 		headed  *object.Version // the store's answer to the open's HEAD
 		release *object.Version
+		// an open with passthrough enabled (and whether it got a backing
+		// file), or the release of such a handle
+		passthrough, pass bool
 
 		// what must follow
 		wantOpen    object.Version // the version the handle gets
+		wantMode    openMode
 		wantFlags   uint32
 		wantOpenErr bool
 		wantHead    bool // needsHead before this open
@@ -122,6 +126,28 @@ func TestVersionTransitions(t *testing.T) {
 			{release: &v1},
 			{open: true, wantOpen: v2},
 		}},
+		{"passthrough: the version's handles share its file; another version waits for them", []step{
+			{open: true, passthrough: true, pass: true, wantOpen: v1, wantMode: openMayPass},
+			{open: true, passthrough: true, pass: true, wantOpen: v1, wantMode: openMustPass},
+			// gone, yet a passthrough handle reads its version: the kernel
+			// reads the file, whole and checked
+			{listed: &v2, wantEffects: effects{discard: v1, dropPages: true}, notReadable: []object.Version{v1}},
+			{open: true, passthrough: true, wantMode: openConflict},
+			{release: &v1, pass: true},
+			{open: true, passthrough: true, wantMode: openConflict},
+			{release: &v1, pass: true},
+			// v2 is not whole in the cache: no backing file, a plain handle
+			{open: true, passthrough: true, wantOpen: v2, wantMode: openMayPass},
+			// with a plain handle open, none may pass
+			{open: true, passthrough: true, wantOpen: v2, wantMode: openPlain, wantFlags: keep},
+			{release: &v2},
+			{release: &v2},
+			{open: true, passthrough: true, pass: true, wantOpen: v2, wantMode: openMayPass},
+			// a passthrough open leaves the page cache alone: the next
+			// plain open of the version keeps what it holds
+			{release: &v2, pass: true},
+			{open: true, wantOpen: v2, wantFlags: keep},
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -133,11 +159,21 @@ func TestVersionTransitions(t *testing.T) {
 					if _, stale := s.needsHead(); stale != st.wantHead {
 						t.Fatalf("step %d: needsHead %v, want %v", i, stale, st.wantHead)
 					}
-					v, flags, err := s.opened()
+					v, mode, err := s.opening(st.passthrough)
 					if (err != nil) != st.wantOpenErr {
 						t.Fatalf("step %d: open error %v", i, err)
 					}
-					if err == nil && (v != st.wantOpen || flags != st.wantFlags) {
+					if err != nil {
+						break
+					}
+					if mode != st.wantMode {
+						t.Fatalf("step %d: open mode %d, want %d", i, mode, st.wantMode)
+					}
+					if mode == openConflict {
+						break
+					}
+					flags := s.opened(v, st.pass)
+					if v != st.wantOpen || flags != st.wantFlags {
 						t.Fatalf("step %d: opened %s with flags %#x, want %s with %#x", i, v.ETag, flags, st.wantOpen.ETag, st.wantFlags)
 					}
 				case st.listed != nil:
@@ -151,7 +187,7 @@ func TestVersionTransitions(t *testing.T) {
 					}
 					e = s.headed(asked, *st.headed)
 				case st.release != nil:
-					s.released(*st.release)
+					s.released(*st.release, st.pass)
 				}
 				if e != st.wantEffects {
 					t.Fatalf("step %d: effects %+v, want %+v", i, e, st.wantEffects)
@@ -179,17 +215,19 @@ func TestVersionOpenWhileStaleAndBusy(t *testing.T) {
 	if s.busy() {
 		t.Fatal("busy before any open")
 	}
-	if _, _, err := s.opened(); err != nil {
+	v, _, err := s.opening(false)
+	if err != nil {
 		t.Fatal(err)
 	}
+	s.opened(v, false)
 	if !s.busy() {
 		t.Fatal("not busy with a handle open")
 	}
 	s.failed(v1)
-	if _, _, err := s.opened(); !errors.Is(err, object.ErrChanged) {
+	if _, _, err := s.opening(false); !errors.Is(err, object.ErrChanged) {
 		t.Fatalf("open of a gone version: %v, want ErrChanged", err)
 	}
-	s.released(v1)
+	s.released(v1, false)
 	if s.busy() {
 		t.Fatal("busy after the last release")
 	}

@@ -42,6 +42,10 @@ type Config struct {
 	// and every wait of throttling included: a read of an uncached range
 	// (chunkcache.Options.ReadTimeout), a lookup, a listing page.
 	ReadTimeout time.Duration
+	// Passthrough lets the kernel read files the cache holds whole, and
+	// parts, without the daemon (FUSE passthrough), where the kernel and
+	// the daemon's privileges allow it: "auto" tries, "off" never does.
+	Passthrough string
 
 	PartPages        int           // pages per listed part under .parts/
 	SplitMemoryLimit int64         // bytes a PDF-splitting worker may use
@@ -67,6 +71,12 @@ type Config struct {
 	// daemon running in its own session (how mount(8) needs a helper to behave).
 	Detach bool
 }
+
+// The values of --passthrough.
+const (
+	PassthroughAuto = "auto"
+	PassthroughOff  = "off"
+)
 
 // ErrHelp is returned by Parse when -h or --help was given, so the caller can
 // print Usage and exit 0 instead of treating it as a failure.
@@ -247,6 +257,20 @@ func specs() []spec {
 				return nil
 			},
 			get: func(c *Config) string { return c.ReadTimeout.String() },
+		},
+		{
+			name: "passthrough", fstab: "passthrough", kind: kindString, arg: "MODE", def: PassthroughAuto,
+			help: "auto: the kernel reads files the cache holds whole, and parts, without the daemon (FUSE passthrough, where the kernel and privileges allow it); off: every read goes through the daemon",
+			set: func(c *Config, v string) error {
+				switch m := strings.ToLower(v); m {
+				case PassthroughAuto, PassthroughOff:
+					c.Passthrough = m
+				default:
+					return fmt.Errorf("invalid mode %q (want auto or off)", v)
+				}
+				return nil
+			},
+			get: func(c *Config) string { return c.Passthrough },
 		},
 		{
 			name: "part-pages", fstab: "part_pages", kind: kindInt, arg: "N", def: "50",

@@ -44,6 +44,7 @@ func defaultConfig() Config {
 		MaxConcurrentGets: 16,
 		ReadAhead:         64 << 20,
 		ReadTimeout:       2 * time.Minute,
+		Passthrough:       "auto",
 		PartPages:         50,
 		SplitMemoryLimit:  128 << 20,
 		SplitTimeout:      2 * time.Minute,

@@ -5,7 +5,7 @@
 # shared and noisy: compare the ratios, not the absolute figures.
 #
 # Usage: scripts/bench.sh [--size-mb N] [--out FILE] [--only LIST] [--small N] [--big N]
-#                         [--fleet N] [--fleet-rate R] [--fleet-status S] [MODE]
+#                         [--fleet N] [--fleet-rate R] [--fleet-status S] [--baseline REV] [--rounds N] [MODE]
 #
 #   MODE       all (default): every figure below but 10 and 11, every system
 #              read [SIZE_MB]: figures 1, 2 and 7 only (sequential reads)
@@ -22,6 +22,9 @@
 #   --fleet    mounts of each system in figure 11 (default 8)
 #   --fleet-rate    requests a second the store lets through in figure 11 (default 8)
 #   --fleet-status  its answer to the rest: 503 (SlowDown, default) or 429
+#   --baseline also measure figures 1, 2 and 7 with s3docs built from git
+#              revision REV ("base"), back to back with the code as it is
+#   --rounds   rounds of the side-by-side warm and cold figures (default 3)
 #
 # Everything runs against versitygw on loopback behind a counting proxy
 # (scripts/bench, `bench proxy`): every client, curl included, goes through
@@ -32,7 +35,16 @@
 # The figures (columns of the table):
 #   1 cold sequential read MB/s of one object (dd bs=1M); curl: one plain GET
 #   2 warm sequential read MB/s: read again after dropping the page cache, so
-#     from the daemon's disk cache; local: cat of the same bytes from disk
+#     from the daemon's disk cache; local: cat of the same bytes from disk.
+#     s3docs with FUSE passthrough (the default; the kernel reads the cache's
+#     file) and again, on a mount of its own, with --passthrough=off. Then
+#     --rounds rounds of a warm `cat` through the mount, each right after a `cat`
+#     of the local file (the page cache dropped before each): the median of
+#     their ratios (the machine is shared: its disk's speed moves by 2x
+#     within a minute, so only figures taken side by side compare), and the
+#     median of the daemon's CPU seconds (user + system) per warm read
+#     With --baseline: --rounds rounds of cold reads, s3docs and the
+#     baseline in turn, each on a fresh mount: their medians
 #   3 time to first byte: open + 1-byte read of a cold object; curl: a
 #     ranged GET of byte 0 (time_starttransfer); local: the file on disk
 #   4 200 random 256 KiB reads of a cold object (fio randread psync,
@@ -74,12 +86,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/lib.sh
 
 usage() {
-	sed -n '7,24p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '7,27p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
 size_mb=1024 size_set="" out="" only="s3docs,s3fs,rclone,curl,local" small_n=100000 mode=all big_n=1000000
-fleet_n=8 fleet_rate=8 fleet_status=503
+fleet_n=8 fleet_rate=8 fleet_status=503 baseline="" rounds=3
 while (($#)); do
 	case $1 in
 	--size-mb) size_mb=${2:?} size_set=1; shift 2 ;;
@@ -98,6 +110,10 @@ while (($#)); do
 	--small=*) small_n=${1#*=}; shift ;;
 	--big) big_n=${2:?}; shift 2 ;;
 	--big=*) big_n=${1#*=}; shift ;;
+	--baseline) baseline=${2:?}; shift 2 ;;
+	--baseline=*) baseline=${1#*=}; shift ;;
+	--rounds) rounds=${2:?}; shift 2 ;;
+	--rounds=*) rounds=${1#*=}; shift ;;
 	-h | --help) usage ;;
 	all | parts | listing | million | fleet) mode=$1; shift ;;
 	read)
@@ -116,6 +132,7 @@ if [[ $mode == fleet && -z $size_set ]]; then size_mb=128; fi
 [[ $fleet_status == 503 || $fleet_status == 429 ]] || die "--fleet-status must be 503 or 429"
 [[ $small_n =~ ^[0-9]+$ && $small_n -gt 0 ]] || die "--small must be a positive integer"
 [[ $big_n =~ ^[0-9]+$ && $big_n -ge 1000 ]] || die "--big must be an integer of at least 1000"
+[[ $rounds =~ ^[0-9]+$ && $rounds -gt 0 ]] || die "--rounds must be a positive integer"
 if [[ -n $out ]]; then
 	out_dir=$(dirname "$out")
 	[[ -d $out_dir ]] || die "--out: no directory $out_dir"
@@ -134,6 +151,13 @@ fig() { # fig N: is figure N part of this mode?
 }
 systems=()
 for s in s3docs s3fs rclone; do want "$s" && systems+=("$s"); done
+# s3docs-nopt: s3docs with --passthrough=off, for figures 1, 2 and 7; base:
+# s3docs built from --baseline, for the same figures.
+seq_extra=()
+if want s3docs && fig 1; then
+	seq_extra+=(s3docs-nopt)
+	[[ -z $baseline ]] || seq_extra+=(base)
+fi
 [[ $mode != parts ]] || want s3docs || die "parts measures s3docs only: --only must include it"
 [[ $mode != million ]] || want s3docs || die "million measures s3docs only: --only must include it"
 
@@ -243,6 +267,13 @@ run_fig() {
 log "building s3docs and the bench helper"
 go build -o "$work/s3docs" ./cmd/s3docs
 go build -o "$work/bench" ./scripts/bench
+if [[ -n $baseline ]]; then
+	log "building s3docs at $baseline (the baseline)"
+	mkdir -p "$work/base-src"
+	git archive "$baseline" | tar -x -C "$work/base-src"
+	(cd "$work/base-src" && go build -o "$work/s3docs-base" ./cmd/s3docs)
+	rm -rf "$work/base-src"
+fi
 
 drop_caches() { sync && echo 3 >/proc/sys/vm/drop_caches; }
 now() { date +%s.%N; }
@@ -399,10 +430,13 @@ mount_fresh() {
 	force_unmount
 	rm -rf "$cache"
 	mkdir -p -m 700 "$cache"
+	local bin="$work/s3docs" extra=("${s3docs_extra[@]}")
+	[[ $sys != base ]] || bin="$work/s3docs-base"
+	[[ $sys != s3docs-nopt ]] || extra+=(--passthrough=off)
 	case $sys in
-	s3docs)
-		"$work/s3docs" mount --endpoint-url "$endpoint" --force-path-style --region us-east-1 \
-			--cache-dir "$cache" --cache-size 4GiB "${s3docs_extra[@]}" "s3://bench" "$mnt" >"$mlog" 2>&1 &
+	s3docs | s3docs-nopt | base)
+		"$bin" mount --endpoint-url "$endpoint" --force-path-style --region us-east-1 \
+			--cache-dir "$cache" --cache-size 4GiB "${extra[@]}" "s3://bench" "$mnt" >"$mlog" 2>&1 &
 		;;
 	s3fs)
 		s3fs bench "$mnt" -f -o "ro,url=$endpoint,use_path_request_style,passwd_file=$work/passwd-s3fs,use_cache=$cache" \
@@ -435,7 +469,7 @@ unmount() {
 	put "$sys.hwm" "$h"
 	put "$sys.hwm_list" "$(get "$sys.hwm_list")${mtag:-?}=$h "
 	case $sys in
-	s3docs) kill -TERM "$mpid" ;;
+	s3docs | s3docs-nopt | base) kill -TERM "$mpid" ;;
 	*) umount "$mnt" 2>/dev/null || { sleep 1; umount "$mnt"; } ;;
 	esac
 	for _ in $(seq 300); do kill -0 "$mpid" 2>/dev/null || break; sleep 0.1; done
@@ -448,10 +482,14 @@ unmount() {
 	echo "$h"
 }
 read_seq() { dd if="$1" of=/dev/null bs=1M status=none; }
+# median N...: the median of numbers.
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# cpu_secs PID: the user and system CPU seconds PID has used so far.
+cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat"; }
 
 # --- figures through a mount
 fig_seq() { # figures 1, 2 and 7 (fetched/read, RSS while streaming)
-	local sys=$1 b0 b1 t_cold t_warm got
+	local sys=$1 b0 b1 t_cold t_warm got c0 c1
 	log "$sys: cold and warm sequential read of $size_mb MB"
 	mount_fresh "$sys" seq
 	b0=$(px_stat get_bytes)
@@ -462,9 +500,43 @@ fig_seq() { # figures 1, 2 and 7 (fetched/read, RSS while streaming)
 	drop_caches
 	t_warm=$(seconds read_seq "$mnt/object.bin")
 	put "$sys.warm" "$(mbps "$size_bytes" "$t_warm")"
+	if [[ $sys != s3fs && $sys != rclone ]]; then
+		local r tl tm ratios=() cpus=()
+		for ((r = 0; r < rounds; r++)); do
+			drop_caches
+			tl=$(seconds cat "$object_local")
+			drop_caches
+			c0=$(cpu_secs "$mpid")
+			tm=$(seconds cat "$mnt/object.bin")
+			c1=$(cpu_secs "$mpid")
+			ratios+=("$(calc "\"%.3f\", $tl / $tm")")
+			cpus+=("$(calc "\"%.2f\", $c1 - $c0")")
+		done
+		put "$sys.warm_local" "$(median "${ratios[@]}")"
+		put "$sys.warm_cpu" "$(median "${cpus[@]}")"
+		put "$sys.warm_rounds" "${ratios[*]} (CPU s ${cpus[*]})"
+	fi
 	got=$(sha256sum <"$mnt/object.bin" | cut -d' ' -f1)
 	[[ $got == "$object_sum" ]] || die "$sys: content through the mount differs"
 	put "$sys.rss_stream" "$(unmount "$sys")"
+}
+fig_cold_rounds() { # figure 1 again: s3docs and the baseline in turn, --rounds rounds
+	local r sys t b0 new=() base=()
+	for ((r = 1; r <= rounds; r++)); do
+		for sys in s3docs base; do
+			log "$sys: cold sequential read, round $r of $rounds"
+			mount_fresh "$sys" "cold$r"
+			b0=$(px_stat get_bytes)
+			t=$(seconds read_seq "$mnt/object.bin")
+			[[ $(px_stat get_bytes) -ge $((b0 + size_bytes)) ]] || die "$sys: cold read fetched too little"
+			if [[ $sys == s3docs ]]; then new+=("$(mbps "$size_bytes" "$t")"); else base+=("$(mbps "$size_bytes" "$t")"); fi
+			unmount "$sys" >/dev/null
+		done
+	done
+	put s3docs.cold3 "$(median "${new[@]}")"
+	put base.cold3 "$(median "${base[@]}")"
+	put s3docs.cold_rounds "${new[*]}"
+	put base.cold_rounds "${base[*]}"
 }
 fig_ttfb() {
 	local sys=$1 t
@@ -803,6 +875,12 @@ for sys in "${systems[@]}"; do
 	if fig 11; then run_fig "$sys: fleet under throttling" fig_fleet "$sys"; fi
 	# Figure 7: the largest peak RSS of all this system's mounts.
 	put "$sys.rss_max" "$(awk -F= -v k="$sys.hwm" '$1 == k && $2 > m { m = $2 } END { if (m != "") print m }' "$results")"
+	if [[ $sys == s3docs ]] && fig 1; then
+		# Right after s3docs, back to back: passthrough off, and the
+		# baseline.
+		for x in "${seq_extra[@]}"; do run_fig "$x: sequential read" fig_seq "$x"; done
+		[[ -z $baseline ]] || run_fig "cold reads against the baseline" fig_cold_rounds
+	fi
 done
 run_secs=$(($(date +%s) - started))
 
@@ -811,6 +889,9 @@ run_secs=$(($(date +%s) - started))
 cols=(
 	"cold|1 cold seq MB/s|hi|curl"
 	"warm|2 warm seq MB/s|hi|local"
+	"warm_local|2 warm cat / local cat, median|hi|-"
+	"warm_cpu|2 warm daemon CPU s|lo|-"
+	"cold3|1 cold seq MB/s, median|hi|-"
 	"ttfb|3 TTFB ms|lo|curl"
 	"rand_mbps|4 random MB/s|hi|curl"
 	"rand_mb|4 random MB fetched|lo|curl"
@@ -863,10 +944,11 @@ report() {
 		printf -- '- %s\n' "${notes[@]}"
 	fi
 	# shellcheck disable=SC2016 # backquotes are Markdown
-	printf '\nReproduce: `scripts/bench.sh --size-mb %s --small %s%s%s%s %s` (as root).\n' "$size_mb" "$small_n" \
+	printf '\nReproduce: `scripts/bench.sh --size-mb %s --small %s%s%s%s%s %s` (as root).\n' "$size_mb" "$small_n" \
 		"$([[ $mode != million ]] || printf ' --big %s' "$big_n")" \
 		"$([[ $mode != fleet ]] || printf ' --fleet %s --fleet-rate %s --fleet-status %s' "$fleet_n" "$fleet_rate" "$fleet_status")" \
-		"$([[ $only == s3docs,s3fs,rclone,curl,local ]] || printf ' --only %s' "$only")" "$mode"
+		"$([[ $only == s3docs,s3fs,rclone,curl,local ]] || printf ' --only %s' "$only")" \
+		"$([[ -z $baseline ]] || printf ' --baseline %s --rounds %s' "$baseline" "$rounds")" "$mode"
 }
 # fleet_report: figure 11's table and targets.
 fleet_report() {
@@ -911,9 +993,13 @@ main_report() {
 	row="|---|"
 	for _ in "${cols[@]}"; do row+="---:|"; done
 	printf '%s\n' "$row"
-	for sys in s3docs s3fs rclone curl local; do
-		want "$sys" || continue
-		row="| $sys |"
+	for sys in s3docs "${seq_extra[@]}" s3fs rclone curl local; do
+		[[ $sys == s3docs-nopt || $sys == base ]] || want "$sys" || continue
+		case $sys in
+		s3docs-nopt) row="| s3docs --passthrough=off |" ;;
+		base) row="| s3docs $baseline (base) |" ;;
+		*) row="| $sys |" ;;
+		esac
 		for c in "${cols[@]}"; do IFS='|' read -r k _ _ _ <<<"$c"; row+=" $(val "$sys" "$k") |"; done
 		printf '%s\n' "$row"
 	done
@@ -930,6 +1016,14 @@ main_report() {
 			if [[ $l == - ]]; then row+=" — |"; else row+=" $(ratio "$(val s3docs "$k")" "$(val "$l" "$k")") |"; fi
 		done
 		printf '%s\n' "$row"
+		for x in "${seq_extra[@]}"; do
+			row="| *s3docs / $x* |"
+			for c in "${cols[@]}"; do
+				IFS='|' read -r k _ _ _ <<<"$c"
+				row+=" $(ratio "$(val s3docs "$k")" "$(val "$x" "$k")") |"
+			done
+			printf '%s\n' "$row"
+		done
 	fi
 	# shellcheck disable=SC2016 # backquotes are Markdown
 	printf '\nLimits: cold seq, TTFB, random and listing against curl; warm seq against local `cat`.\n'
@@ -938,6 +1032,9 @@ main_report() {
 		target "cold seq ≥ 0.75× plain GET" "$(ratio "$(val s3docs cold)" "$(val curl cold)")" ge 0.75
 		target "cold seq ≥ 2× s3fs" "$(ratio "$(val s3docs cold)" "$(val s3fs cold)")" ge 2
 		target "warm seq ≥ 0.8× local cat" "$(ratio "$(val s3docs warm)" "$(val local warm)")" ge 0.8
+		target "warm cat ≥ 0.8× local cat, side by side" "$(val s3docs warm_local)" ge 0.8
+		target "warm seq: daemon CPU ≤ 0.05 s" "$(val s3docs warm_cpu)" le 0.05
+		[[ -z $baseline ]] || target "cold seq ≥ 1× the baseline's (medians)" "$(ratio "$(val s3docs cold3)" "$(val base cold3)")" ge 1
 		target "TTFB ≤ 0.5× best peer" "$(ratio "$(val s3docs ttfb)" "$(best_peer ttfb lo)")" le 0.5
 		target "random 256 KiB ≥ 1.5× best peer" "$(ratio "$(val s3docs rand_mbps)" "$(best_peer rand_mbps hi)")" ge 1.5
 		target "two readers fetch ≤ 1.05× the object" "$(val s3docs conc)" le 1.05
@@ -959,6 +1056,12 @@ main_report() {
 	for sys in "${systems[@]}"; do
 		printf -- '- %s: two readers together %s MB/s; requests during ls -l of %s: %s; peak RSS MiB of each mount: %s\n' \
 			"$sys" "$(val "$sys" conc_mbps)" "$small_n" "$(val "$sys" lsbig_reqs)" "$(val "$sys" hwm_list)"
+	done
+	for sys in s3docs "${seq_extra[@]}"; do
+		[[ $(get "$sys.warm_rounds") == "" ]] ||
+			printf -- '- %s: warm cat / local cat, round by round: %s\n' "$sys" "$(val "$sys" warm_rounds)"
+		[[ $(get "$sys.cold_rounds") == "" ]] ||
+			printf -- '- %s: cold MB/s, round by round: %s\n' "$sys" "$(val "$sys" cold_rounds)"
 	done
 	want curl && printf -- '- curl: two concurrent GETs together %s MB/s\n' "$(val curl conc_mbps)"
 	if want s3docs && fig 8; then

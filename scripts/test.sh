@@ -22,8 +22,11 @@
 #   Pass flag values that start with ./ in the -flag=value form.
 # Without arguments it also runs the memory test of cmd/s3docs once more
 # without -race, which inflates RSS (that test skips itself under -race),
-# and TestBigPDF of splitter/pdfdoc on 1 GiB files (S3DOCS_PDF_FULL=1;
-# several minutes, 2 GiB of temporary disk at a time).
+# TestBigPDF of splitter/pdfdoc on 1 GiB files (S3DOCS_PDF_FULL=1;
+# several minutes, 2 GiB of temporary disk at a time), and the tests of the
+# packages that mount (cmd/s3docs, fs) once more with FUSE passthrough off
+# (S3DOCS_TEST_PASSTHROUGH=off: every mount gets --passthrough=off), without
+# -race: everything must hold on a kernel without passthrough too.
 #   Examples:
 #     scripts/test.sh                          # everything, as CI does
 #     scripts/test.sh ./internal/pdfgen        # one package
@@ -94,6 +97,10 @@ if (($# == 0)); then
 	go test -count=1 -timeout 10m -run 'TestMemory|TestHostilePDFs' -v ./cmd/s3docs
 	log "go test -count=1 -run TestBigPDF -v ./splitter/pdfdoc with S3DOCS_PDF_FULL=1 (1 GiB PDFs in four layouts: chunks read and peak RSS, without -race)"
 	S3DOCS_PDF_FULL=1 go test -count=1 -timeout 30m -run 'TestBigPDF' -v ./splitter/pdfdoc
+	# TestDebianPackage is left out: it runs the installed daemon under
+	# systemd and mount(8), which the variable does not reach.
+	log "go test -count=1 ./cmd/s3docs ./fs with S3DOCS_TEST_PASSTHROUGH=off (every mount with --passthrough=off, without -race)"
+	S3DOCS_TEST_PASSTHROUGH=off go test -count=1 -timeout 40m -skip 'TestDebianPackage' ./cmd/s3docs ./fs
 fi
 
 # Credentials and signed URLs must never reach a log. The test credentials

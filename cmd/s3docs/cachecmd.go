@@ -104,11 +104,12 @@ func cacheStatus(dir string, stdout, stderr io.Writer) int {
 		return exitWith(stderr, fmt.Errorf("cache status: %w", cacheDirError(err)))
 	}
 	fmt.Fprintf(stdout, "cache dir: %s\n", dir)
-	fmt.Fprintf(stdout, "entries:   %d (chunks and blobs; their names do not tell them apart)\n", st.Entries)
+	fmt.Fprintf(stdout, "entries:   %d (%d object files, %d blobs)\n", st.Entries, st.Objects, st.Blobs)
 	fmt.Fprintf(stdout, "bytes:     %s (%d)\n", iecBytes(st.Bytes), st.Bytes)
 	fmt.Fprintf(stdout, "temporary: %d files, %s (fetches in flight, or leftovers removed at the next start)\n",
 		st.TempFiles, iecBytes(st.TempBytes))
-	fmt.Fprintf(stdout, "invalid:   %d files, %s (removed at the next start)\n", st.Invalid, iecBytes(st.InvalidBytes))
+	fmt.Fprintf(stdout, "invalid:   %d files, %s (removed at the next start; %d of an earlier version's layout)\n",
+		st.Invalid, iecBytes(st.InvalidBytes), st.Legacy)
 	if st.Foreign > 0 {
 		fmt.Fprintf(stdout, "foreign:   %d files or directories not made by s3docs, such as %s: a daemon refuses this directory and clear leaves it alone\n",
 			st.Foreign, st.ForeignExample)

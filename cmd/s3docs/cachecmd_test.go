@@ -48,8 +48,8 @@ func TestCacheStatusAndClear(t *testing.T) {
 	}
 	pid := d.cmd.Process.Pid
 	wantLines(t, out,
-		`entries: +3 \(.*\)`,
-		`bytes: +20\.0 MiB \(20971520\)`,
+		`entries: +1 \(1 object files, 0 blobs\)`,
+		`bytes: +20\.0 MiB \(20975616\)`, // its chunks, and a block of its map
 		fmt.Sprintf(`in use: +yes, by process %d`, pid),
 		fmt.Sprintf(`bound: +1GiB \(--cache-size of process %d\)`, pid))
 
@@ -58,7 +58,7 @@ func TestCacheStatusAndClear(t *testing.T) {
 		!strings.Contains(errOut, "in use") || !strings.Contains(errOut, "unmount it first") {
 		t.Fatalf("clear while mounted: exit code %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	if st, err := chunkcache.ReadStatus(cacheDir); err != nil || st.Entries != 3 {
+	if st, err := chunkcache.ReadStatus(cacheDir); err != nil || st.Entries != 1 {
 		t.Fatalf("a refused clear changed the cache: %+v, %v", st, err)
 	}
 
@@ -71,8 +71,8 @@ func TestCacheStatusAndClear(t *testing.T) {
 	}
 	wantLines(t, out,
 		"cache dir: +"+regexp.QuoteMeta(cacheDir),
-		`entries: +3 \(.*\)`,
-		`bytes: +20\.0 MiB \(20971520\)`,
+		`entries: +1 \(.*\)`,
+		`bytes: +20\.0 MiB \(20975616\)`,
 		`temporary: +0 files, 0 B .*`,
 		`invalid: +0 files, 0 B .*`,
 		`in use: +no`,
@@ -82,7 +82,7 @@ func TestCacheStatusAndClear(t *testing.T) {
 	if code != 0 || errOut != "" {
 		t.Fatalf("clear: exit code %d, stderr %q", code, errOut)
 	}
-	wantLines(t, out, `cache clear: removed 3 entries \(20\.0 MiB\), 0 temporary and 0 invalid files from .*`)
+	wantLines(t, out, `cache clear: removed 1 entries \(20\.0 MiB\), 0 temporary and 0 invalid files from .*`)
 	_, out, _ = runInProcess("cache", "status", "--cache-dir", cacheDir)
 	wantLines(t, out, `entries: +0 \(.*\)`, `bytes: +0 B \(0\)`)
 
@@ -107,8 +107,8 @@ func TestCacheCommandLocally(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	// An entry of ours of the wrong size (deleted at the next start).
-	os.WriteFile(filepath.Join(dir, "chunks", fmt.Sprintf("%040x-9-00000000", 1)), []byte("12345"), 0o600)
+	// A blob of ours of the wrong size (deleted at the next start).
+	os.WriteFile(filepath.Join(dir, "blobs", fmt.Sprintf("%040x-9-00000000", 1)), []byte("12345"), 0o600)
 
 	code, out, errOut := runInProcess("cache", "status", "--cache-dir", dir)
 	if code != 0 {
@@ -117,7 +117,7 @@ func TestCacheCommandLocally(t *testing.T) {
 	// The test binary was not started as "s3docs mount": no bound to read.
 	wantLines(t, out,
 		`entries: +0 \(.*\)`,
-		`invalid: +1 files, 5 B .*`,
+		`invalid: +1 files, 4\.0 KiB .*`,
 		fmt.Sprintf(`in use: +yes, by process %d`, os.Getpid()),
 		`bound: +set by --cache-size of the daemon`)
 	if code, _, errOut := runInProcess("cache", "clear", "--cache-dir", dir); code != 2 || !strings.Contains(errOut, "in use") {
@@ -126,16 +126,16 @@ func TestCacheCommandLocally(t *testing.T) {
 	c.Close()
 	// A file that is not s3docs's: status says so, clear refuses and
 	// deletes nothing.
-	junk := filepath.Join(dir, "chunks", "junk")
+	junk := filepath.Join(dir, "objects", "junk")
 	os.WriteFile(junk, []byte("12345"), 0o600)
 	code, out, errOut = runInProcess("cache", "status", "--cache-dir", dir)
 	if code != 0 {
 		t.Fatalf("status: exit code %d: %s", code, errOut)
 	}
-	wantLines(t, out, `foreign: +1 files or directories not made by s3docs, such as chunks/junk: .*`)
+	wantLines(t, out, `foreign: +1 files or directories not made by s3docs, such as objects/junk: .*`)
 	args := []string{"cache", "clear", "--cache-dir", dir}
 	code, out, errOut = runInProcess(args...)
-	checkCLIResult(t, args, code, out, errOut, 2, "holds files that are not s3docs's (chunks/junk)", "s3docs: cache clear: ")
+	checkCLIResult(t, args, code, out, errOut, 2, "holds files that are not s3docs's (objects/junk)", "s3docs: cache clear: ")
 	if _, err := os.Stat(junk); err != nil {
 		t.Fatalf("clear deleted a file that is not s3docs's: %v", err)
 	}

@@ -85,8 +85,9 @@ func TestCacheBoundComesBackAfterDiskFull(t *testing.T) {
 		t.Errorf("cache holds %d bytes after reading %d MiB: want more than the lowered bound %d, at most %d",
 			cached, objects*testChunkSize/mib, lowered, bound)
 	}
-	if disk := cacheDiskBytes(t, filepath.Join(fsDir, "cache")); disk != cached {
-		t.Errorf("cache directory holds %d bytes, the metric says %d", disk, cached)
+	// On disk: what the metric counts, and a map (a block) per object.
+	if disk := cacheDiskBytes(t, filepath.Join(fsDir, "cache")); disk < cached || disk > cached+objects*4096 {
+		t.Errorf("cache directory holds %d bytes, the metric says %d (and %d objects' maps)", disk, cached, objects)
 	}
 }
 

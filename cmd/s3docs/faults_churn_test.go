@@ -108,10 +108,12 @@ func TestManyReadersConstantEviction(t *testing.T) {
 	if len(f2) > len(f1)+slack {
 		t.Errorf("open files grow: %d after round 1, %d after round 2", len(f1), len(f2))
 	}
-	// The daemon holds the cache directory and its chunks/ and tmp/ open
-	// (it locks the one and works through the others); no file in them.
+	// The daemon holds the cache directory and its objects/, blobs/ and
+	// tmp/ open (it locks the one and works through the others); no file
+	// in them.
 	for _, f := range f2 {
-		if strings.HasPrefix(f, cacheDir+"/chunks/") || strings.HasPrefix(f, cacheDir+"/tmp/") {
+		if strings.HasPrefix(f, cacheDir+"/objects/") || strings.HasPrefix(f, cacheDir+"/blobs/") ||
+			strings.HasPrefix(f, cacheDir+"/tmp/") {
 			t.Errorf("chunk file still open after the load: %s", f)
 		}
 	}

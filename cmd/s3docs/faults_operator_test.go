@@ -62,7 +62,7 @@ func TestCacheDirDeletedUnderDaemon(t *testing.T) {
 			t.Fatalf("%s after the cache directory was deleted: %v (%s), sha256 %s", key, r.err, r.msg, r.sum)
 		}
 	}
-	for _, sub := range []string{"chunks", "tmp"} {
+	for _, sub := range []string{"objects", "blobs", "tmp"} {
 		if info, err := os.Stat(filepath.Join(cacheDir, sub)); err != nil || !info.IsDir() {
 			t.Fatalf("%s/ of the deleted cache directory not made again: %v", sub, err)
 		}
@@ -126,18 +126,25 @@ func TestCacheDirWithOtherFilesRefused(t *testing.T) {
 	leftovers := []string{
 		filepath.Join(cacheDir, "tmp", strings.Repeat("ab", 20)+".12345"),
 		filepath.Join(cacheDir, "tmp", "blob.678"),
-		filepath.Join(cacheDir, "chunks", strings.Repeat("cd", 20)+"-100-0000abcd"), // size differs from its name
+		filepath.Join(cacheDir, "blobs", strings.Repeat("cd", 20)+"-100-0000abcd"), // size differs from its name
+		filepath.Join(cacheDir, "objects", strings.Repeat("ef", 20)),               // an object's file without its map
+		// the per-chunk layout of earlier versions: converted by deletion
+		filepath.Join(cacheDir, "chunks", strings.Repeat("12", 20)+"-7-0000abcd"),
 	}
+	os.Mkdir(filepath.Join(cacheDir, "chunks"), 0o700)
 	for _, p := range leftovers {
 		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	d2 := w.mountAt(t, mp, mountOpts{cacheDir: cacheDir})
-	for _, p := range leftovers {
+	for _, p := range append(leftovers, filepath.Join(cacheDir, "chunks")) {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("leftover %s survived the start: %v", p, err)
 		}
+	}
+	if n := d2.logCount("cache layout of an earlier version", 1); n != 1 {
+		t.Errorf("the removal of the per-chunk layout was logged %d times, want once", n)
 	}
 	w.proxy.Reset()
 	if got := sha256Of(t, d2.path("a.pdf")); got != sum {

@@ -6,12 +6,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"s3docs/chunkcache"
 	"s3docs/internal/testenv"
 )
 
@@ -80,45 +80,92 @@ func sourceChunks(into map[chunkSig]chunkRef, key string, data []byte) {
 	}
 }
 
-// checkChunkFiles holds every file in cacheDir/chunks to what it claims and
-// to the source: its length and crc32c equal those in its name, and those of
-// one of the source's chunk slices. It returns the slices found. Parts and
-// page counts (blobs) are not chunks of a source: only files whose length
-// and checksum match no slice and whose name is not a chunk's fail.
+// checkChunkFiles holds every entry of the objects' files in cacheDir to
+// what their maps claim and to the source: its bytes have the length and
+// crc32c its map records, and a chunk's are those of one of the source's
+// chunk slices. It returns the chunks found, each with the entry holding it
+// ("objects/<id>@offset"). Pieces and fragments are held to their checksums.
 func checkChunkFiles(t *testing.T, cacheDir string, want map[chunkSig]chunkRef) map[chunkRef]string {
 	t.Helper()
-	dir := filepath.Join(cacheDir, "chunks")
-	des, err := os.ReadDir(dir)
+	ranges, err := chunkcache.ReadRanges(cacheDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	found := map[chunkRef]string{}
-	for _, de := range des {
-		parts := strings.Split(de.Name(), "-")
-		if len(parts) != 3 {
-			t.Errorf("cache file %s is not named like a chunk", de.Name())
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, de.Name()))
+	for _, r := range ranges {
+		name := fmt.Sprintf("%s@%d", r.File, r.Offset)
+		b := make([]byte, r.Length)
+		f, err := os.Open(filepath.Join(cacheDir, r.File))
 		if err != nil {
 			t.Fatal(err)
 		}
+		_, err = f.ReadAt(b, r.Offset)
+		f.Close()
+		if err != nil {
+			t.Errorf("%s %s: %v", r.Kind, name, err)
+			continue
+		}
 		sig := chunkSig{len(b), crc32.Checksum(b, castagnoliTable)}
-		if strconv.Itoa(sig.size) != parts[1] || fmt.Sprintf("%08x", sig.crc) != parts[2] {
-			t.Errorf("chunk %s holds %d bytes with crc32c %08x", de.Name(), sig.size, sig.crc)
+		if sig.crc != r.CRC32C {
+			t.Errorf("%s %s holds %d bytes with crc32c %08x, its map says %08x", r.Kind, name, sig.size, sig.crc, r.CRC32C)
+			continue
+		}
+		if r.Kind != "chunk" {
 			continue
 		}
 		ref, ok := want[sig]
 		if !ok {
-			t.Errorf("chunk %s (%d bytes) is no chunk-aligned slice of any source object", de.Name(), sig.size)
+			t.Errorf("chunk %s (%d bytes) is no chunk-aligned slice of any source object", name, sig.size)
 			continue
 		}
 		if other, dup := found[ref]; dup {
-			t.Errorf("%v is cached twice: %s and %s", ref, other, de.Name())
+			t.Errorf("%v is cached twice: %s and %s", ref, other, name)
 		}
-		found[ref] = de.Name()
+		found[ref] = name
 	}
 	return found
+}
+
+// chunkCount is how many whole chunks the maps in cacheDir record.
+func chunkCount(cacheDir string) int {
+	ranges, _ := chunkcache.ReadRanges(cacheDir)
+	n := 0
+	for _, r := range ranges {
+		if r.Kind == "chunk" {
+			n++
+		}
+	}
+	return n
+}
+
+// unrecordedBytes is how much the objects' files in cacheDir take on disk
+// beyond the entries their maps record (each rounded up to a block): bytes
+// of downloads a kill cut short, which a start punches out.
+func unrecordedBytes(t *testing.T, cacheDir string) int64 {
+	t.Helper()
+	ranges, err := chunkcache.ReadRanges(cacheDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded := map[string]int64{}
+	for _, r := range ranges {
+		recorded[r.File] += (r.Length + 4095) / 4096 * 4096
+	}
+	var extra int64
+	des, _ := os.ReadDir(filepath.Join(cacheDir, "objects"))
+	for _, de := range des {
+		if strings.HasSuffix(de.Name(), ".map") {
+			continue
+		}
+		info, err := de.Info()
+		if err != nil {
+			continue
+		}
+		if on := info.Sys().(*syscall.Stat_t).Blocks * 512; on > recorded["objects/"+de.Name()] {
+			extra += on - recorded["objects/"+de.Name()]
+		}
+	}
+	return extra
 }
 
 // tmpFiles lists what is left in cacheDir/tmp.

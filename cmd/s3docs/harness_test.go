@@ -29,8 +29,9 @@ func TestMain(m *testing.M) {
 	// A split worker gets none of the daemon's environment, so it is known
 	// by its subcommand.
 	if os.Getenv(runMainEnv) == "1" || len(os.Args) > 1 && os.Args[1] == splitWorkerCommand {
-		stdout, stderr, closeLog := testLogOutputs(os.Args[1:])
-		code := run(os.Args[1:], stdout, stderr, os.Getenv)
+		args := passthroughArgs(os.Args[1:])
+		stdout, stderr, closeLog := testLogOutputs(args)
+		code := run(args, stdout, stderr, os.Getenv)
 		closeLog()
 		os.Exit(code)
 	}
@@ -39,6 +40,16 @@ func TestMain(m *testing.M) {
 	// operator's would be.
 	syscall.Umask(0o077)
 	os.Exit(m.Run())
+}
+
+// passthroughArgs gives every mount --passthrough=off when the tests run with
+// passthrough off (testenv.PassthroughEnv), first, so that a test's own
+// --passthrough wins.
+func passthroughArgs(args []string) []string {
+	if testenv.Passthrough() || len(args) == 0 || args[0] != "mount" {
+		return args
+	}
+	return append([]string{"mount", "--passthrough=off"}, args[1:]...)
 }
 
 // testLogDirEnv names a directory that receives a copy of everything each
@@ -316,14 +327,15 @@ func catToNull(t *testing.T, path string) error {
 	return nil
 }
 
-// cacheDiskBytes is what the chunk files take, as du would count it.
+// cacheDiskBytes is what the cache's files take, as du counts it: the
+// objects' files are sparse, and take their blocks, not their sizes.
 func cacheDiskBytes(t *testing.T, dir string) int64 {
 	t.Helper()
 	var total int64
 	filepath.WalkDir(dir, func(path string, de os.DirEntry, err error) error {
 		if err == nil && de.Type().IsRegular() {
 			if info, err := de.Info(); err == nil {
-				total += info.Size()
+				total += info.Sys().(*syscall.Stat_t).Blocks * 512
 			}
 		}
 		return nil

@@ -151,7 +151,7 @@ func serveMount(cfg mountopts.Config, args []string, detached *readyNotifier, st
 		return err
 	}
 	log.Info("mounted", "source", cfg.Source, "mountpoint", cfg.MountPoint, "endpoint", d.store.Endpoint(),
-		"cache_dir", cfg.CacheDir, "cache_size", cfg.CacheSize)
+		"cache_dir", cfg.CacheDir, "cache_size", cfg.CacheSize, "passthrough", d.tree.Passthrough())
 	if d.empty {
 		log.Warn("nothing under the mounted prefix yet: the mount is empty until objects are put there",
 			"source", cfg.Source)
@@ -262,8 +262,13 @@ func openCache(cfg mountopts.Config, store *s3store.Store, log *slog.Logger, m *
 // newTree is the file tree: listings and lookups from store, reads through
 // cache, parts from parts.
 func newTree(cfg mountopts.Config, store *s3store.Store, cache *chunkcache.Cache, parts fs.Parts, log *slog.Logger, m *metrics) (*fs.FS, error) {
+	var probe func() (*os.File, error)
+	if cfg.Passthrough == mountopts.PassthroughAuto {
+		probe = cache.ProbeFile
+	}
 	return fs.New(fs.Options{
 		Store:                store,
+		PassthroughProbe:     probe,
 		OpenReader:           func(v object.Version) fs.Reader { return cache.NewReader(v) },
 		OpenBackgroundReader: func(v object.Version) fs.Reader { return cache.NewBackgroundReader(v) },
 		Discard:              cache.Discard,

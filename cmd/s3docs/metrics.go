@@ -150,7 +150,11 @@ func (m *metrics) watchTree(tree *fs.FS) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "s3docs_open_files",
 		Help: "Files open through the mount now (directories not counted).",
-	}, func() float64 { return float64(tree.OpenFiles()) }))
+	}, func() float64 { return float64(tree.OpenFiles()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "s3docs_passthrough_opens_total",
+			Help: "Opens handed a backing file (FUSE passthrough): the kernel reads them without the daemon.",
+		}, func() float64 { return float64(tree.PassthroughOpens()) }))
 }
 
 // observeRequest is s3store's OnRequest.
@@ -212,6 +216,9 @@ func (m *metrics) watchCache(c *chunkcache.Cache, configured int64) {
 			func() float64 { return float64(c.Stats().InFlight) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "s3docs_cache_bytes", Help: "Bytes in the cache."},
 			func() float64 { return float64(c.Bytes()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "s3docs_cache_pinned_bytes",
+			Help: "Bytes of the objects the kernel reads through passthrough now: never evicted meanwhile, at most half the bound."},
+			func() float64 { return float64(c.PinnedBytes()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "s3docs_cache_max_bytes",
 			Help: "The bound the cache keeps now: --cache-size, or less while its file system has no room for that much."},
 			func() float64 { return float64(c.Limit()) }),

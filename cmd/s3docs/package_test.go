@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"s3docs/chunkcache"
 	"s3docs/internal/testenv"
 )
 
@@ -403,13 +404,15 @@ func checkManPage(t *testing.T) {
 // cacheChunks lists the chunk files of the unit's cache directory.
 func cacheChunks(t *testing.T) []string {
 	t.Helper()
-	des, err := os.ReadDir("/var/cache/s3docs/chunks")
+	ranges, err := chunkcache.ReadRanges("/var/cache/s3docs")
 	if err != nil {
 		t.Fatalf("the cache of root's mount: %v", err)
 	}
 	var names []string
-	for _, de := range des {
-		names = append(names, de.Name())
+	for _, r := range ranges {
+		if r.Kind == "chunk" {
+			names = append(names, fmt.Sprintf("%s@%d", r.File, r.Offset))
+		}
 	}
 	return names
 }

@@ -52,7 +52,7 @@ func slogQuoted(key string) string {
 }
 
 var (
-	chunkFileName = regexp.MustCompile(`^[0-9a-f]{40}-[0-9]+-[0-9a-f]{8}$|^lock$`)
+	chunkFileName = regexp.MustCompile(`^[0-9a-f]{40}-[0-9]+-[0-9a-f]{8}$|^[0-9a-f]{40}(\.map)?$|^lock$`)
 	// fsKeyWarning are the fs package's warnings about keys, each due once.
 	fsKeyWarning = regexp.MustCompile(`msg="(skipping key|key holds control|key is not valid UTF-8|an object or prefix named .parts|a file and a directory share)`)
 )
@@ -190,7 +190,8 @@ func TestHostileKeysThroughTheServer(t *testing.T) {
 		}
 	}
 
-	// The cache holds chunks and blobs by hash only; nothing beside it.
+	// The cache holds objects' files, their maps and blobs by hash only;
+	// nothing beside it.
 	var stray []string
 	filepath.WalkDir(cacheDir, func(path string, de os.DirEntry, err error) error {
 		if err == nil && de.Type().IsRegular() && !chunkFileName.MatchString(de.Name()) {

@@ -120,3 +120,14 @@ func FreePort(t testing.TB) int {
 	}
 	return port
 }
+
+// PassthroughEnv names the variable that runs the tests with FUSE
+// passthrough off: with S3DOCS_TEST_PASSTHROUGH=off every mount a test makes
+// (the daemons of cmd/s3docs get --passthrough=off, fs's trees no probe) reads
+// through the daemon, as on a kernel without passthrough. scripts/test.sh runs
+// the tests of those packages a second time so.
+const PassthroughEnv = "S3DOCS_TEST_PASSTHROUGH"
+
+// Passthrough says whether the tests' mounts may use FUSE passthrough (see
+// PassthroughEnv): true unless the variable is "off".
+func Passthrough() bool { return os.Getenv(PassthroughEnv) != "off" }
