@@ -54,7 +54,19 @@ type Options struct {
 	// OnFetch, if set, is told of every chunk fetch (one ranged GET, with its
 	// retries and resumes) when it ends: bytes stored, time taken, outcome.
 	OnFetch func(bytes int64, d time.Duration, err error)
+
+	// clock, when set, is the clock of the cache's two waits that tests
+	// must be able to pass without waiting: the full disk's backoff and
+	// the memory of failed ranges. The wall clock otherwise.
+	clock clock
 }
+
+// clock tells the time.
+type clock interface{ Now() time.Time }
+
+type wallClock struct{}
+
+func (wallClock) Now() time.Time { return time.Now() }
 
 // Cache is safe for concurrent use. Its parts, each with one job:
 //
@@ -125,6 +137,9 @@ func Open(o Options, f Fetcher) (*Cache, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.clock == nil {
+		o.clock = wallClock{}
+	}
 	stats := &counters{}
 	geo := newGeometry(o.Namespace, o.ChunkSize)
 	st, err := openDisk(o.Dir, o.MaxBytes, geo, stats, o.Logger)
@@ -139,7 +154,7 @@ func Open(o Options, f Fetcher) (*Cache, error) {
 		stats: stats,
 		disk:  st,
 		ahead: newReadahead(o),
-		full:  &fullDisk{backoff: o.NoSpaceBackoff},
+		full:  &fullDisk{backoff: o.NoSpaceBackoff, now: o.clock.Now},
 		tasks: newTasks(),
 	}
 	c.downloads = &downloads{
@@ -155,6 +170,7 @@ func Open(o Options, f Fetcher) (*Cache, error) {
 		gets:    newSlots(o.MaxConcurrentGets),
 		flights: map[string]*flight{},
 		failed:  map[string]failure{},
+		now:     o.clock.Now,
 	}
 	c.tasks.add()
 	go func() {

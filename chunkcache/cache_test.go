@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"s3docs/internal/object"
+	"s3docs/internal/testenv"
 )
 
 const testChunk = 64 << 10 // small chunks keep the tests fast; the arithmetic is the same
@@ -108,13 +109,7 @@ func (f *fakeFetcher) callsFor(key string, off int64) int {
 // soon as its bytes arrive, possibly before its chunk is admitted.
 func waitDownloads(t *testing.T, c *Cache) {
 	t.Helper()
-	for range 1000 {
-		if c.downloads.running() == 0 {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("downloads still running after 10 s")
+	testenv.WaitFor(t, 10*time.Second, "the downloads to end", func() bool { return c.downloads.running() == 0 })
 }
 
 func randomBytes(seed uint64, n int) []byte {
@@ -131,6 +126,7 @@ func openCache(t *testing.T, dir string, f Fetcher, maxBytes, readAhead int64) *
 	c, err := Open(Options{
 		Dir: dir, MaxBytes: maxBytes, ChunkSize: testChunk, Namespace: "test",
 		MaxConcurrentGets: 4, ReadAhead: readAhead, ReadTimeout: 10 * time.Second,
+		clock: newTestClock(),
 	}, f)
 	if err != nil {
 		t.Fatal(err)
@@ -526,10 +522,7 @@ func TestSingleflight(t *testing.T) {
 		}()
 	}
 	// Let every reader pile up on the first chunk before any fetch completes.
-	deadline := time.Now().Add(5 * time.Second)
-	for c.Stats().Misses < readers && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	testenv.Eventually(5*time.Second, func() bool { return c.Stats().Misses >= readers })
 	close(f.gate)
 	wg.Wait()
 	close(errs)
@@ -565,9 +558,7 @@ func TestCancelledWaiterDoesNotCancelFetch(t *testing.T) {
 		_, err := c.ReadAt(context.Background(), v, p, 0)
 		second <- err
 	}()
-	for c.Stats().Misses < 2 {
-		time.Sleep(time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, "both readers waiting", func() bool { return c.Stats().Misses >= 2 })
 	cancel()
 	if err := <-first; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled reader got %v, want context.Canceled", err)
@@ -648,14 +639,30 @@ func TestBackgroundFailureNotRemembered(t *testing.T) {
 	}
 }
 
-// forgetFailures stands for failedRangeMemory passing.
+// forgetFailures lets failedRangeMemory pass on the clock of a cache
+// opened by openCache.
 func forgetFailures(c *Cache) {
-	c.downloads.mu.Lock()
-	defer c.downloads.mu.Unlock()
-	for k, f := range c.downloads.failed {
-		f.until = time.Now().Add(-time.Nanosecond)
-		c.downloads.failed[k] = f
-	}
+	c.opt.clock.(*testClock).advance(failedRangeMemory + time.Nanosecond)
+}
+
+// testClock is a clock that moves only when a test moves it (Options.clock).
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newTestClock() *testClock { return &testClock{now: time.Unix(1_800_000_000, 0)} }
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }
 
 func TestFetchErrorPropagates(t *testing.T) {
@@ -802,11 +809,9 @@ func TestReadaheadSequentialOnly(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for (f.callsFor("seq", 1*testChunk) == 0 || f.callsFor("seq", 2*testChunk) == 0 || f.callsFor("seq", 3*testChunk) == 0) &&
-		time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	testenv.Eventually(5*time.Second, func() bool {
+		return f.callsFor("seq", 1*testChunk) > 0 && f.callsFor("seq", 2*testChunk) > 0 && f.callsFor("seq", 3*testChunk) > 0
+	})
 	c.Close() // waits for background fetches
 	for i := 1; i <= 3; i++ {
 		if f.callsFor("seq", int64(i)*testChunk) != 1 {
@@ -860,10 +865,7 @@ func TestReadaheadAfterATailRead(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for f.callsFor("doc.pdf", testChunk) == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	testenv.Eventually(5*time.Second, func() bool { return f.callsFor("doc.pdf", testChunk) > 0 })
 	c.Close()
 	if c.Stats().Readaheads == 0 {
 		t.Fatal("a tail read disabled readahead for the scan that followed")

@@ -38,6 +38,7 @@ type downloads struct {
 	mu      sync.Mutex
 	flights map[string]*flight // by entry id
 	failed  map[string]failure // by chunk id: see retry.go
+	now     func() time.Time   // the clock of failed's memory
 }
 
 // copyBufs keep the per-fetch copy buffer off the heap's growth path: entry
@@ -66,7 +67,7 @@ func (d *downloads) join(v object.Version, s span, background bool) (f *flight, 
 		}
 		return running, false, nil
 	}
-	if err := d.recentFailureLocked(chunk, time.Now()); err != nil {
+	if err := d.recentFailureLocked(chunk, d.now()); err != nil {
 		d.mu.Unlock()
 		d.log.Debug("range failed moments ago: failing at once", "key", v.Key, "offset", s.off, "err", err)
 		return nil, false, err

@@ -115,10 +115,11 @@ func TestFullDiskServesUncached(t *testing.T) {
 	var logMu = make(chan struct{}, 1)
 	logMu <- struct{}{}
 	logger := slog.New(slog.NewTextHandler(lockedWriter{&logs, logMu}, nil))
+	clk := newTestClock()
 	c, err := Open(Options{
 		Dir: filepath.Join(dir, "cache"), MaxBytes: 100 * testChunk, ChunkSize: testChunk, Namespace: "test",
 		MaxConcurrentGets: 4, ReadTimeout: 10 * time.Second, Logger: logger,
-		NoSpaceBackoff: time.Second,
+		NoSpaceBackoff: time.Second, clock: clk,
 	}, f)
 	if err != nil {
 		t.Fatal(err)
@@ -158,7 +159,7 @@ func TestFullDiskServesUncached(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1100 * time.Millisecond)
+	clk.advance(time.Second + time.Millisecond)
 	readAll()
 	before := f.total.Load()
 	readAll()
@@ -363,10 +364,11 @@ func TestBoundLoweredWhenOwnChunksFillTheDisk(t *testing.T) {
 	var logs strings.Builder
 	logMu := make(chan struct{}, 1)
 	logMu <- struct{}{}
+	clk := newTestClock()
 	c, err := Open(Options{
 		Dir: dir, MaxBytes: 100 * testChunk, ChunkSize: testChunk, Namespace: "test",
 		MaxConcurrentGets: 1, ReadTimeout: 10 * time.Second, NoSpaceBackoff: 200 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(lockedWriter{&logs, logMu}, nil)),
+		Logger: slog.New(slog.NewTextHandler(lockedWriter{&logs, logMu}, nil)), clock: clk,
 	}, f)
 	if err != nil {
 		t.Fatal(err)
@@ -391,7 +393,7 @@ func TestBoundLoweredWhenOwnChunksFillTheDisk(t *testing.T) {
 		t.Fatal("lowering the bound was not logged")
 	}
 	// Within the lowered bound, chunks are cached again after the backoff.
-	time.Sleep(300 * time.Millisecond)
+	clk.advance(300 * time.Millisecond)
 	last := int64(15) * testChunk
 	for range 2 {
 		if _, err := c.ReadAt(context.Background(), v, got, last); err != nil || !bytes.Equal(got, data[last:]) {
@@ -432,9 +434,10 @@ func TestBoundRaisedWhenSpaceReturns(t *testing.T) {
 	data := randomBytes(28, 12*testChunk)
 	v := f.add("obj", data)
 	const maxBytes = 10 * testChunk
+	clk := newTestClock()
 	c, err := Open(Options{
 		Dir: filepath.Join(dir, "cache"), MaxBytes: maxBytes, ChunkSize: testChunk, Namespace: "test",
-		MaxConcurrentGets: 1, ReadTimeout: 10 * time.Second, NoSpaceBackoff: 100 * time.Millisecond,
+		MaxConcurrentGets: 1, ReadTimeout: 10 * time.Second, NoSpaceBackoff: 100 * time.Millisecond, clock: clk,
 	}, f)
 	if err != nil {
 		t.Fatal(err)
@@ -466,7 +469,7 @@ func TestBoundRaisedWhenSpaceReturns(t *testing.T) {
 	fill.Close()
 	for idx := 6; idx < 12; idx++ {
 		read(idx)
-		time.Sleep(150 * time.Millisecond) // past the backoff: the next fetch meets the full disk
+		clk.advance(150 * time.Millisecond) // past the backoff: the next fetch meets the full disk
 	}
 	if limit := c.Limit(); limit >= maxBytes {
 		t.Fatalf("bound %d after a full disk: want it lowered below %d", limit, maxBytes)

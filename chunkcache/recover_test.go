@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"s3docs/internal/object"
 	"s3docs/internal/testenv"
@@ -59,16 +58,10 @@ func TestDirDeletedWhileInUse(t *testing.T) {
 	}
 	// The watcher needs no read to notice.
 	os.RemoveAll(dir)
-	deadline := time.Now().Add(3 * dirCheckEvery)
-	for {
-		if info, err := os.Stat(filepath.Join(dir, "objects")); err == nil && info.IsDir() {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("directory not made again within %v", 3*dirCheckEvery)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 3*dirCheckEvery, "the directory made again", func() bool {
+		info, err := os.Stat(filepath.Join(dir, "objects"))
+		return err == nil && info.IsDir()
+	})
 	if _, err := Open(Options{MaxConcurrentGets: testGets, ReadTimeout: testReadTimeout, Dir: dir, MaxBytes: 100 * testChunk, ChunkSize: testChunk}, f); !errors.Is(err, ErrInUse) {
 		t.Fatalf("second cache after the watcher made the directory again: %v, want ErrInUse", err)
 	}
@@ -121,13 +114,7 @@ func TestDirTakenByAnotherCache(t *testing.T) {
 	}
 	// The other one goes away: this one takes the directory back.
 	other.Close()
-	deadline := time.Now().Add(3 * dirCheckEvery)
-	for c.disk.lost.Load() {
-		if time.Now().After(deadline) {
-			t.Fatalf("directory not taken back within %v", 3*dirCheckEvery)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 3*dirCheckEvery, "the directory taken back", func() bool { return !c.disk.lost.Load() })
 	if _, err := c.ReadAt(context.Background(), b, make([]byte, b.Size), 0); err != nil {
 		t.Fatal(err)
 	}

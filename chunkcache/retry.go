@@ -93,7 +93,7 @@ func (d *downloads) noteFailure(ctx context.Context, key string, err error) {
 		delete(d.failed, key)
 		return
 	}
-	now := time.Now()
+	now := d.now()
 	if len(d.failed) >= maxFailedRanges {
 		for k, f := range d.failed {
 			if now.After(f.until) {

@@ -11,6 +11,7 @@ import (
 
 	"s3docs/internal/object"
 	"s3docs/internal/pacer"
+	"s3docs/internal/testenv"
 )
 
 // A freed GET slot goes to a foreground waiter before background ones
@@ -40,15 +41,11 @@ func TestSlotsServeForegroundFirst(t *testing.T) {
 			mu.Unlock()
 			s.release()
 		}()
-		for { // queued in this order
+		testenv.WaitFor(t, 10*time.Second, "the waiters queued in this order", func() bool {
 			s.mu.Lock()
-			n := len(s.waiting)
-			s.mu.Unlock()
-			if n == i+1 {
-				break
-			}
-			time.Sleep(time.Millisecond)
-		}
+			defer s.mu.Unlock()
+			return len(s.waiting) == i+1
+		})
 	}
 	// A waiter that gives up leaves the queue.
 	short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
@@ -88,17 +85,6 @@ func (f *recordingFetcher) ctx(key string, off int64) context.Context {
 	return f.ctxs[fmt.Sprintf("%s@%d", key, off)]
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s after 10 s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // Readahead fetches are background work for the pacer and the GET slots,
 // until a reader waits for one: then it is foreground. A background
 // reader's own fetches are background too.
@@ -123,7 +109,7 @@ func TestReadaheadIsBackgroundUntilJoined(t *testing.T) {
 	if background("obj", 0) {
 		t.Error("a reader's own fetch is background")
 	}
-	waitFor(t, "readahead of chunks 1 and 2", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "readahead of chunks 1 and 2", func() bool {
 		return f.ctx("obj", 2*testChunk) != nil && c.downloads.running() == 0
 	})
 	f.fakeFetcher.mu.Lock()
@@ -136,7 +122,7 @@ func TestReadaheadIsBackgroundUntilJoined(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "readahead of chunk 3", fetched("obj", 3*testChunk))
+	testenv.WaitFor(t, 10*time.Second, "readahead of chunk 3", fetched("obj", 3*testChunk))
 	if !background("obj", testChunk) || !background("obj", 3*testChunk) {
 		t.Fatal("readahead fetches are not background")
 	}
@@ -146,11 +132,11 @@ func TestReadaheadIsBackgroundUntilJoined(t *testing.T) {
 		_, err := c.ReadAt(ctx, v, make([]byte, 100), 3*testChunk)
 		done <- err
 	}()
-	waitFor(t, "chunk 3 made foreground", func() bool { return !background("obj", 3*testChunk) })
+	testenv.WaitFor(t, 10*time.Second, "chunk 3 made foreground", func() bool { return !background("obj", 3*testChunk) })
 	// A background reader's own fetch is background.
 	v2 := f.add("obj2", data)
 	go c.NewBackgroundReader(v2).ReadAt(ctx, make([]byte, 100), 0)
-	waitFor(t, "the background reader's fetch", fetched("obj2", 0))
+	testenv.WaitFor(t, 10*time.Second, "the background reader's fetch", fetched("obj2", 0))
 	if !background("obj2", 0) {
 		t.Error("a background reader's fetch is foreground")
 	}

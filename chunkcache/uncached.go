@@ -36,6 +36,7 @@ func uncachedFailure(err error) bool {
 // error is logged at most once per backoff period.
 type fullDisk struct {
 	backoff time.Duration
+	now     func() time.Time
 
 	mu            sync.Mutex
 	until, logged time.Time
@@ -43,7 +44,8 @@ type fullDisk struct {
 
 // note records that the disk was found full now, and says whether to log
 // it.
-func (f *fullDisk) note(now time.Time) (logIt bool) {
+func (f *fullDisk) note() (logIt bool) {
+	now := f.now()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.until = now.Add(f.backoff)
@@ -55,7 +57,8 @@ func (f *fullDisk) note(now time.Time) (logIt bool) {
 }
 
 // active says whether reads bypass the cache now.
-func (f *fullDisk) active(now time.Time) bool {
+func (f *fullDisk) active() bool {
+	now := f.now()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return now.Before(f.until)
@@ -65,7 +68,7 @@ func (f *fullDisk) active(now time.Time) bool {
 // disk's bound if its own entries are what filled the disk (see
 // disk.shrinkToFit), and says so.
 func (d *downloads) noteNoSpace(err error) {
-	logIt := d.full.note(time.Now())
+	logIt := d.full.note()
 	limit, lowered := d.disk.shrinkToFit()
 	dir := d.disk.dir.Load().path
 	if logIt {
@@ -81,7 +84,7 @@ func (d *downloads) noteNoSpace(err error) {
 // bypassing: reads go straight to the object store, uncached, because the
 // cache's disk is full or its directory is gone.
 func (c *Cache) bypassing() bool {
-	return c.disk.lost.Load() || c.full.active(time.Now())
+	return c.disk.lost.Load() || c.full.active()
 }
 
 // readThrough reads p at off straight from the object store, without

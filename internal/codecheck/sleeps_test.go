@@ -20,10 +20,6 @@ var sleepExcuse = regexp.MustCompile(`(?i)not(\s|//)+waiting(\s|//)+for(\s|//)+a
 // excuseLines is how far above a sleep its comment may start.
 const excuseLines = 4
 
-// pending are directories whose tests are still to be reworked: chunkcache
-// is being rewritten (issue 21), its tests with it.
-var pending = []string{"chunkcache/"}
-
 // Every time.Sleep in a test, or in the test support, has a comment that
 // says why it is not waiting for an event.
 func TestSleepsSayWhy(t *testing.T) {
@@ -44,11 +40,6 @@ func TestSleepsSayWhy(t *testing.T) {
 				return filepath.SkipDir
 			}
 			return nil
-		}
-		for _, dir := range pending {
-			if strings.HasPrefix(rel, dir) {
-				return nil
-			}
 		}
 		testSupport := strings.HasPrefix(rel, "internal/testenv/")
 		if !strings.HasSuffix(rel, "_test.go") && !(testSupport && strings.HasSuffix(rel, ".go")) {
