@@ -269,7 +269,7 @@ func TestWorstCaseRequestsPerRange(t *testing.T) {
 	if err == nil && calls()-throttled() != s.MaxRequestsPerRange(n, 0) {
 		t.Errorf("%d requests besides the throttled ones, want %d", calls()-throttled(), s.MaxRequestsPerRange(n, 0))
 	}
-	// The daemon's figures, as README states them: 45 requests for a
+	// The daemon's figures, as docs/semantics.md states them: 45 requests for a
 	// chunk within 2 minutes, 17 within 10 s.
 	d, err := New(context.Background(), Options{Bucket: "docs", EndpointURL: "http://127.0.0.1:1", MaxConns: 1})
 	if err != nil {
@@ -277,7 +277,7 @@ func TestWorstCaseRequestsPerRange(t *testing.T) {
 	}
 	defer d.Close()
 	if a, b := d.MaxRequestsPerRange(8<<20, 2*time.Minute), d.MaxRequestsPerRange(8<<20, 10*time.Second); a != 45 || b != 17 {
-		t.Errorf("worst cases %d and %d, README says 45 and 17", a, b)
+		t.Errorf("worst cases %d and %d, docs/semantics.md says 45 and 17", a, b)
 	}
 }
 

@@ -63,6 +63,10 @@ CGO_ENABLED=0 GOOS=linux GOARCH=$goarch go build -trimpath -buildmode=pie \
 go run ./internal/tools/mkman -out "$stage" -version "$version"
 gzip -9n "$stage/s3docs.1" "$stage/mount.fuse.s3docs.8"
 gzip -9n <README.md >"$stage/README.md.gz"
+mkdir -p "$stage/docs"
+for doc in docs/*.md; do
+	gzip -9n <"$doc" >"$stage/docs/$(basename "$doc").gz"
+done
 
 # The changelog of a package built from a commit: one entry naming it.
 date=$(git log -1 --format=%cD 2>/dev/null || date -R)

@@ -140,7 +140,7 @@ func TestFleetUnderThrottling(t *testing.T) {
 	if f.throttled == 0 {
 		t.Fatal("nothing was throttled: the test did not test throttling")
 	}
-	// README's figure (1.5× at most, from scripts/bench.sh fleet) is a
+	// docs/performance.md's figure (1.5× at most, from scripts/bench.sh fleet) is a
 	// benchmark's; this bound only catches a return of the retries that
 	// multiplied (4.9×).
 	if ratio := float64(f.sent()) / float64(f.neededGETs); ratio > 2 {

@@ -22,8 +22,8 @@ import (
 )
 
 // hostileCase is one hostile object and what its .parts directory must do.
-// Outcomes, consistent per kind (README's .parts section says the same of
-// the failures):
+// Outcomes, consistent per kind (docs/semantics.md, "When a PDF cannot be
+// split", says the same of the failures):
 //   - not a PDF at all (zero bytes, HTML named .pdf): ENOENT, like a non-PDF;
 //   - a PDF that cannot be split (truncated, encrypted with a user password,
 //     a page tree with a loop, nesting past pdfcpu's depth limit, a worker

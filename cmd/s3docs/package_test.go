@@ -71,10 +71,20 @@ func TestDebianPackage(t *testing.T) {
 		t.Fatalf("after install.sh, dpkg has s3docs %q, want %s", got, pkgVersion1)
 	}
 	files := packageFiles(t)
-	for _, f := range []struct {
+	type installedFile struct {
 		path string
 		mode os.FileMode
-	}{
+	}
+	// README links to docs/*.md: the package ships each, under its name.
+	docs, err := filepath.Glob(filepath.Join(repo, "docs", "*.md"))
+	if err != nil || len(docs) < 5 {
+		t.Fatalf("docs/*.md of the repository: %v %v", docs, err)
+	}
+	var docFiles []installedFile
+	for _, d := range docs {
+		docFiles = append(docFiles, installedFile{"/usr/share/doc/s3docs/docs/" + filepath.Base(d) + ".gz", 0o644})
+	}
+	for _, f := range append([]installedFile{
 		{"/usr/bin/s3docs", 0o755},
 		{"/usr/sbin/mount.fuse.s3docs", 0o755},
 		{"/usr/lib/systemd/system/s3docs.service", 0o644},
@@ -85,7 +95,7 @@ func TestDebianPackage(t *testing.T) {
 		{"/usr/share/doc/s3docs/copyright", 0o644},
 		{"/usr/share/s3docs/grafana/s3docs.json", 0o644},
 		{"/usr/share/s3docs/prometheus/s3docs.rules.yml", 0o644},
-	} {
+	}, docFiles...) {
 		info, err := os.Stat(f.path)
 		if err != nil {
 			t.Errorf("not installed: %v", err)

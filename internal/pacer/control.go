@@ -76,8 +76,8 @@ type Config struct {
 //   - Calm 20 s: far longer than a daemon at the store's limit goes
 //     without a throttled answer.
 //
-// These were chosen on real mounts (TestFleetUnderThrottling; README's
-// Performance) and fleet_test.go's simulation, which holds them.
+// These were chosen on real mounts (TestFleetUnderThrottling;
+// docs/performance.md) and fleet_test.go's simulation, which holds them.
 const (
 	defaultInitialWindow = 1
 	defaultMaxWindow     = 64

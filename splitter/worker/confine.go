@@ -16,7 +16,7 @@ import (
 )
 
 // A worker parses untrusted documents, so it runs with the least the machine
-// allows (README, Security):
+// allows (docs/security.md, "What a split worker can see"):
 //   - the pool starts it with a minimal environment and only fds 0, 1, 2
 //     (markCloexec in the parent, closeInherited in the child);
 //   - it confines itself before it reads a byte of the document: empty

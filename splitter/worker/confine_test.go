@@ -27,8 +27,8 @@ func procStatus(t *testing.T, pid int) map[string]string {
 	return m
 }
 
-// checkConfined holds a live worker to what README's Security section
-// promises: its user, no capabilities, no_new_privs, the seccomp filter, no
+// checkConfined holds a live worker to what docs/security.md ("What a
+// split worker can see") promises: its user, no capabilities, no_new_privs, the seccomp filter, no
 // credentials in its environment, and no fds but its pipes.
 func checkConfined(t *testing.T, pid int, uid int) {
 	t.Helper()

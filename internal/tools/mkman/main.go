@@ -150,7 +150,7 @@ func writeS3docs(w io.Writer, version string) {
 	fmt.Fprintln(w, `.BR mount.fuse.s3docs (8),`)
 	fmt.Fprintln(w, `.BR fusermount3 (1),`)
 	fmt.Fprintln(w, `.BR systemctl (1)`)
-	para(w, "/usr/share/doc/s3docs/README.md holds the whole manual: the cache, the .parts tree, metrics, and every message.")
+	para(w, "/usr/share/doc/s3docs/ holds the manual: README.md, and in docs/ configuration.md (every option, fstab, the unit), semantics.md (what a reader sees: versions, errors and their deadlines, the cache, the .parts tree), troubleshooting.md (every message), monitoring.md (metrics, dashboard, alerts), security.md, performance.md and design.md.")
 }
 
 func writeHelper(w io.Writer, version string) {
