@@ -329,7 +329,12 @@ func runHelper(tb testing.TB, q helperRequest, env ...string) helperResult {
 		tb.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(append(os.Environ(), env...), helperEnv+"="+string(req))
+	// Built with -race, a process sleeps a second at its exit (GORACE's
+	// atexit_sleep_ms, for goroutines still running to report a race); the
+	// helper's work is done by then, and its 13 sleeps were 13 s of
+	// TestBigPDF's 27 s under -race.
+	gorace := strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")
+	cmd.Env = append(append(os.Environ(), env...), helperEnv+"="+string(req), "GORACE="+gorace)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

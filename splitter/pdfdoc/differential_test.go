@@ -45,6 +45,9 @@ package pdfdoc
 // refusal allowed), after confirming with qpdf, poppler and mutool that
 // each file is what the issue says.
 //
+// The tools' answers are remembered for the test process by the bytes
+// they read (toolAnswers), so that go test -count=N asks them once.
+//
 // With S3DOCS_DIFF_WRITE_CORPUS=1, both tests write the files that fail,
 // and a third of the others, to testdata/fuzz/FuzzOpenExtract.
 
@@ -228,7 +231,7 @@ func (dt *diffTools) confirm(t *testing.T, f pdfgen.OddFile, o *diffOutcome, wan
 		{"poppler", want.popplerNot, []string{dt.pdftotext, "-enc", "UTF-8", o.src, "-"}},
 		{"mutool", want.mutoolNot, []string{dt.mutool, "draw", "-F", "txt", o.src}},
 	} {
-		r := dt.run(ctx, v.args[0], v.args[1:]...)
+		r := dt.query(ctx, v.args[0], v.args[1:]...)
 		pages := diffSplitPages(r.stdout)
 		expect := shown
 		if v.who == "mutool" && want.mutoolBlank {
@@ -310,6 +313,16 @@ func (dt *diffTools) run(ctx context.Context, path string, args ...string) diffR
 		r.exit = -1
 	}
 	return r
+}
+
+// query is run for a program that writes no files (its answer is its
+// output and exit status), answered from toolAnswers when the program was
+// asked the same of the same bytes before.
+func (dt *diffTools) query(ctx context.Context, path string, args ...string) diffRun {
+	return toolAnswers.ask(path, args, func() (diffRun, bool) {
+		r := dt.run(ctx, path, args...)
+		return r, r.exit >= 0 // it ran to its end: not cut by the deadline or a signal
+	})
 }
 
 // diffQpdfView is what qpdf makes of a source.
@@ -667,14 +680,14 @@ func diffRanges(n int, rng *rand.Rand) ([][2]int, map[[2]int]bool) {
 func (dt *diffTools) readQpdf(ctx context.Context, o *diffOutcome, dir string) diffQpdfView {
 	v := diffQpdfView{npages: -1}
 	var complaints []string
-	chk := dt.run(ctx, dt.qpdf, "--check", o.src)
+	chk := dt.query(ctx, dt.qpdf, "--check", o.src)
 	if chk.exit != 0 || strings.TrimSpace(chk.stderr) != "" || !strings.Contains(chk.stdout, "No syntax or stream encoding errors found") {
 		complaints = append(complaints, diffQpdfComplaints(chk, dir))
 	}
-	if r := dt.run(ctx, dt.qpdf, "--show-npages", o.src); r.exit == 0 || r.exit == 3 {
+	if r := dt.query(ctx, dt.qpdf, "--show-npages", o.src); r.exit == 0 || r.exit == 3 {
 		v.npages, _ = strconv.Atoi(strings.TrimSpace(r.stdout))
 	}
-	js := dt.run(ctx, dt.qpdf, "--json", "--json-key=pages", "--json-key=qpdf", o.src)
+	js := dt.query(ctx, dt.qpdf, "--json", "--json-key=pages", "--json-key=qpdf", o.src)
 	if js.exit != 0 && js.exit != 3 {
 		v.rejects = "qpdf --json: " + diffFirstLine(strings.ReplaceAll(cmp.Or(js.stderr, fmt.Sprint(js.err)), dir+"/", ""))
 		v.complaints = strings.Join(complaints, "\n")
@@ -704,7 +717,7 @@ func (dt *diffTools) readQpdf(ctx context.Context, o *diffOutcome, dir string) d
 		return v
 	}
 	v.complaints = strings.Join(complaints, "\n")
-	if r := dt.run(ctx, dt.qpdf, "--check", v.ref); r.exit != 0 || strings.TrimSpace(r.stderr) != "" {
+	if r := dt.query(ctx, dt.qpdf, "--check", v.ref); r.exit != 0 || strings.TrimSpace(r.stderr) != "" {
 		v.refKinds = map[string]bool{}
 		for _, c := range strings.Split(diffQpdfComplaints(r, dir), "\n") {
 			v.refKinds[diffComplaintKind(c)] = true
@@ -801,7 +814,7 @@ func (dt *diffTools) checkPart(ctx context.Context, o *diffOutcome, p diffPart) 
 	if p.fresh {
 		name = "fresh " + name
 	}
-	chk := dt.run(ctx, dt.qpdf, "--check", path)
+	chk := dt.query(ctx, dt.qpdf, "--check", path)
 	if chk.exit != 0 || strings.TrimSpace(chk.stderr) != "" || !strings.Contains(chk.stdout, "No syntax or stream encoding errors found") {
 		// What qpdf also says of its own pages (a content stream it cannot
 		// parse, copied as it is) is not the part's fault.
@@ -869,7 +882,7 @@ func (dt *diffTools) checkPart(ctx context.Context, o *diffOutcome, p diffPart) 
 // readPages returns pdftotext's text and pdfinfo's boxes of each of the n
 // pages of path, and what is wrong with it as a PDF of n pages.
 func (dt *diffTools) readPages(ctx context.Context, path string, n int) (texts, boxes []string, problems []string) {
-	tr := dt.run(ctx, dt.pdftotext, "-enc", "UTF-8", path, "-")
+	tr := dt.query(ctx, dt.pdftotext, "-enc", "UTF-8", path, "-")
 	if tr.err != nil {
 		return nil, nil, []string{fmt.Sprintf("pdftotext: %v: %s", tr.err, diffFirstLine(tr.stderr))}
 	}
@@ -877,7 +890,7 @@ func (dt *diffTools) readPages(ctx context.Context, path string, n int) (texts, 
 	if len(texts) != n {
 		problems = append(problems, fmt.Sprintf("pdftotext finds %d pages, want %d", len(texts), n))
 	}
-	ir := dt.run(ctx, dt.pdfinfo, "-box", "-f", "1", "-l", strconv.Itoa(n), path)
+	ir := dt.query(ctx, dt.pdfinfo, "-box", "-f", "1", "-l", strconv.Itoa(n), path)
 	if ir.err != nil {
 		return nil, nil, append(problems, fmt.Sprintf("pdfinfo: %v: %s", ir.err, diffFirstLine(ir.stderr)))
 	}

@@ -32,11 +32,36 @@ import (
 func docTool(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	stdout, stderr := testenv.Run(t, name, args...)
+	docToolStderr(t, name, args, stderr)
+	return stdout
+}
+
+// docAsk is docTool, with standard error too, for a run that writes no
+// files, answered from toolAnswers when the program was asked the same of
+// the same bytes before.
+func docAsk(t testing.TB, name string, args ...string) (stdout, stderr string) {
+	t.Helper()
+	path := testenv.Tool(t, name)
+	r := toolAnswers.ask(path, args, func() (diffRun, bool) {
+		cmd := testenv.Command(path, args...)
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		return diffRun{stdout: out.String(), stderr: errOut.String(), err: err}, err == nil
+	})
+	if r.err != nil {
+		t.Fatalf("%s %s: %v\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), r.err, r.stdout, r.stderr)
+	}
+	docToolStderr(t, name, args, r.stderr)
+	return r.stdout, r.stderr
+}
+
+func docToolStderr(t testing.TB, name string, args []string, stderr string) {
+	t.Helper()
 	if name == "qpdf" && stderr != "" {
 		t.Fatalf("%s %s: warnings:\n%s", name, strings.Join(args, " "), stderr)
 	}
 	popplerDataPresent(t, stderr)
-	return stdout
 }
 
 // popplerDataPresent fails the test when poppler says it lacks the CMaps of
@@ -55,22 +80,16 @@ func popplerDataPresent(t testing.TB, stderr string) {
 // concern the reader's environment, not the file.
 func docPopplerClean(t testing.TB, path string) {
 	t.Helper()
-	cmd := testenv.Command(testenv.Tool(t, "pdftotext"), path, os.DevNull)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("pdftotext %s: %v\n%s", path, err, stderr.String())
-	}
-	popplerDataPresent(t, stderr.String())
-	if strings.Contains(stderr.String(), "Syntax ") {
-		t.Errorf("pdftotext %s:\n%s", filepath.Base(path), stderr.String())
+	_, stderr := docAsk(t, "pdftotext", path, os.DevNull)
+	if strings.Contains(stderr, "Syntax ") {
+		t.Errorf("pdftotext %s:\n%s", filepath.Base(path), stderr)
 	}
 }
 
 // docQpdfCheck runs qpdf --check on path, which must pass without a warning.
 func docQpdfCheck(t testing.TB, path string) string {
 	t.Helper()
-	out := docTool(t, "qpdf", "--check", path)
+	out, _ := docAsk(t, "qpdf", "--check", path)
 	if !strings.Contains(out, "No syntax or stream encoding errors found") {
 		t.Fatalf("qpdf --check %s:\n%s", path, out)
 	}
@@ -84,7 +103,8 @@ var (
 
 func docInfoTitle(t testing.TB, path string) string {
 	t.Helper()
-	if m := docTitleLine.FindStringSubmatch(docTool(t, "pdfinfo", path)); m != nil {
+	out, _ := docAsk(t, "pdfinfo", path)
+	if m := docTitleLine.FindStringSubmatch(out); m != nil {
 		return m[1]
 	}
 	return ""
@@ -92,7 +112,8 @@ func docInfoTitle(t testing.TB, path string) string {
 
 func docPdfinfoPages(t testing.TB, path string) int {
 	t.Helper()
-	m := docPagesLine.FindStringSubmatch(docTool(t, "pdfinfo", path))
+	out, _ := docAsk(t, "pdfinfo", path)
+	m := docPagesLine.FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("pdfinfo %s: no Pages line", path)
 	}
@@ -106,7 +127,7 @@ func docPdfinfoPages(t testing.TB, path string) int {
 // not on the page's content.
 func docPageTexts(t testing.TB, path string, from, thru int) []string {
 	t.Helper()
-	out := docTool(t, "pdftotext", "-f", strconv.Itoa(from), "-l", strconv.Itoa(thru), "-enc", "UTF-8", path, "-")
+	out, _ := docAsk(t, "pdftotext", "-f", strconv.Itoa(from), "-l", strconv.Itoa(thru), "-enc", "UTF-8", path, "-")
 	pages := strings.Split(out, "\f")
 	// Every page ends with a form feed, so the last piece is empty.
 	if len(pages) != thru-from+2 || strings.TrimSpace(pages[len(pages)-1]) != "" {
