@@ -22,9 +22,10 @@ import (
 // (dirLostAttempts).
 //
 // So one chunk costs at most s3store's MaxRequestsPerRange(chunk size,
-// ReadTimeout) requests: with the defaults (8 MiB, 2 minutes) 45: 33
+// ReadTimeout) requests: with the defaults (8 MiB, 2 minutes) 49: 33
 // throttled answers (each request waits longer after each, up to 4 s), 5
-// failures, and 7 resumes of bodies that broke after bringing 1 MiB.
+// failures, and 11 resumes of bodies that broke after bringing their
+// credit (7 of 1 MiB, then 4 halving the last MiB down to 64 KiB).
 //
 // What bounds them in time is Options.ReadTimeout, one deadline for the
 // whole download (the store's requests, waits and resumes run under its

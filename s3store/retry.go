@@ -35,8 +35,9 @@ import (
 //   - final (403, 404, 412, any other answer): returned at once.
 //
 // A range (GetRange) has one budget for its first GET and its resumes:
-// a body cut short or stalled counts as a failure unless it brought
-// progressCredit bytes first. So one range of n bytes costs at most
+// a body cut short or stalled counts as a failure unless it brought its
+// credit first (creditFor: 1 MiB, or half of what it was asked for, at
+// least 64 KiB). So one range of n bytes costs at most
 // MaxRequestsPerRange(n, d) requests within a deadline d.
 
 // Retry timing; Options can shorten them for tests.
@@ -240,15 +241,15 @@ func (s *Store) ThrottledWithin(d time.Duration) int {
 
 // MaxRequestsPerRange is the most requests GetRange makes for a range of
 // n bytes within a deadline d: its throttled answers (ThrottledWithin),
-// its failures (failed requests and bodies cut before progressCredit
-// bytes, MaxAttempts in all, the last of which gives up), and the GETs
-// whose bodies broke after bringing progressCredit bytes (at most
-// (n-1)/progressCredit: each brought that many, and the range was not
-// complete), the last GET, which completes it, taking the place of the
-// failure that would have given up. For an 8 MiB chunk and the defaults:
-// 33 + 5 + 7 = 45 within 2 minutes, 5 + 5 + 7 = 17 within 10 s.
+// its failures (failed requests and bodies cut before their credit,
+// MaxAttempts in all, the last of which gives up), and the GETs whose
+// bodies broke after bringing their credit (freeResumes: for 8 MiB, 7 of
+// 1 MiB and 4 halving the last MiB down to 64 KiB), the last GET, which
+// completes it, taking the place of the failure that would have given up.
+// For an 8 MiB chunk and the defaults: 33 + 5 + 11 = 49 within 2 minutes,
+// 5 + 5 + 11 = 21 within 10 s.
 func (s *Store) MaxRequestsPerRange(n int64, d time.Duration) int {
-	return s.ThrottledWithin(d) + s.maxAttempts + int((n-1)/progressCredit)
+	return s.ThrottledWithin(d) + s.maxAttempts + freeResumes(n)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
