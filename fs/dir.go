@@ -38,7 +38,7 @@ func (n *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if err != nil {
 		return nil, n.fsys.errno(err, "lookup", n.prefix+name)
 	}
-	if ch, ok := n.child(ctx, entry{name: name, dir: a.kind == isDir, v: a.v}, a.kind, out); ok {
+	if ch, ok := n.child(ctx, entry{Name: name, Dir: a.kind == isDir, Version: a.v}, a.kind, out); ok {
 		return ch, 0
 	}
 	return nil, syscall.ENOENT
@@ -47,9 +47,9 @@ func (n *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 func (n *dirNode) child(ctx context.Context, e entry, kind entryKind, out *fuse.EntryOut) (*gofs.Inode, bool) {
 	switch kind {
 	case isFile:
-		return n.fsys.fileChild(ctx, &n.Inode, e.v, out), true
+		return n.fsys.fileChild(ctx, &n.Inode, e.Version, out), true
 	case isDir:
-		return n.fsys.dirChild(ctx, &n.Inode, n.prefix+e.name+"/", out), true
+		return n.fsys.dirChild(ctx, &n.Inode, n.prefix+e.Name+"/", out), true
 	}
 	return nil, false
 }
@@ -60,13 +60,13 @@ func (n *dirNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHan
 		fsys: n.fsys,
 		dir:  n.prefix,
 		child: func(ctx context.Context, e entry, out *fuse.EntryOut) (*gofs.Inode, bool) {
-			return n.child(ctx, e, e.answer().kind, out)
+			return n.child(ctx, e, answerOf(e).kind, out)
 		},
 		dirent: func(e entry) (fuse.DirEntry, bool) {
-			if e.dir {
-				return fuse.DirEntry{Name: e.name, Mode: syscall.S_IFDIR, Ino: dirIno(n.prefix + e.name + "/")}, true
+			if e.Dir {
+				return fuse.DirEntry{Name: e.Name, Mode: syscall.S_IFDIR, Ino: dirIno(n.prefix + e.Name + "/")}, true
 			}
-			return fuse.DirEntry{Name: e.name, Mode: syscall.S_IFREG, Ino: fileIno(e.v.Key)}, true
+			return fuse.DirEntry{Name: e.Name, Mode: syscall.S_IFREG, Ino: fileIno(e.Version.Key)}, true
 		},
 		lookup: n.Lookup,
 	}, 0, 0

@@ -59,11 +59,10 @@ func (f *FS) openDir(dir string) entrySource {
 
 func (s *dirStream) next(ctx context.Context) (entry, bool, error) {
 	for {
-		le, ok, err := s.l.Next(ctx)
+		e, ok, err := s.l.Next(ctx)
 		if err != nil {
 			return entry{}, false, err
 		}
-		e := entry{name: le.Name, dir: le.Dir, v: le.Version}
 		if !ok {
 			if s.whole != nil {
 				s.f.meta.putListing(s.dir, &dirListing{entries: s.whole}, s.size, s.gen)
@@ -74,7 +73,7 @@ func (s *dirStream) next(ctx context.Context) (entry, bool, error) {
 		if !s.v.admit(e) {
 			continue
 		}
-		s.f.meta.putAnswer(s.dir+e.name, e.answer(), s.gen)
+		s.f.meta.putAnswer(s.dir+e.Name, answerOf(e), s.gen)
 		if s.whole != nil {
 			s.size += entrySize(e)
 			if s.size <= s.f.meta.maxListingBytes() {
@@ -204,7 +203,7 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	found := false
 	for i := h.n - 1; i >= max(0, h.n-recentEntries) && !found; i-- {
 		e = h.recent[i%recentEntries]
-		found = e.name == name
+		found = e.Name == name
 	}
 	h.mu.Unlock()
 	if !found {

@@ -179,35 +179,35 @@ type view struct {
 
 // admit says whether e is shown, warning once about what is not.
 func (v *view) admit(e entry) bool {
-	key := v.dir + e.name
-	if e.dir {
+	key := v.dir + e.Name
+	if e.Dir {
 		key += "/"
 	}
-	if !validName(e.name) {
-		if e.dir {
+	if !validName(e.Name) {
+		if e.Dir {
 			v.f.warns.warn(key, "skipping key that cannot be a directory name")
 		} else {
 			v.f.warns.warn(key, "skipping key that cannot be a file name")
 		}
 		return false
 	}
-	if v.f.hidden(v.dir, e.name) || (!e.dir && !v.f.acceptVersion(e.v)) {
+	if v.f.hidden(v.dir, e.Name) || (!e.Dir && !v.f.acceptVersion(e.Version)) {
 		return false
 	}
-	pos := e.pos()
+	pos := e.Pos()
 	for n := len(v.shadow); n > 0 && v.shadow[n-1]+"/" < pos; n-- {
 		v.shadow = v.shadow[:n-1]
 	}
-	if e.dir {
-		if n := len(v.shadow); n > 0 && v.shadow[n-1] == e.name {
+	if e.Dir {
+		if n := len(v.shadow); n > 0 && v.shadow[n-1] == e.Name {
 			// The file keeps the name; the directory's contents are not
 			// reachable through this mount.
-			v.f.warns.warn(v.dir+e.name, "a file and a directory share this name; serving the file")
+			v.f.warns.warn(v.dir+e.Name, "a file and a directory share this name; serving the file")
 			return false
 		}
 	} else {
-		v.shadow = append(v.shadow, e.name)
+		v.shadow = append(v.shadow, e.Name)
 	}
-	v.f.warnOdd(key, e.name)
+	v.f.warnOdd(key, e.Name)
 	return true
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 
+	"s3docs/fs/listing"
 	"s3docs/internal/object"
 )
 
@@ -28,27 +29,15 @@ type answer struct {
 	v    object.Version
 }
 
-// entry is one name of a directory listing.
-type entry struct {
-	name string
-	dir  bool
-	v    object.Version // files only
-}
+// entry is one name of a directory listing, as the lister yields it.
+type entry = listing.Entry
 
-// pos is where the entry sorts in a listing: a directory sorts as its
-// prefix, "name/".
-func (e entry) pos() string {
-	if e.dir {
-		return e.name + "/"
-	}
-	return e.name
-}
-
-func (e entry) answer() answer {
-	if e.dir {
+// answerOf is what a listed entry answers a lookup of its name.
+func answerOf(e entry) answer {
+	if e.Dir {
 		return answer{kind: isDir}
 	}
-	return answer{kind: isFile, v: e.v}
+	return answer{kind: isFile, v: e.Version}
 }
 
 // dirListing is a whole directory level, sorted, with the names that
@@ -60,9 +49,9 @@ type dirListing struct {
 // find answers a lookup of name from the listing.
 func (l *dirListing) find(name string) answer {
 	for _, pos := range []string{name, name + "/"} {
-		i := sort.Search(len(l.entries), func(i int) bool { return l.entries[i].pos() >= pos })
-		if i < len(l.entries) && l.entries[i].name == name {
-			return l.entries[i].answer()
+		i := sort.Search(len(l.entries), func(i int) bool { return l.entries[i].Pos() >= pos })
+		if i < len(l.entries) && l.entries[i].Name == name {
+			return answerOf(l.entries[i])
 		}
 	}
 	return answer{}
@@ -79,7 +68,7 @@ func answerSize(key string, a answer) int64 {
 }
 
 func entrySize(e entry) int64 {
-	return int64(entryOverhead + len(e.name) + len(e.v.Key) + len(e.v.ETag))
+	return int64(entryOverhead + len(e.Name) + len(e.Version.Key) + len(e.Version.ETag))
 }
 
 // DefaultMetadataCacheBytes is the byte budget of the metadata cache when

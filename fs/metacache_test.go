@@ -31,7 +31,7 @@ func TestMetaCacheBounds(t *testing.T) {
 	var small, big dirListing
 	var smallSize, bigSize int64
 	for i := 0; i < 2000; i++ {
-		e := entry{name: fmt.Sprintf("f%04d", i), v: version(fmt.Sprintf("d/f%04d", i), `"e"`, 1)}
+		e := entry{Name: fmt.Sprintf("f%04d", i), Version: version(fmt.Sprintf("d/f%04d", i), `"e"`, 1)}
 		if i < 10 {
 			small.entries = append(small.entries, e)
 			smallSize += entrySize(e)

@@ -62,7 +62,7 @@ func (n *partsDirNode) Lookup(ctx context.Context, name string, out *fuse.EntryO
 	if err != nil {
 		return nil, n.fsys.errno(err, "lookup", n.prefix+name)
 	}
-	if ch, ok := n.child(ctx, entry{name: name, dir: a.kind == isDir, v: a.v}, a.kind, out); ok {
+	if ch, ok := n.child(ctx, entry{Name: name, Dir: a.kind == isDir, Version: a.v}, a.kind, out); ok {
 		return ch, 0
 	}
 	return nil, syscall.ENOENT
@@ -70,10 +70,10 @@ func (n *partsDirNode) Lookup(ctx context.Context, name string, out *fuse.EntryO
 
 func (n *partsDirNode) child(ctx context.Context, e entry, kind entryKind, out *fuse.EntryOut) (*gofs.Inode, bool) {
 	switch {
-	case kind == isFile && isPDFKey(e.name):
-		return n.fsys.pdfPartsChild(ctx, &n.Inode, e.v, out), true
+	case kind == isFile && isPDFKey(e.Name):
+		return n.fsys.pdfPartsChild(ctx, &n.Inode, e.Version, out), true
 	case kind == isDir:
-		return n.fsys.partsDirChild(ctx, &n.Inode, n.prefix+e.name+"/", out), true
+		return n.fsys.partsDirChild(ctx, &n.Inode, n.prefix+e.Name+"/", out), true
 	}
 	return nil, false
 }
@@ -85,14 +85,14 @@ func (n *partsDirNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.Fi
 		fsys: n.fsys,
 		dir:  n.prefix,
 		child: func(ctx context.Context, e entry, out *fuse.EntryOut) (*gofs.Inode, bool) {
-			return n.child(ctx, e, e.answer().kind, out)
+			return n.child(ctx, e, answerOf(e).kind, out)
 		},
 		dirent: func(e entry) (fuse.DirEntry, bool) {
 			switch {
-			case e.dir:
-				return fuse.DirEntry{Name: e.name, Mode: syscall.S_IFDIR, Ino: partsIno(n.prefix + e.name + "/")}, true
-			case isPDFKey(e.name):
-				return fuse.DirEntry{Name: e.name, Mode: syscall.S_IFDIR, Ino: partsIno(e.v.Key)}, true
+			case e.Dir:
+				return fuse.DirEntry{Name: e.Name, Mode: syscall.S_IFDIR, Ino: partsIno(n.prefix + e.Name + "/")}, true
+			case isPDFKey(e.Name):
+				return fuse.DirEntry{Name: e.Name, Mode: syscall.S_IFDIR, Ino: partsIno(e.Version.Key)}, true
 			}
 			return fuse.DirEntry{}, false
 		},
