@@ -418,11 +418,11 @@ func specs() []spec {
 		},
 		{
 			name: "metrics-addr", fstab: "metrics_addr", kind: kindString, arg: "HOST:PORT",
-			help: "serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9100); empty serves none",
+			help: "serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9478); empty serves none",
 			set: func(c *Config, v string) error {
 				if v != "" {
 					if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
-						return fmt.Errorf("invalid address %q (want HOST:PORT, e.g. 127.0.0.1:9100)", v)
+						return fmt.Errorf("invalid address %q (want HOST:PORT, e.g. 127.0.0.1:9478)", v)
 					}
 				}
 				c.MetricsAddr = v

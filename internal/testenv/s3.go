@@ -104,6 +104,9 @@ func StartS3(t testing.TB) *S3 {
 		go func() { waitErr = cmd.Wait(); close(exited) }()
 
 		lastErr = waitReady(endpoint, exited, startTimeout)
+		if lastErr == nil {
+			lastErr = s.checkOwnServer(endpoint)
+		}
 		if lastErr != nil {
 			stopProcess(cmd, exited)
 			select {
@@ -169,6 +172,27 @@ func waitReady(endpoint string, exited <-chan struct{}, timeout time.Duration) e
 		return final
 	}
 	return fmt.Errorf("versitygw on %s did not answer within %v: %v", endpoint, timeout, err)
+}
+
+// checkOwnServer makes sure the versitygw answering on endpoint is the one
+// serving s.Root. Packages' tests run in parallel, each starting servers with
+// the same keys: when two pick the same free port, the second fails to bind
+// and exits, but its readiness check may already have been answered by the
+// first, and the test would then work in another test's buckets. A bucket
+// made straight in s.Root is known only to the server that serves it.
+func (s *S3) checkOwnServer(endpoint string) error {
+	marker := "testenv-owner-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	dir := filepath.Join(s.Root, marker)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return fmt.Errorf("testenv: %w", err)
+	}
+	defer os.Remove(dir)
+	ctx, cancel := opContext()
+	defer cancel()
+	if _, err := s.NewClient(endpoint).HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(marker)}); err != nil {
+		return fmt.Errorf("the server on %s does not serve %s (another test's server took the port?): %w", endpoint, s.Root, err)
+	}
+	return nil
 }
 
 // stopProcess sends SIGTERM, waits up to stopTimeout, then kills and waits.

@@ -793,3 +793,18 @@ func TestDebianPackageTable(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnServerCheck: a server that took our port, with our keys, is told
+// apart from ours.
+func TestOwnServerCheck(t *testing.T) {
+	ours, theirs := StartS3(t), StartS3(t)
+	if err := ours.checkOwnServer(ours.Endpoint); err != nil {
+		t.Errorf("own server: %v", err)
+	}
+	if err := ours.checkOwnServer(theirs.Endpoint); err == nil {
+		t.Errorf("another server with the same keys passed as ours")
+	}
+	if entries, err := os.ReadDir(ours.Root); err != nil || len(entries) != 0 {
+		t.Errorf("root after the checks: %v, %v; want empty", entries, err)
+	}
+}
