@@ -236,8 +236,9 @@ results="$work/results"
 put() { printf '%s=%s\n' "$1" "$2" >>"$results"; }
 get() { awk -F= -v k="$1" '$1 == k { v = substr($0, length(k) + 2) } END { print v }' "$results"; }
 getn() { local v; v=$(get "$1"); printf '%s' "${v:-0}"; } # a count, 0 if missing
-notes=()
-note() { log "NOTE: $*"; notes+=("$*"); }
+# Notes go to a file too: a figure runs in a subshell, whose variables die with it.
+: >"$work/notes"
+note() { log "NOTE: $*"; printf -- '- %s\n' "$*" >>"$work/notes"; }
 
 # run_fig NAME CMD...: runs one figure in a subshell under set -e; a failure
 # is noted (with the tail of the log) and the run goes on.
@@ -939,9 +940,9 @@ report() {
 	else
 		main_report
 	fi
-	if ((${#notes[@]})); then
+	if [[ -s $work/notes ]]; then
 		printf '\n## Problems\n\n'
-		printf -- '- %s\n' "${notes[@]}"
+		cat "$work/notes"
 	fi
 	# shellcheck disable=SC2016 # backquotes are Markdown
 	printf '\nReproduce: `scripts/bench.sh --size-mb %s --small %s%s%s%s%s %s` (as root).\n' "$size_mb" "$small_n" \
