@@ -155,8 +155,9 @@ func (s *Service) makePart(ctx context.Context, v object.Version, from, thru int
 }
 
 // admit has write fill a temporary file of the cache, then admits it as
-// blob id. A file that write or its close failed is removed here; one that
-// the cache does not admit, by the cache.
+// blob id. The file is removed on every failure: the cache removes one it
+// refuses, but not one it cannot tell for its own (its directory was
+// replaced meanwhile), and removing a removed file costs nothing.
 func (s *Service) admit(id string, write func(io.Writer) error) error {
 	tmp, err := s.cache.TempFile()
 	if err != nil {
@@ -170,7 +171,9 @@ func (s *Service) admit(id string, write func(io.Writer) error) error {
 		os.Remove(tmp.Name())
 		return err
 	}
-	_, err = s.cache.AdmitBlob(id, tmp.Name())
+	if _, err = s.cache.AdmitBlob(id, tmp.Name()); err != nil {
+		os.Remove(tmp.Name())
+	}
 	return err
 }
 

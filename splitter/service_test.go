@@ -25,6 +25,7 @@ type fakeCache struct {
 	fragmentReads int     // ReadFragments: small reads
 	pieceReads    int     // ReadPieces: short scans
 	prefetched    []int64 // offsets announced to Prefetch
+	admitErr      error   // AdmitBlob fails so, leaving the file, as the real cache does when its directory was replaced
 }
 
 func newFakeCache(t *testing.T, source []byte) *fakeCache {
@@ -82,6 +83,9 @@ func (c *fakeCache) OpenBlob(id string) (*os.File, error) { return os.Open(filep
 func (c *fakeCache) TempFile() (*os.File, error) { return os.CreateTemp(c.dir, "tmp.*") }
 
 func (c *fakeCache) AdmitBlob(id, tmpPath string) (int64, error) {
+	if c.admitErr != nil {
+		return 0, c.admitErr
+	}
 	fi, err := os.Stat(tmpPath)
 	if err != nil {
 		return 0, err
@@ -209,6 +213,23 @@ func TestServiceRetriesAWorkerCrashOnce(t *testing.T) {
 				t.Errorf("remembered failure %v is not marked logged", err)
 			}
 		})
+	}
+}
+
+// A part or page count the cache does not admit leaves no temporary file,
+// whoever's job removing it was; the page count is answered all the same.
+func TestServiceRefusedBlobLeavesNoFile(t *testing.T) {
+	cache := newFakeCache(t, []byte("%PDF-1.7"))
+	cache.admitErr = errors.New("no temporary file of the cache")
+	s := NewService(&fakeWorkers{part: []byte("part bytes")}, cache, nil, nil)
+	if _, err := s.Part(context.Background(), testVersion, 1, 2); err == nil {
+		t.Error("Part succeeded though the cache refused it")
+	}
+	if n, err := s.PageCount(context.Background(), testVersion); n != 7 || err != nil {
+		t.Errorf("PageCount with a refused blob: %d, %v; want 7", n, err)
+	}
+	if tmps := cache.temps(t); len(tmps) != 0 {
+		t.Errorf("refused blobs left %v", tmps)
 	}
 }
 
