@@ -309,7 +309,7 @@ func (s *Stream) maybeProbeLocked(p *part, first, last string) {
 		return
 	}
 	p.startProbe()
-	s.window.acquire(false) // for the probe's page
+	s.window.acquire(false) // for the probe's page; cannot fail: not full above, under the same lock
 	s.wg.Add(1)
 	go s.probe(p, b, depth)
 }
