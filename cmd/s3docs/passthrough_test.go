@@ -24,7 +24,7 @@ import (
 
 // readMetrics are the daemon's counters this file looks at.
 type readMetrics struct {
-	reads, passOpens, pinned, evictions, badChunks float64
+	reads, passOpens, pinned, evictions, badChunks, cached float64
 }
 
 func (d *daemon) readMetrics(t *testing.T, addr string) readMetrics {
@@ -36,7 +36,32 @@ func (d *daemon) readMetrics(t *testing.T, addr string) readMetrics {
 		pinned:    metricValue(t, text, "s3docs_cache_pinned_bytes"),
 		evictions: metricValue(t, text, "s3docs_cache_evictions_total"),
 		badChunks: metricValue(t, text, "s3docs_cache_bad_chunks_total"),
+		cached:    metricValue(t, text, "s3docs_cache_bytes"),
 	}
+}
+
+// pinnedSettles returns the daemon's pinned bytes once they are want, or
+// what they are after 10 s. A file's handle is released after close(2)
+// returns (the kernel sends RELEASE on its own time), so a reader that has
+// exited may still pin its object for a moment.
+func (d *daemon) pinnedSettles(t *testing.T, addr string, want float64) float64 {
+	t.Helper()
+	pinned := d.readMetrics(t, addr).pinned
+	testenv.Eventually(10*time.Second, func() bool {
+		pinned = d.readMetrics(t, addr).pinned
+		return pinned == want
+	})
+	return pinned
+}
+
+// waitCached waits until the cache holds at least n bytes: a reader has its
+// bytes a moment before the cache has recorded the chunk they came in, and
+// a file passes through only once the cache holds every chunk of it.
+func (d *daemon) waitCached(t *testing.T, addr string, n int) {
+	t.Helper()
+	testenv.WaitFor(t, 10*time.Second, fmt.Sprintf("the cache to hold %d bytes", n), func() bool {
+		return d.readMetrics(t, addr).cached >= float64(n)
+	})
 }
 
 // A warm read of a file the cache holds whole, with the page cache dropped:
@@ -59,6 +84,7 @@ func TestPassthroughWarmReadsSkipTheDaemon(t *testing.T) {
 		t.Fatal("cold read: content differs")
 	}
 	w.proxy.WaitIdle(10 * time.Second)
+	d.waitCached(t, addr, size)
 	dropPageCache(t)
 	w.proxy.Reset()
 	before := d.readMetrics(t, addr)
@@ -79,8 +105,8 @@ func TestPassthroughWarmReadsSkipTheDaemon(t *testing.T) {
 	case !on && (reads == 0 || after.passOpens != 0):
 		t.Errorf("passthrough off: %v reads reached the daemon, %v opens passed through", reads, after.passOpens)
 	}
-	if after.pinned != 0 {
-		t.Errorf("%v bytes pinned with no file open", after.pinned)
+	if pinned := d.pinnedSettles(t, addr, 0); pinned != 0 {
+		t.Errorf("%v bytes pinned with no file open", pinned)
 	}
 
 	part := d.path(".parts/doc.pdf/pages-0003-0005.pdf")
@@ -117,6 +143,7 @@ func TestPassthroughCorruptChunkRefetched(t *testing.T) {
 		t.Fatal("content differs")
 	}
 	w.proxy.WaitIdle(10 * time.Second)
+	d.waitCached(t, addr, size)
 	mp := d.mountpoint
 	if code := d.stop(); code != 0 {
 		t.Fatalf("exit code %d", code)
@@ -149,6 +176,7 @@ func TestPassthroughCorruptChunkRefetched(t *testing.T) {
 	if m.badChunks != 1 || m.passOpens != 0 {
 		t.Fatalf("after the restart: %v bad chunks, %v passthrough opens; want 1 and 0 (the first open checks)", m.badChunks, m.passOpens)
 	}
+	d.waitCached(t, addr, size)
 	dropPageCache(t)
 	if got := sha256Of(t, d.path("doc.pdf")); got != sha256Hex(data) {
 		t.Fatal("content differs on the next open")
@@ -169,11 +197,13 @@ func TestPassthroughOverwriteNeverMixes(t *testing.T) {
 	v1 := testenv.RandomBytes(902, size)
 	v2 := testenv.RandomBytes(903, size)
 	w.s3.Put(t, testBucket, "doc.pdf", v1)
-	d := w.mount(t, mountOpts{extra: []string{"--metadata-ttl", "0"}})
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	d := w.mount(t, mountOpts{extra: []string{"--metadata-ttl", "0", "--metrics-addr", addr}})
 	if got := sha256Of(t, d.path("doc.pdf")); got != sha256Hex(v1) {
 		t.Fatal("content differs")
 	}
 	w.proxy.WaitIdle(10 * time.Second)
+	d.waitCached(t, addr, size)
 	dropPageCache(t)
 	old, err := os.Open(d.path("doc.pdf"))
 	if err != nil {
@@ -239,11 +269,12 @@ func TestPassthroughHandlesDuringEviction(t *testing.T) {
 	on := testenv.Passthrough()
 	// Two objects read whole, then held open: with passthrough, pinned.
 	var held []*os.File
-	for _, key := range keys[:2] {
+	for i, key := range keys[:2] {
 		if got := sha256Of(t, d.path(key)); got != sums[key] {
 			t.Fatalf("%s differs", key)
 		}
 		w.proxy.WaitIdle(10 * time.Second)
+		d.waitCached(t, addr, (i+1)*size+i*4096)
 		f, err := os.Open(d.path(key))
 		if err != nil {
 			t.Fatal(err)
@@ -319,8 +350,10 @@ func TestPassthroughHandlesDuringEviction(t *testing.T) {
 	if slack := int64(objects * 2 * 4096); onDisk > bound+slack {
 		t.Errorf("cache takes %d bytes on disk, bound %d", onDisk, bound)
 	}
-	if on && m.pinned != float64(2*size+4096) {
-		t.Errorf("%v bytes pinned with the two handles open, want %d", m.pinned, 2*size+4096)
+	if on {
+		if pinned := d.pinnedSettles(t, addr, float64(2*size+4096)); pinned != float64(2*size+4096) {
+			t.Errorf("%v bytes pinned with the two handles open, want %d", pinned, 2*size+4096)
+		}
 	}
 	for _, f := range held {
 		f.Close()
