@@ -143,9 +143,11 @@ func (s *Store) do(ctx context.Context, kind string, b *budget, maxFailures int,
 		}
 		err = call(ctx)
 		c := classify(err)
-		if ctx.Err() != nil && c != classOK {
+		if ctx.Err() != nil && c != classOK && httpStatus(err) == 0 {
 			// Ended by our own deadline or cancellation: not the store's
-			// answer.
+			// answer. An answer that came as the context ended is the
+			// store's, and is counted below: a throttled one then fails
+			// with the deadline, saying the store throttled.
 			s.pace.Done(t, pacer.Failed)
 			s.onRequest(kind, OutcomeError)
 			return s.gaveUp(b, err)

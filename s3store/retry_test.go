@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
 	"s3docs/internal/object"
 	"s3docs/internal/pacer"
 	"s3docs/internal/testenv"
@@ -140,6 +143,31 @@ func TestThrottledUntilTheDeadline(t *testing.T) {
 // A store that fails (500 to everything, or nothing listening) fails a
 // request after MaxAttempts tries, in seconds, whatever its deadline; a
 // refusal (403), a missing or changed object fail at once.
+// A throttled answer that arrives as the deadline passes is still the
+// store's answer: the operation fails with the deadline, saying the store
+// throttled (TestThrottledUntilTheDeadline once got the bare 429 instead,
+// in a -race -count=3 run beside two CPU burners).
+func TestThrottledAnswerAtTheDeadline(t *testing.T) {
+	s, _ := scriptServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		t.Error("no request should reach the server")
+	})
+	for _, status := range []int{http.StatusServiceUnavailable, http.StatusTooManyRequests} {
+		throttled := &awshttp.ResponseError{ResponseError: &smithyhttp.ResponseError{
+			Response: &smithyhttp.Response{Response: &http.Response{StatusCode: status}},
+			Err:      errors.New("api error SlowDown"),
+		}}
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		err := s.do(ctx, KindGet, &budget{}, s.maxAttempts, func(ctx context.Context) error {
+			<-ctx.Done() // the answer comes just as the deadline passes
+			return throttled
+		})
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "throttled") {
+			t.Errorf("%d at the deadline: %v, want the deadline, saying the store throttled", status, err)
+		}
+	}
+}
+
 func TestFailuresFailFast(t *testing.T) {
 	s, calls := scriptServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
 		s3Error(w, http.StatusInternalServerError, "InternalError")
